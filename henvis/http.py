@@ -1,0 +1,180 @@
+"""The HTTP edge shared by every service: errors, limits, auth, health, logs and metrics.
+
+``create_app`` gives a FastAPI app whose failures look the same everywhere:
+* 422 with ``{"detail": sentence, "errors": [{"field", "message", "type"}]}`` that never
+  echoes a submitted value;
+* 413 for a body over the limit, 415 for a JSON endpoint posted something else;
+* 401 without or with a wrong credential, 403 with the wrong role;
+* 500 only for a bug, with a generic message and a log line without personal data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from henvis.auth import ApiClient, ClientRegistry
+from henvis.metrics import mount_metrics
+from henvis.schemas.errors import describe, safe_errors
+
+log = structlog.get_logger("henvis.http")
+
+HTTP_REQUESTS = Counter(
+    "henvis_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "henvis_http_request_duration_seconds", "Time to answer an HTTP request", ["service", "route"]
+)
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with 413, whether or not Content-Length is honest."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(self.max_bytes)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(max_bytes: int) -> JSONResponse:
+    return JSONResponse(
+        status_code=413,
+        content={"detail": f"The request body is larger than the limit of {max_bytes} bytes.", "errors": [
+            {"field": "body", "message": f"must be at most {max_bytes} bytes", "type": "body_too_large"}
+        ]},
+    )
+
+
+def require_json(request: Request) -> None:
+    """Dependency for JSON endpoints: anything but ``application/json`` is a 415."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise HTTPException(status_code=415, detail="The body must be JSON (Content-Type: application/json).")
+
+
+def _route_template(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", "unmatched")
+
+
+def create_app(
+    *,
+    service: str,
+    title: str,
+    version: str,
+    description: str = "",
+    ready: Callable[[], bool] | None = None,
+    max_body_bytes: int = 64 * 1024,
+    **fastapi_kwargs,
+) -> FastAPI:
+    """A FastAPI app with henvis's error format, limits, health, metrics and request log."""
+    app = FastAPI(title=title, version=version, description=description, **fastapi_kwargs)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = safe_errors(list(exc.errors()))
+        return JSONResponse(status_code=422, content={"detail": describe(errors), "errors": errors})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request_failed", route=_route_template(request), error_type=type(exc).__name__)
+        return JSONResponse(status_code=500, content={"detail": "Internal error. It has been logged without your data."})
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        route = _route_template(request)
+        HTTP_REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(service, route).observe(elapsed)
+        client = getattr(request.state, "client_name", None)
+        log.info(
+            "http_request",
+            method=request.method,
+            route=route,
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 1),
+            client=client,
+        )
+        return response
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Dependencies (database) are reachable")
+    def readyz() -> JSONResponse:
+        try:
+            is_ready = ready() if ready else True
+        except Exception as exc:  # any failure to reach a dependency means not ready
+            log.warning("not_ready", error_type=type(exc).__name__)
+            is_ready = False
+        return JSONResponse(status_code=200 if is_ready else 503, content={"status": "ready" if is_ready else "unavailable"})
+
+    mount_metrics(app)
+    return app
+
+
+_bearer = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
+
+
+def bearer_auth(clients: ClientRegistry, allowed: Iterable[str] | Callable[[str], bool]) -> Callable:
+    """Dependency that admits a client whose role is allowed: 401 unknown, 403 wrong role.
+
+    ``allowed`` is a set of roles, or a predicate on the role (e.g. any ``centre:`` role).
+    """
+    allowed_roles = None if callable(allowed) else frozenset(allowed)
+
+    def _role_allowed(role: str) -> bool:
+        return role in allowed_roles if allowed_roles is not None else allowed(role)
+
+    def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
+        client = clients.authenticate(credentials.credentials if credentials else None)
+        if client is None:
+            raise HTTPException(
+                status_code=401, detail="A valid bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
+            )
+        request.state.client_name = client.name
+        if not _role_allowed(client.role):
+            raise HTTPException(status_code=403, detail="Your credential's role may not use this endpoint.")
+        return client
+
+    return dependency

@@ -1,0 +1,126 @@
+"""The one logging setup: structlog JSON lines on stdout, personal data redacted.
+
+Every service calls :func:`configure_logging` once at start.  Standard-library loggers
+(uvicorn, faust, aiokafka, kafka-python, alembic) are routed through the same processors,
+so a third-party log line that happens to contain a phone number is scrubbed as well.
+
+Redaction works on two levels:
+* keys: any value stored under a personal-data key (``full_name``, ``phone``, ``cpr``,
+  ``case_ref`` ...) is replaced, at any depth of the event dict;
+* values: strings are scanned for the shapes of Danish phone numbers, CPR numbers and
+  e-mail addresses, which are masked wherever they appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[redacted]"
+
+PERSONAL_KEYS = frozenset(
+    {
+        "person",
+        "full_name",
+        "name",
+        "phone",
+        "email",
+        "postal_address",
+        "address",
+        "street",
+        "cpr",
+        "case_ref",
+        "password",
+        "token",
+        "authorization",
+        "cookie",
+    }
+)
+
+_PATTERNS = [
+    # e-mail addresses
+    re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    # Danish phone numbers: optional +45/0045, then 8 digits grouped by spaces or not at all.
+    # Dashes are not separators here so that dates and UUIDs stay readable in logs.
+    re.compile(r"(?<![\w-])(?:(?:\+|00)45 ?)?(?:\d ?){7}\d(?![\w-])"),
+    # CPR numbers, with or without the dash
+    re.compile(r"(?<![\w-])\d{6}-?\d{4}(?![\w-])"),
+]
+
+
+def scrub_text(text: str) -> str:
+    """Mask anything in free text that looks like a phone number, CPR number or e-mail."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact(value: Any) -> Any:
+    """Return ``value`` with personal data removed, recursing into mappings and sequences."""
+    if isinstance(value, Mapping):
+        return {
+            key: (REDACTED if str(key).lower() in PERSONAL_KEYS else redact(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return scrub_text(value)
+    return value
+
+
+def _redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return redact(event_dict)
+
+
+_SHARED_PROCESSORS: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+]
+
+
+def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
+    """Send every log record of this process as a redacted JSON line to ``stream`` (stdout)."""
+    stream = stream or sys.stdout
+    renderer = structlog.processors.JSONRenderer()
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED_PROCESSORS,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _redact_processor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Faust and mode install their own handlers; make them propagate to ours instead.
+    for name in ("faust", "mode", "aiokafka", "kafka", "uvicorn", "uvicorn.access", "uvicorn.error", "alembic"):
+        lib_logger = logging.getLogger(name)
+        lib_logger.handlers[:] = []
+        lib_logger.propagate = True
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+    structlog.configure(
+        processors=[*_SHARED_PROCESSORS, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

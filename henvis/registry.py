@@ -1,0 +1,100 @@
+"""The centre registry: the eleven municipalities and their centres, loaded from data.
+
+The registry is a versioned YAML file (``henvis/data/centres.v1.yaml`` by default,
+``HENVIS_REGISTRY_PATH`` to override).  Loading validates it and fails loudly: a service
+must not start with a registry that could route a person to the wrong centre.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from henvis import deadlines
+from henvis.schemas.municipalities import DANISH_MUNICIPALITIES
+
+
+class RegistryError(RuntimeError):
+    """The registry file is missing, unreadable or inconsistent."""
+
+
+class Centre(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    municipality_code: str = Field(pattern=r"^\d{3}$")
+    municipality: str = Field(min_length=1)
+    slug: str = Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")
+    name: str = Field(min_length=1)
+    topic: str | None = Field(default=None, description="Defaults to referrals.<slug>.v1")
+    contact_due_working_days: int = Field(default=1, ge=0, le=30)
+    treatment_due_days: int = Field(default=14, ge=1, le=90)
+
+    @property
+    def topic_base(self) -> str:
+        return self.topic or f"referrals.{self.slug}.v1"
+
+    def contact_due_by(self, issued_at: datetime) -> date:
+        return deadlines.contact_due_by(issued_at, self.contact_due_working_days)
+
+    def treatment_due_by(self, issued_at: datetime) -> date:
+        return deadlines.treatment_due_by(issued_at, self.treatment_due_days)
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    district: str
+    centres: tuple[Centre, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for centre in self.centres:
+            if centre.municipality_code not in DANISH_MUNICIPALITIES:
+                raise ValueError(f"{centre.municipality_code} is not a Danish municipality code")
+        for attribute in ("municipality_code", "slug", "topic_base"):
+            values = [getattr(centre, attribute) for centre in self.centres]
+            duplicates = sorted({value for value in values if values.count(value) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {attribute}: {', '.join(duplicates)}")
+        return self
+
+    @cached_property
+    def _by_code(self) -> dict[str, Centre]:
+        return {centre.municipality_code: centre for centre in self.centres}
+
+    @cached_property
+    def _by_slug(self) -> dict[str, Centre]:
+        return {centre.slug: centre for centre in self.centres}
+
+    def for_municipality(self, code: str) -> Centre | None:
+        return self._by_code.get(code)
+
+    def by_slug(self, slug: str) -> Centre | None:
+        return self._by_slug.get(slug)
+
+    @property
+    def slugs(self) -> list[str]:
+        return [centre.slug for centre in self.centres]
+
+
+def _default_text() -> str:
+    return resources.files("henvis").joinpath("data/centres.v1.yaml").read_text(encoding="utf-8")
+
+
+def load_registry(path: Path | str | None = None) -> Registry:
+    """Load and validate the registry; ``None`` means the packaged default."""
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path else _default_text()
+        data = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"cannot read the centre registry {path or '(packaged)'}: {exc}") from exc
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as exc:
+        raise RegistryError(f"the centre registry {path or '(packaged)'} is invalid:\n{exc}") from exc
