@@ -6,7 +6,11 @@ decision types and reason codes only.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest, start_http_server
+
+#: Set to 1 by a worker once it consumes (the runtime contract's ``worker_ready``); defined
+#: here once so several workers imported into one process do not register it twice.
+WORKER_READY = Gauge("henvis_worker_ready", "1 once this worker consumes its topics")
 
 
 def metrics_response_body() -> tuple[bytes, str]:
