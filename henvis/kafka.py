@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import structlog
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from henvis.registry import Registry
 from henvis.schemas.topics import (
@@ -25,6 +23,7 @@ from henvis.settings import KafkaSettings
 log = structlog.get_logger(__name__)
 
 _DAY_MS = 24 * 60 * 60 * 1000
+_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
 
 
 def topic_name(base: str, settings: KafkaSettings) -> str:
@@ -122,31 +121,37 @@ def henvis_topics(settings: KafkaSettings, registry: Registry) -> dict[str, bool
 def ensure_topics(settings: KafkaSettings, topics: dict[str, bool]) -> list[str]:
     """Create missing topics; those with personal data get bounded retention (DESIGN §6.5).
 
-    Returns the names that were created.  In production, topics are usually created by the
+    Returns the names that were created.  Safe to call from every process at start: a topic
+    that already exists is left as it is.  In production topics are usually created by the
     platform team with ACLs; this is what the demo, the tests and ``henvis topics create`` use.
     """
+    retention = {
+        True: str(settings.personal_data_retention_days * _DAY_MS),
+        False: str(settings.pseudonymous_retention_days * _DAY_MS),
+    }
+    wanted = {
+        name: {
+            "num_partitions": settings.partitions,
+            "replication_factor": settings.replication_factor,
+            "configs": {"retention.ms": retention[personal]},
+        }
+        for name, personal in topics.items()
+    }
     admin = KafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers.split(","), client_id="henvis-admin", **security_config(settings)
     )
     try:
-        existing = set(admin.list_topics())
-        retention = str(settings.personal_data_retention_days * _DAY_MS)
-        new = [
-            NewTopic(
-                name=name,
-                num_partitions=settings.partitions,
-                replication_factor=settings.replication_factor,
-                topic_configs={"retention.ms": retention} if personal else {},
-            )
-            for name, personal in topics.items()
-            if name not in existing
-        ]
-        if new:
-            try:
-                admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between list and create
-            log.info("topics_created", count=len(new))
-        return [topic.name for topic in new]
+        response = admin.create_topics(wanted, raise_errors=False, wait_for_metadata=True)
     finally:
         admin.close()
+    created, failures = [], []
+    for result in response["topics"]:
+        if result["error_code"] == 0:
+            created.append(result["name"])
+        elif result["error_code"] != _TOPIC_ALREADY_EXISTS:
+            failures.append(f"{result['name']}: {result['error_message']}")
+    if failures:
+        raise RuntimeError("could not create topics: " + "; ".join(failures))
+    if created:
+        log.info("topics_created", count=len(created))
+    return created

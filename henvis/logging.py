@@ -13,6 +13,7 @@ Redaction works on two levels:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -78,6 +79,37 @@ def _redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) ->
     return redact(event_dict)
 
 
+def _as_loggable(value: Any) -> Any:
+    """A log-call argument as data the key-based redaction can see into."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return f"<{len(value)} bytes>"
+    return value
+
+
+def _redact_stdlib_arguments(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Re-render a standard-library message from redacted arguments.
+
+    A library that logs ``"failed to send %s", event`` would otherwise put the event's
+    name and address into the message as plain text, where only the shape-based scrubbing
+    could catch some of it.  Rendering from redacted arguments removes it by key.
+    """
+    record = event_dict.get("_record")
+    args = event_dict.pop("positional_args", None)
+    if record is None or not args:
+        return event_dict
+    args = args if isinstance(args, tuple) else (args,)
+    try:
+        event_dict["event"] = str(record.msg) % tuple(redact(_as_loggable(arg)) for arg in args)
+    except (TypeError, ValueError):
+        event_dict["event"] = f"{record.msg} [arguments withheld]"
+    return event_dict
+
+
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -90,9 +122,10 @@ _SHARED_PROCESSORS: list[Any] = [
 def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
     """Send every log record of this process as a redacted JSON line to ``stream`` (stdout)."""
     stream = stream or sys.stdout
-    renderer = structlog.processors.JSONRenderer()
+    renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_SHARED_PROCESSORS,
+        foreign_pre_chain=[*_SHARED_PROCESSORS, _redact_stdlib_arguments],
+        pass_foreign_args=True,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _redact_processor,

@@ -39,6 +39,8 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     # Bounded retention for topics that carry personal data (DESIGN §6.5).
     personal_data_retention_days: int = Field(default=14, ge=1)
+    # Facts and outcomes are pseudonymous; keeping them lets the stats database be rebuilt.
+    pseudonymous_retention_days: int = Field(default=730, ge=1)
 
 
 class ServiceSettings(BaseSettings):

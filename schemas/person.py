@@ -82,9 +82,17 @@ Cpr = Annotated[str, BeforeValidator(normalise_cpr), Field(json_schema_extra={"p
 # ---------------------------------------------------------------- names and free text
 
 
+def _refuse_control_characters(value: str) -> None:
+    """Line breaks, NUL, bidi overrides and the like have no place in contact details: they
+    are how log injection and spoofed display text start."""
+    if any(unicodedata.category(char)[0] == "C" for char in value):
+        raise PydanticCustomError("text_control_characters", "must not contain control or formatting characters")
+
+
 def _check_name(value: str) -> str:
     """A person's name: letters of any script, spaces, hyphens, apostrophes and periods."""
-    collapsed = " ".join(value.split())
+    _refuse_control_characters(value)
+    collapsed = " ".join(part for part in value.split(" ") if part)
     if not collapsed:
         raise PydanticCustomError("name_empty", "must not be empty")
     for char in collapsed:
@@ -104,7 +112,8 @@ FullName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_c
 
 def _check_printable(value: str) -> str:
     """Free text (street, city): no control, format (e.g. RTL override) or markup characters."""
-    collapsed = " ".join(value.split())
+    _refuse_control_characters(value)
+    collapsed = " ".join(part for part in value.split(" ") if part)
     if not collapsed:
         raise PydanticCustomError("text_empty", "must not be empty")
     for char in collapsed:
