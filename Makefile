@@ -34,7 +34,13 @@ check-generated: venv
 
 # HENVIS_TEST_POSTGRES_URL may be given from outside (an existing server); otherwise the
 # local throwaway cluster of tools/postgres.sh is started (and left running for reruns).
-test: venv check-generated
+# The AsyncAPI specification's JSON Schema (npm @asyncapi/specs), to validate our document offline.
+ASYNCAPI_SPEC := tools/asyncapi/node_modules/@asyncapi/specs/package.json
+$(ASYNCAPI_SPEC): tools/asyncapi/package-lock.json
+	npm ci --prefix tools/asyncapi --no-audit --no-fund --silent
+	touch $@
+
+test: venv check-generated $(ASYNCAPI_SPEC)
 	if [ -z "$${HENVIS_TEST_POSTGRES_URL:-}" ]; then \
 	    HENVIS_TEST_POSTGRES_URL="$$(tools/postgres.sh start | tail -n 1)"; \
 	fi; \

@@ -511,6 +511,7 @@ def _parser() -> argparse.ArgumentParser:
         ("start", "start the broker (or report the running one) and wait until it answers"),
         ("stop", "stop the broker; its data is kept for the next start"),
         ("status", "say whether the broker runs (exit code 3 when it does not)"),
+        ("jars", "resolve the broker's jars from Maven Central into the cache (no start)"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument(
@@ -535,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "start":
             handle = start(run_dir, port=args.port, controller_port=args.controller_port, heap=args.heap)
             print(f"bootstrap servers: {handle.bootstrap}")
+        elif args.command == "jars":
+            print(f"Kafka {kafka_version()} jars in {ensure_jars()}")
         elif args.command == "stop":
             print("Kafka broker stopped" if stop(run_dir) else "Kafka broker was not running")
         else:
