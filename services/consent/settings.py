@@ -1,0 +1,43 @@
+"""The consent service's one settings model (``HENVIS_CONSENT_*`` plus the shared ``HENVIS_*``)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from henvis.settings import ServiceSettings
+
+
+def _default_database_url() -> str:
+    run_dir = os.environ.get("HENVIS_RUN_DIR") or ".run"
+    return f"sqlite:///{run_dir}/consent.db"
+
+
+class ConsentSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HENVIS_CONSENT_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=_default_database_url,
+        description="SQLAlchemy URL of the consent database (events + outbox).",
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger request bodies get 413.")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Relay's /metrics port; 0 = off.")
+    relay_id: str | None = Field(
+        default=None, description="Lease owner name of this relay replica; hostname:pid when unset."
+    )
+    relay_batch_size: int = Field(default=500, ge=1, le=10_000, description="Outbox rows leased at a time.")
+    relay_poll_interval_seconds: float = Field(
+        default=0.2, gt=0, le=60, description="Pause when the outbox is empty."
+    )
+    relay_lease_seconds: float = Field(
+        default=60.0,
+        ge=30,
+        le=3600,
+        description="How long a leased batch belongs to one relay; a crashed relay's rows wait this long.",
+    )
+    relay_max_backoff_seconds: float = Field(default=10.0, gt=0, le=300, description="Cap of the retry backoff.")
+    sent_retention_hours: float = Field(
+        default=24.0, ge=0, description="Published outbox rows (which hold the payload) are deleted after this."
+    )
