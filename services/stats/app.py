@@ -1,0 +1,160 @@
+"""The faust adapter: ``referral.facts.v1`` and ``referral.outcomes.v1`` into SQL.
+
+Delivery:
+
+* ``processing_guarantee="at_least_once"``, ``concurrency=1``: an offset is committed only
+  after the agent has finished the message, so a kill re-delivers, never loses.
+* Applying is idempotent by event_id (``processed_events`` row in the same transaction as
+  the referral's change), so a re-delivery changes nothing.
+* The SQL runs in a thread (``asyncio.to_thread``) so the event loop keeps heartbeating.
+* Exceptions never escape an agent (faust would ack the message): an event that is not
+  valid is logged by id/type and skipped (it can never become valid); a database error is
+  retried with backoff until it works, so nothing accepted is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import faust
+import structlog
+from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
+
+from henvis.kafka import faust_broker_options, topic_name
+from henvis.metrics import WORKER_READY
+from henvis.registry import Registry
+from henvis.schemas.events import ReferralFact, ReferralOutcome, parse_event
+from henvis.schemas.topics import REFERRAL_FACTS, REFERRAL_OUTCOMES
+from henvis.services.stats import domain
+from henvis.services.stats.settings import StatsSettings
+from henvis.services.stats.store import Filters, StatsStore
+
+log = structlog.get_logger("henvis.stats")
+
+FACTS_INGESTED = Counter("henvis_stats_facts_ingested_total", "Referral facts applied to the statistics", ["decision"])
+OUTCOMES_INGESTED = Counter("henvis_stats_outcomes_ingested_total", "Centre outcomes applied to the statistics", ["outcome"])
+SKIPPED = Counter("henvis_stats_events_skipped_total", "Events not applied", ["reason"])
+DB_RETRIES = Counter("henvis_stats_db_retries_total", "Database writes that failed and were retried")
+LAG = Gauge(
+    "henvis_stats_ingest_lag_seconds",
+    "Seconds between a message reaching Kafka and the statistics applying it (last message)",
+    ["topic"],
+)
+RATE_GAUGES = {
+    name: Gauge(f"henvis_stats_{name}", f"Current {name.replace('_', ' ')} over all time (suppressed cells: NaN)", ["municipality"])
+    for name in ("acceptance_rate", "first_interview_rate", "follow_up_rate")
+}
+
+_MAX_BACKOFF_SECONDS = 10.0
+
+
+class StatsWorker:
+    """One stats worker process: the faust app, its two agents and the SQL store."""
+
+    def __init__(self, settings: StatsSettings, registry: Registry, store: StatsStore):
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.ready = False
+        kafka = settings.kafka
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            settings.faust_app_id(),
+            **faust_broker_options(kafka),
+            processing_guarantee="at_least_once",
+            web_enabled=False,
+            datadir=str(settings.data_dir / "{conf.name}-data"),
+            store="memory://",
+            topic_partitions=kafka.partitions,
+            topic_replication_factor=kafka.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.facts = self.app.topic(topic_name(REFERRAL_FACTS.name, kafka), key_type=bytes, value_type=bytes)
+        self.outcomes = self.app.topic(topic_name(REFERRAL_OUTCOMES.name, kafka), key_type=bytes, value_type=bytes)
+        self._register()
+
+    def _register(self) -> None:
+        app = self.app
+
+        @app.agent(self.facts, concurrency=1, name="ingest-facts")
+        async def ingest_facts(stream):
+            async for event in stream.events():
+                await self.handle(event.value, "facts", event.message.timestamp)
+
+        @app.agent(self.outcomes, concurrency=1, name="ingest-outcomes")
+        async def ingest_outcomes(stream):
+            async for event in stream.events():
+                await self.handle(event.value, "outcomes", event.message.timestamp)
+
+        @app.timer(self.settings.rate_gauge_interval_seconds)
+        async def refresh_rate_gauges():
+            try:
+                await asyncio.to_thread(self.refresh_rate_gauges)
+            except Exception as exc:  # noqa: BLE001 - gauges are best effort; never stop the worker
+                log.warning("rate_gauges_failed", error_type=type(exc).__name__)
+
+        @app.on_rebalance_complete.connect
+        async def on_ready(sender, **kwargs):
+            WORKER_READY.set(1)
+            if not self.ready:
+                self.ready = True
+                log.info("worker_ready", app_id=self.settings.faust_app_id())
+            else:
+                log.info("partitions_assigned")
+
+    async def handle(self, raw: bytes | None, source: str, kafka_timestamp: float | None = None) -> bool:
+        """Apply one message; True when it changed the statistics. Never raises."""
+        try:
+            event = parse_event(raw or b"")
+        except (ValidationError, ValueError):
+            SKIPPED.labels(reason="invalid_event").inc()
+            log.warning("event_skipped", reason="invalid_event", topic=source)
+            return False
+        if not isinstance(event, (ReferralFact, ReferralOutcome)):
+            SKIPPED.labels(reason="unexpected_type").inc()
+            log.warning("event_skipped", reason="unexpected_type", event_type=event.event_type, event_id=str(event.event_id))
+            return False
+        applied = await self._apply_until_done(event)
+        if kafka_timestamp:
+            LAG.labels(topic=source).set(max(0.0, time.time() - kafka_timestamp))
+        if not applied:
+            SKIPPED.labels(reason="duplicate").inc()
+            return False
+        if isinstance(event, ReferralFact):
+            FACTS_INGESTED.labels(decision=str(event.decision)).inc()
+        else:
+            OUTCOMES_INGESTED.labels(outcome=str(event.outcome)).inc()
+        log.debug("event_applied", event_type=event.event_type, event_id=str(event.event_id), referral_id=str(event.referral_id))
+        return True
+
+    async def _apply_until_done(self, event: ReferralFact | ReferralOutcome) -> bool:
+        apply = self.store.apply_fact if isinstance(event, ReferralFact) else self.store.apply_outcome
+        backoff = 0.1
+        while True:
+            try:
+                return await asyncio.to_thread(apply, event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - database away or a bug: never drop, retry
+                DB_RETRIES.inc()
+                log.warning(
+                    "apply_retry", error_type=type(exc).__name__, event_id=str(event.event_id), backoff_seconds=round(backoff, 2)
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+    def refresh_rate_gauges(self) -> None:
+        """Rates per municipality (the finest label allowed), suppressed like every export."""
+        groups = self.store.funnels(Filters(), "municipality")
+        codes = [centre.municipality_code for centre in self.registry.centres]
+        rows, total = domain.publish_table(
+            [(code, groups.get(code, domain.RawFunnel())) for code in codes], self.settings.suppression_threshold
+        )
+        for code, row in [*zip(codes, rows), ("all", total)]:
+            for name, gauge in RATE_GAUGES.items():
+                value = row[name]
+                gauge.labels(municipality=code).set(float("nan") if value is None else value)
