@@ -1,0 +1,232 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "henvis.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "henvis.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "henvis.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "henvis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: henvis
+{{- end -}}
+
+{{- define "henvis.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "henvis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "henvis.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "henvis.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "henvis.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The seven long-running components. Each entry: the service it belongs to, whether it is an
+HTTP API (Service, /healthz + /readyz probes) or a worker (metrics port, /metrics probe),
+its command, and the path of its values below .Values.
+*/}}
+{{- define "henvis.components" -}}
+consent-api:
+  service: consent
+  kind: api
+  args: [consent, serve, --host, 0.0.0.0, --port, "8080"]
+consent-relay:
+  service: consent
+  kind: worker
+  values: relay
+  args: [consent, relay]
+router-worker:
+  service: router
+  kind: worker
+  args: [router, worker]
+centre-api:
+  service: centre
+  kind: api
+  args: [centre, serve, --host, 0.0.0.0, --port, "8080"]
+centre-worker:
+  service: centre
+  kind: worker
+  args: [centre, worker]
+stats-api:
+  service: stats
+  kind: api
+  args: [stats, serve, --host, 0.0.0.0, --port, "8080"]
+stats-worker:
+  service: stats
+  kind: worker
+  args: [stats, worker]
+{{- end -}}
+
+{{/* The values block of one component: .Values.<service>.<api|worker|relay>. */}}
+{{- define "henvis.componentValues" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $key := default $component.kind $component.values -}}
+{{- toYaml (index (index $root.Values $component.service) $key) -}}
+{{- end -}}
+
+{{/* The registry file's content: the override when given, else the chart's copy. */}}
+{{- define "henvis.registryContent" -}}
+{{- if .Values.registry.override -}}
+{{- .Values.registry.override -}}
+{{- else -}}
+{{- .Files.Get "files/centres.v1.yaml" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kafka SASL Secret of a service: its own, else the shared one. */}}
+{{- define "henvis.kafkaSaslSecret" -}}
+{{- $root := index . 0 -}}
+{{- $service := index . 1 -}}
+{{- default $root.Values.kafka.sasl.existingSecret (index $root.Values $service).kafkaSaslExistingSecret -}}
+{{- end -}}
+
+{{/*
+Environment of a container of one service (list of EnvVar). Args: root, service name,
+component kind ("api", "worker" or "migrate"), metrics port (workers).
+*/}}
+{{- define "henvis.env" -}}
+{{- $root := index . 0 -}}
+{{- $service := index . 1 -}}
+{{- $kind := index . 2 -}}
+{{- $values := index $root.Values $service -}}
+{{- $prefix := printf "HENVIS_%s_" (upper $service) -}}
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+- name: PYTHONUNBUFFERED
+  value: "1"
+- name: HOME
+  value: /tmp
+- name: HENVIS_RUN_DIR
+  value: /run/henvis
+- name: HENVIS_LOG_LEVEL
+  value: {{ $root.Values.logLevel | quote }}
+- name: HENVIS_KAFKA_BOOTSTRAP_SERVERS
+  value: {{ $root.Values.kafka.bootstrapServers | quote }}
+- name: HENVIS_KAFKA_SECURITY_PROTOCOL
+  value: {{ $root.Values.kafka.securityProtocol | quote }}
+- name: HENVIS_KAFKA_TOPIC_PREFIX
+  value: {{ $root.Values.kafka.topicPrefix | quote }}
+- name: HENVIS_KAFKA_PARTITIONS
+  value: {{ $root.Values.kafka.partitions | quote }}
+- name: HENVIS_KAFKA_REPLICATION_FACTOR
+  value: {{ $root.Values.kafka.replicationFactor | quote }}
+- name: HENVIS_KAFKA_PERSONAL_DATA_RETENTION_DAYS
+  value: {{ $root.Values.kafka.personalDataRetentionDays | quote }}
+{{- if $root.Values.kafka.sasl.mechanism }}
+{{- $saslSecret := include "henvis.kafkaSaslSecret" (list $root $service) }}
+- name: HENVIS_KAFKA_SASL_MECHANISM
+  value: {{ $root.Values.kafka.sasl.mechanism | quote }}
+- name: HENVIS_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $saslSecret }}
+      key: {{ $root.Values.kafka.sasl.usernameKey }}
+- name: HENVIS_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $saslSecret }}
+      key: {{ $root.Values.kafka.sasl.passwordKey }}
+{{- end }}
+{{- if $root.Values.kafka.tls.caExistingSecret }}
+- name: HENVIS_KAFKA_SSL_CAFILE
+  value: /etc/henvis/kafka-ca/{{ $root.Values.kafka.tls.caKey }}
+{{- end }}
+{{- if ne $kind "migrate" }}
+- name: HENVIS_REGISTRY_PATH
+  value: /etc/henvis/registry/centres.v1.yaml
+{{- end }}
+{{- if eq $kind "api" }}
+- name: HENVIS_API_CLIENTS_FILE
+  value: /etc/henvis/api-clients/{{ $root.Values.apiClients.key }}
+{{- end }}
+{{- if hasKey $values "database" }}
+- name: {{ $prefix }}DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $values.database.existingSecret }}
+      key: {{ $values.database.key }}
+{{- end }}
+{{- if and (eq $service "router") $values.manualPublicKey }}
+- name: HENVIS_ROUTER_MANUAL_PUBLIC_KEY
+  value: {{ $values.manualPublicKey | quote }}
+{{- end }}
+{{- if eq $service "centre" }}
+- name: HENVIS_CENTRE_SESSION_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $values.sessionSecret.existingSecret }}
+      key: {{ $values.sessionSecret.key }}
+{{- if $values.centres }}
+- name: HENVIS_CENTRE_CENTRES
+  value: {{ $values.centres | quote }}
+{{- end }}
+- name: HENVIS_CENTRE_RETENTION_DAYS
+  value: {{ $values.retentionDays | quote }}
+{{- end }}
+{{- if eq $service "stats" }}
+- name: HENVIS_STATS_SUPPRESSION_THRESHOLD
+  value: {{ $values.suppressionThreshold | quote }}
+{{- end }}
+{{- if eq $kind "worker" }}
+- name: {{ $prefix }}METRICS_PORT
+  value: {{ index . 3 | quote }}
+{{- end }}
+{{- with $root.Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Writable scratch space: the root filesystem is read-only. */}}
+{{- define "henvis.scratchVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+- name: run
+  emptyDir:
+    sizeLimit: {{ .Values.runDirSizeLimit }}
+{{- if .Values.kafka.tls.caExistingSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.tls.caExistingSecret }}
+    items:
+      - key: {{ .Values.kafka.tls.caKey }}
+        path: {{ .Values.kafka.tls.caKey }}
+{{- end }}
+{{- end -}}
+
+{{- define "henvis.scratchMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: run
+  mountPath: /run/henvis
+{{- if .Values.kafka.tls.caExistingSecret }}
+- name: kafka-ca
+  mountPath: /etc/henvis/kafka-ca
+  readOnly: true
+{{- end }}
+{{- end -}}

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Offline checks of the Helm chart in helm/henvis, for CI (`make test`) and for anyone
+# changing the chart. Prints every check it makes and exits non-zero on any problem.
+#
+#   tools/helm-check.sh
+#
+# Tools come only from package registries this machine reaches, cached between runs:
+#   - helm: `go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION` (Go module proxy) into
+#     $(go env GOPATH)/bin; skipped when that helm is already installed.
+#   - Kubernetes JSON schemas: the PyPI package kubernetes-validate, which bundles the
+#     strict (additionalProperties: false) schemas of every Kubernetes minor release,
+#     installed into a venv under $HENVIS_TOOLS_CACHE. We validate with it directly; see
+#     docs/operators-guide.md ("How the chart is checked") for why not kubeconform.
+#
+# Environment:
+#   HELM_VERSION               helm release to install (default below)
+#   KUBERNETES_VALIDATE_VERSION  kubernetes-validate release (default below)
+#   HELM_CHECK_KUBE_VERSIONS   Kubernetes versions to validate against (oldest supported
+#                              by Chart.yaml and newest bundled; space-separated)
+#   HENVIS_TOOLS_CACHE         cache folder for the validator venv (~/.cache/henvis-tools)
+set -euo pipefail
+
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
+KUBE_VERSIONS="${HELM_CHECK_KUBE_VERSIONS:-1.27.0 1.37.0}"
+# The version helm renders and lints for: a go-installed helm has no release metadata and
+# would otherwise assume Kubernetes 1.20, older than Chart.yaml's kubeVersion allows.
+RENDER_KUBE_VERSION="${KUBE_VERSIONS##* }"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CHART="$ROOT/helm/henvis"
+PRODUCTION_VALUES="$ROOT/helm/ci-values-production.yaml"
+CACHE="${HENVIS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/henvis-tools}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "  ok    $*"; }
+fail() { failed=$((failed + 1)); echo "  FAIL  $*"; }
+section() { echo; echo "== $*"; }
+
+# --- tools ---------------------------------------------------------------------------
+section "tools"
+command -v go >/dev/null || { echo "helm-check: Go is needed to install helm (go install); install Go 1.22+" >&2; exit 2; }
+GOBIN_DIR="$(go env GOBIN)"
+GOBIN_DIR="${GOBIN_DIR:-$(go env GOPATH)/bin}"
+HELM="$GOBIN_DIR/helm"
+installed_helm_version=""
+if [ -x "$HELM" ]; then
+    installed_helm_version="$("$HELM" version --template '{{ .Version }}' 2>/dev/null || true)"
+fi
+# A go-installed helm reports its version as vMAJOR.MINOR (no release metadata).
+if [ -n "$installed_helm_version" ] && [[ "$HELM_VERSION" == "$installed_helm_version"* ]]; then
+    echo "  helm $installed_helm_version already installed at $HELM"
+else
+    echo "  installing helm $HELM_VERSION with go install (first time: a minute or two) ..."
+    start=$SECONDS
+    go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    echo "  helm installed in $((SECONDS - start)) s"
+fi
+
+VENV="$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+if ! "$VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null; then
+    echo "  installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $VENV ..."
+    PYTHON="$(command -v python3.11 || command -v python3)"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+else
+    echo "  kubernetes-validate $KUBERNETES_VALIDATE_VERSION already installed in $VENV"
+fi
+
+# --- the registry copy ---------------------------------------------------------------
+section "centre registry copy"
+if cmp -s "$CHART/files/centres.v1.yaml" "$ROOT/henvis/data/centres.v1.yaml"; then
+    pass "helm/henvis/files/centres.v1.yaml is identical to henvis/data/centres.v1.yaml"
+else
+    fail "helm/henvis/files/centres.v1.yaml differs from henvis/data/centres.v1.yaml: copy it (cp henvis/data/centres.v1.yaml helm/henvis/files/)"
+fi
+
+# --- values.yaml documents every value ----------------------------------------------
+section "values.yaml comments"
+undocumented="$(awk '
+    /^[[:space:]]*#/ { commented = 1; next }
+    /^[[:space:]]*$/ { next }
+    /^[[:space:]]*-/ { commented = 0; next }
+    /^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*:/ { if (!commented) print "line " NR ": " $0; commented = 0; next }
+    { commented = 0 }' "$CHART/values.yaml")"
+if [ -z "$undocumented" ]; then
+    pass "every key in values.yaml has a comment above it"
+else
+    fail "keys in values.yaml without a comment:"; echo "$undocumented" | sed 's/^/          /'
+fi
+
+# --- lint and render -----------------------------------------------------------------
+declare -A VALUE_SETS=([default]="" [production]="$PRODUCTION_VALUES")
+for set in default production; do
+    section "helm lint --strict and helm template ($set values)"
+    args=(--kube-version "$RENDER_KUBE_VERSION")
+    [ -n "${VALUE_SETS[$set]}" ] && args+=(-f "${VALUE_SETS[$set]}")
+    if "$HELM" lint --strict "${args[@]}" "$CHART" >"$WORK/lint-$set.log" 2>&1; then
+        pass "helm lint --strict ($set)"
+    else
+        fail "helm lint --strict ($set)"; sed 's/^/          /' "$WORK/lint-$set.log"
+    fi
+    if "$HELM" template henvis "$CHART" --namespace henvis "${args[@]}" >"$WORK/$set.yaml" 2>"$WORK/template-$set.log"; then
+        pass "helm template ($set): $(grep -c '^kind:' "$WORK/$set.yaml") manifests"
+    else
+        fail "helm template ($set)"; sed 's/^/          /' "$WORK/template-$set.log"
+    fi
+done
+
+# --- Kubernetes schemas and the chart's own rules ------------------------------------
+section "rendered manifests against the Kubernetes schemas (strict) and the chart's rules"
+# Kinds that are not part of Kubernetes itself and have no bundled schema.
+SKIPPED_KINDS="ServiceMonitor"
+if "$VENV/bin/python" - "$KUBE_VERSIONS" "$SKIPPED_KINDS" "$WORK/default.yaml" "$WORK/production.yaml" <<'PY'; then
+import re
+import sys
+
+import yaml
+from kubernetes_validate import utils
+
+kube_versions = sys.argv[1].split()
+skipped_kinds = set(sys.argv[2].split())
+problems = 0
+
+
+def report(ok: bool, message: str) -> None:
+    global problems
+    print(f"  {'ok   ' if ok else 'FAIL '} {message}")
+    problems += not ok
+
+
+HARDENED = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+}
+SECRET_LIKE = re.compile(r"(PASSWORD|SECRET|DATABASE_URL|TOKEN)", re.I)
+
+
+def pod_rules(name: str, kind: str, pod: dict) -> list[str]:
+    """The chart's promises for every pod: hardened, bounded, no inlined secrets."""
+    broken = []
+    if pod.get("automountServiceAccountToken") is not False:
+        broken.append("service account token is mounted")
+    if (pod.get("securityContext") or {}).get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        broken.append("pod seccompProfile is not RuntimeDefault")
+    for container in pod.get("containers", []) + pod.get("initContainers", []):
+        context = container.get("securityContext") or {}
+        for key, wanted in HARDENED.items():
+            if context.get(key) is not wanted:
+                broken.append(f"{container['name']}: securityContext.{key} is not {wanted}")
+        if context.get("capabilities", {}).get("drop") != ["ALL"] or context.get("capabilities", {}).get("add"):
+            broken.append(f"{container['name']}: capabilities are not exactly drop [ALL]")
+        if context.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            broken.append(f"{container['name']}: seccompProfile is not RuntimeDefault")
+        resources = container.get("resources") or {}
+        for bound in ("requests", "limits"):
+            if not {"cpu", "memory"} <= set(resources.get(bound) or {}):
+                broken.append(f"{container['name']}: resources.{bound} lacks cpu or memory")
+        for env in container.get("env", []):
+            if SECRET_LIKE.search(env["name"]) and "value" in env:
+                broken.append(f"{container['name']}: {env['name']} is inlined, not from a Secret")
+        if kind == "Deployment":
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe not in container:
+                    broken.append(f"{container['name']}: no {probe}")
+    return broken
+
+
+for path in sys.argv[3:]:
+    label = path.rsplit("/", 1)[-1].removesuffix(".yaml")
+    problems_before = problems
+    with open(path) as handle:
+        documents = [doc for doc in yaml.safe_load_all(handle) if doc]
+    counts: dict[str, int] = {}
+    for doc in documents:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "Secret":
+            report(False, f"{label}: {kind}/{name}: the chart must reference existing Secrets, never render one")
+        if kind in skipped_kinds:
+            continue
+        for version in kube_versions:
+            try:
+                utils.validate(doc, version, strict=True)
+            except utils.ValidationError as error:
+                where = ".".join(str(part) for part in error.path)
+                report(False, f"{label}: {kind}/{name} against Kubernetes {version}: {where}: {error.message}")
+            except utils.SchemaNotFoundError as error:
+                report(False, f"{label}: {kind}/{name}: {error.message}")
+        pod = None
+        if kind == "Deployment" or kind == "Job":
+            pod = doc["spec"]["template"]["spec"]
+        if pod is not None:
+            for problem in pod_rules(name, kind, pod):
+                report(False, f"{label}: {kind}/{name}: {problem}")
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
+    validated = sum(count for kind, count in counts.items() if kind not in skipped_kinds)
+    report(problems == problems_before, f"{label}: {validated} manifests valid against Kubernetes {' and '.join(kube_versions)} "
+           f"(strict, unknown fields refused) and hardened ({summary})")
+    for kind in sorted(skipped_kinds & set(counts)):
+        print(f"  skip  {label}: {counts[kind]} {kind} (a CRD: no schema bundled with kubernetes-validate)")
+    for kind in ("Deployment", "Service"):
+        report(counts.get(kind) == 7, f"{label}: seven {kind}s (consent API and relay, router, centre API and worker, stats API and worker)")
+    report(counts.get("Job") == 3, f"{label}: three migration Jobs (consent, centre, stats)")
+sys.exit(1 if problems else 0)
+PY
+    pass "schema and rule validation"
+else
+    fail "schema and rule validation (see FAIL lines above)"
+fi
+
+# --- bad values must fail ------------------------------------------------------------
+section "bad values are refused by values.schema.json and the templates"
+# Each case: helm --set arguments | text the error must contain.
+BAD_VALUES=(
+    "consent.api.replicas=-1|/consent/api/replicas"
+    "router.worker.replicas=-3|/router/worker/replicas"
+    "kafka.bootstrapServers=null|missing property 'bootstrapServers'"
+    "kafka.bootstrapServers=|/kafka/bootstrapServers"
+    "kafka.bootstrapServers=no-port-given|/kafka/bootstrapServers"
+    "kafka.securityProtocol=TLS|/kafka/securityProtocol"
+    "kafka.securityProtocol=SASL_SSL|/kafka/sasl/mechanism"
+    "kafka.sasl.mechanism=PLAIN|/kafka/securityProtocol"
+    "kafka.personalDataRetentionDays=30|/kafka/personalDataRetentionDays"
+    "consent.database.existingSecret=|/consent/database/existingSecret"
+    "apiClients.existingSecret=null|missing property 'existingSecret'"
+    "centre.sessionSecret.existingSecret=|/centre/sessionSecret/existingSecret"
+    "consent.api.replicaz=2|additional properties 'replicaz' not allowed"
+    "securityContext.readOnlyRootFilesystem=false|/securityContext/readOnlyRootFilesystem"
+    "podSecurityContext.runAsNonRoot=false|/podSecurityContext/runAsNonRoot"
+    "stats.suppressionThreshold=1|/stats/suppressionThreshold"
+    "centre.centres=Herning|/centre/centres"
+    "router.worker.autoscaling.enabled=true,router.worker.autoscaling.maxReplicas=7|above kafka.partitions"
+    "consent.api.autoscaling.enabled=true,consent.api.autoscaling.minReplicas=5,consent.api.autoscaling.maxReplicas=2|above maxReplicas"
+)
+for case in "${BAD_VALUES[@]}"; do
+    set_args="${case%%|*}"
+    expected="${case#*|}"
+    if "$HELM" template henvis "$CHART" --kube-version "$RENDER_KUBE_VERSION" --set "$set_args" >/dev/null 2>"$WORK/bad.log"; then
+        fail "--set $set_args was accepted"
+    elif grep -qF -- "$expected" "$WORK/bad.log"; then
+        pass "--set $set_args is refused ($expected)"
+    else
+        fail "--set $set_args failed, but not with \"$expected\":"; sed 's/^/          /' "$WORK/bad.log"
+    fi
+done
+
+echo
+echo "helm-check: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
