@@ -1,0 +1,102 @@
+"""Caseworker identity: argon2 password hashes, signed session cookies, CSRF tokens.
+
+The session cookie holds only the user name, the centre slug, a CSRF token and the time it
+was issued, signed with HMAC-SHA256 (``HENVIS_CENTRE_SESSION_SECRET``) — nothing personal
+about a citizen ever goes into it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+SESSION_COOKIE = "henvis_centre_session"
+
+_hasher = PasswordHasher()
+# Verified against when the user name is unknown, so both cases take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)
+
+
+@dataclass(frozen=True)
+class Session:
+    csrf: str
+    issued: float
+    username: str | None = None
+    centre: str | None = None
+
+    @property
+    def logged_in(self) -> bool:
+        return self.username is not None and self.centre is not None
+
+    @classmethod
+    def anonymous(cls) -> "Session":
+        return cls(csrf=secrets.token_urlsafe(24), issued=time.time())
+
+    @classmethod
+    def for_user(cls, username: str, centre: str) -> "Session":
+        # A fresh CSRF token at login: a token seen before login is worthless after it.
+        return cls(csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, centre=centre)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SessionSigner:
+    def __init__(self, secret: bytes, max_age_seconds: int):
+        self._key = hashlib.sha256(b"henvis-centre-session|" + secret).digest()
+        self.max_age_seconds = max_age_seconds
+
+    def dumps(self, session: Session) -> str:
+        body = _b64(json.dumps({"c": session.csrf, "i": session.issued, "u": session.username, "k": session.centre}).encode())
+        return f"{body}.{self._sign(body)}"
+
+    def loads(self, cookie: str | None) -> Session | None:
+        """The session in a cookie, or None if missing, tampered with or expired."""
+        if not cookie or "." not in cookie:
+            return None
+        body, signature = cookie.rsplit(".", 1)
+        if not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        try:
+            data = json.loads(_unb64(body))
+            session = Session(csrf=data["c"], issued=float(data["i"]), username=data.get("u"), centre=data.get("k"))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if time.time() - session.issued > self.max_age_seconds:
+            return None
+        return session
+
+    def _sign(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+
+
+def csrf_valid(session: Session | None, submitted: str | None) -> bool:
+    return bool(session and submitted and hmac.compare_digest(session.csrf, submitted))

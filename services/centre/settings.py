@@ -1,0 +1,80 @@
+"""Configuration of the centre inbox (worker and web app), from ``HENVIS_CENTRE_*``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from henvis.registry import Registry
+from henvis.settings import ServiceSettings
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("HENVIS_RUN_DIR") or ".run")
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{run_dir() / 'centre.db'}"
+
+
+class CentreSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HENVIS_CENTRE_", extra="ignore")
+
+    database_url: str = Field(default_factory=_default_database_url)
+    centres: str | None = Field(
+        default=None, description="Comma-separated centre slugs this deployment consumes; all in the registry when unset."
+    )
+    group_id: str = Field(default="henvis-centre", description="Consumer group; the topic prefix is added in front.")
+    retention_days: int = Field(default=90, ge=0, description="Days after close/withdrawal before contact details are erased.")
+    purge_interval_seconds: float = Field(default=3600, gt=0)
+    relay_interval_seconds: float = Field(default=0.2, gt=0, description="How often the outbox relay looks for new rows.")
+    session_secret: SecretStr | None = Field(
+        default=None, description="Signs caseworker session cookies; required outside the demo (HENVIS_CENTRE_DEMO=1)."
+    )
+    demo: bool = Field(default=False, description="Allow a generated session secret stored in the run dir.")
+    secure_cookies: bool | None = Field(
+        default=None, description="Secure flag on cookies; unset = on unless the host is localhost/127.0.0.1."
+    )
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=15 * 60, ge=1)
+    metrics_port: int = 0
+
+    def centre_slugs(self, registry: Registry) -> list[str]:
+        if not self.centres:
+            return registry.slugs
+        slugs = [slug.strip() for slug in self.centres.split(",") if slug.strip()]
+        unknown = [slug for slug in slugs if registry.by_slug(slug) is None]
+        if unknown:
+            raise ValueError(f"HENVIS_CENTRE_CENTRES names centres that are not in the registry: {', '.join(unknown)}")
+        return slugs
+
+    def consumer_group(self) -> str:
+        return f"{self.kafka.topic_prefix}{self.group_id}"
+
+    def resolved_session_secret(self) -> bytes:
+        """The cookie-signing key; in the demo a random one kept in the run dir for restarts."""
+        if self.session_secret is not None:
+            return self.session_secret.get_secret_value().encode()
+        if not self.demo:
+            raise RuntimeError("HENVIS_CENTRE_SESSION_SECRET is required (or HENVIS_CENTRE_DEMO=1 for a local demo)")
+        path = run_dir() / "centre-session-secret"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process of the demo made it a moment ago
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+    def cookies_secure(self, host: str) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return host not in ("localhost", "127.0.0.1", "::1")

@@ -1,0 +1,200 @@
+"""``henvis centre worker``: centre topics -> inbox, and the outcome outbox -> Kafka.
+
+Consumer: kafka-python, read_committed, manual commits. Each message is applied to the
+database in its own transaction (idempotent by referral id), and the Kafka offset is
+committed only after that transaction — at-least-once delivery plus idempotent writes
+gives each referral exactly once in the inbox, whenever the process dies.
+
+Relay: a second thread publishes outbox rows with the idempotent producer (acks=all) and
+marks them sent only after the broker acknowledged them; it also runs the retention purge.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from pydantic import ValidationError
+
+from henvis.db import migrate
+from henvis.kafka import centre_topic_name, consumer_config, ensure_topics, henvis_topics, make_producer, topic_name
+from henvis.metrics import WORKER_READY, serve_metrics
+from henvis.registry import load_registry
+from henvis.schemas.events import ManualHandling, ManualReason, ReferralIssued, ReferralWithdrawn, parse_event
+from henvis.schemas.topics import MANUAL_HANDLING
+from henvis.services.centre import store
+from henvis.services.centre.metrics import OUTCOMES_RECORDED, REFERRALS_INGESTED, watch_inbox
+from henvis.services.centre.settings import CentreSettings
+
+log = structlog.get_logger("henvis.centre.worker")
+
+
+class _ReadyOnAssignment(ConsumerRebalanceListener):
+    def __init__(self, on_first_assignment):
+        self._on_first = on_first_assignment
+        self._done = False
+
+    def on_partitions_assigned(self, assigned):
+        if not self._done:
+            self._done = True
+            self._on_first(len(assigned))
+
+    def on_partitions_revoked(self, revoked):
+        pass
+
+
+def apply_message(engine, topic_centre: str, value: bytes, where: str) -> str:
+    """Apply one message from a centre topic to the inbox; returns what happened (for logs/metrics)."""
+    try:
+        event = parse_event(value)
+    except (ValidationError, ValueError):
+        # Unreadable or invalid: never silently dropped — a notice (without the body) to manual handling.
+        _queue_invalid(engine, topic_centre, where, "message on a centre topic is not a valid event")
+        return "invalid"
+    if isinstance(event, ReferralIssued):
+        result = store.ingest_issued(engine, event, topic_centre)
+        log.info("referral_received", referral_id=str(event.referral_id), centre=topic_centre, result=result)
+        return result
+    if isinstance(event, ReferralWithdrawn):
+        result = store.ingest_withdrawn(engine, event)
+        if result in ("erased", "tombstone"):
+            OUTCOMES_RECORDED.labels(topic_centre, "withdrawal_acknowledged").inc()
+        log.info("referral_withdrawn", referral_id=str(event.referral_id), centre=topic_centre, result=result)
+        return result
+    _queue_invalid(engine, topic_centre, where, f"unexpected event type {event.event_type} on a centre topic")
+    return "unexpected"
+
+
+def _queue_invalid(engine, topic_centre: str, where: str, detail: str) -> None:
+    now = datetime.now(UTC)
+    notice = ManualHandling(
+        event_id=store.derived_id("invalid", where), occurred_at=now, reason=ManualReason.INVALID_EVENT, detail=f"{detail} ({where})"
+    )
+    with engine.begin() as conn:
+        store._enqueue(conn, MANUAL_HANDLING.name, notice, now)
+    log.warning("invalid_message", centre=topic_centre, where=where)
+
+
+class CentreWorker:
+    def __init__(self, settings: CentreSettings):
+        self.settings = settings
+        self.registry = load_registry(settings.registry_path)
+        self.centres = settings.centre_slugs(self.registry)
+        self.topics = {centre_topic_name(slug, settings.kafka, self.registry): slug for slug in self.centres}
+        self.engine = store.make_centre_engine(settings.database_url)
+        self.stop_event = threading.Event()
+        self.client_id = f"henvis-centre-{uuid.uuid4().hex[:8]}"
+
+    # ------------------------------------------------------------------ consumer
+    def run(self) -> int:
+        migrate(self.settings.database_url, "centre")
+        ensure_topics(self.settings.kafka, henvis_topics(self.settings.kafka, self.registry))
+        watch_inbox(self.engine, self.centres)
+        serve_metrics(self.settings.metrics_port)
+        relay = threading.Thread(target=self._relay_loop, name="centre-outbox-relay", daemon=True)
+        relay.start()
+        consumer = KafkaConsumer(
+            **consumer_config(self.settings.kafka, self.settings.consumer_group(), self.client_id),
+            max_poll_records=100,
+        )
+        consumer.subscribe(topics=list(self.topics), listener=_ReadyOnAssignment(self._ready))
+        try:
+            while not self.stop_event.is_set():
+                batch = consumer.poll(timeout_ms=500)
+                for partition, records in batch.items():
+                    self._apply_partition(consumer, partition, records)
+                    if self.stop_event.is_set():
+                        break
+        finally:
+            consumer.close(autocommit=False)
+            self.stop_event.set()
+            relay.join(timeout=30)
+            WORKER_READY.set(0)
+            self.engine.dispose()
+            log.info("worker_stopped")
+        return 0
+
+    def _ready(self, partitions: int) -> None:
+        WORKER_READY.set(1)
+        log.info("worker_ready", partitions=partitions, centres=len(self.centres), group=self.settings.consumer_group())
+
+    def _apply_partition(self, consumer: KafkaConsumer, partition: TopicPartition, records) -> None:
+        from kafka.structs import OffsetAndMetadata
+
+        topic_centre = self.topics[partition.topic]
+        for record in records:
+            where = f"{partition.topic}/{partition.partition}@{record.offset}"
+            try:
+                result = apply_message(self.engine, topic_centre, record.value, where)
+            except Exception as exc:  # database down etc.: do not commit, come back to this message
+                log.error("apply_failed", where=where, error_type=type(exc).__name__)
+                consumer.seek(partition, record.offset)
+                self.stop_event.wait(1.0)
+                return
+            REFERRALS_INGESTED.labels(topic_centre, result).inc()
+            # Commit only after the database transaction: a crash before this line means
+            # the message comes again, and the idempotent write ignores it.
+            consumer.commit({partition: OffsetAndMetadata(record.offset + 1, "", -1)})
+
+    # ------------------------------------------------------------------ relay + purge
+    def _relay_loop(self) -> None:
+        producer = None
+        next_purge = 0.0
+        while not self.stop_event.is_set():
+            try:
+                if producer is None:
+                    producer = make_producer(self.settings.kafka, f"{self.client_id}-relay")
+                sent = relay_once(self.engine, producer, self.settings)
+                if time.monotonic() >= next_purge:
+                    purged = store.purge(self.engine, self.settings.retention_days)
+                    if purged:
+                        log.info("contact_details_purged", count=purged)
+                    next_purge = time.monotonic() + self.settings.purge_interval_seconds
+                if not sent:
+                    self.stop_event.wait(self.settings.relay_interval_seconds)
+            except Exception as exc:  # broker or database away: retry, the outbox keeps the rows
+                log.error("relay_failed", error_type=type(exc).__name__)
+                self.stop_event.wait(1.0)
+        if producer is not None:
+            try:
+                relay_once(self.engine, producer, self.settings)
+            except Exception as exc:
+                log.warning("relay_final_flush_failed", error_type=type(exc).__name__)
+            producer.close(timeout=10)
+
+
+def relay_once(engine, producer, settings: CentreSettings, batch: int = 500) -> int:
+    """Publish pending outbox rows in order; mark them sent only after the broker's ack."""
+    rows = store.pending_outbox(engine, batch)
+    if not rows:
+        return 0
+    futures = [
+        (row.id, producer.send(topic_name(row.topic_base, settings.kafka), key=row.kafka_key.encode(), value=row.payload.encode()))
+        for row in rows
+    ]
+    producer.flush(timeout=30)
+    acked = []
+    for row_id, future in futures:
+        future.get(timeout=30)  # raises if not acknowledged: the row stays pending
+        acked.append(row_id)
+    store.mark_sent(engine, acked)
+    log.info("outbox_relayed", count=len(acked))
+    return len(acked)
+
+
+def run_worker(settings: CentreSettings) -> int:
+    worker = CentreWorker(settings)
+
+    def _stop(signum, _frame):
+        log.info("worker_stopping", signal=signum)
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return worker.run()

@@ -1,0 +1,101 @@
+"""Realistic fake data and settings for the centre inbox tests (no real person anywhere)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from henvis.auth import hash_token
+from henvis.schemas.events import ReferralIssued, ReferralWithdrawn, referral_id_for
+
+SESSION_SECRET = "test-session-secret-0123456789abcdef"
+
+#: token -> (client name, role)
+TOKENS = {
+    "tok-herning": ("herning-case-system", "centre:herning"),
+    "tok-holstebro": ("holstebro-case-system", "centre:holstebro"),
+    "tok-auditor": ("audit-office", "auditor"),
+    "tok-police": ("police-system", "police"),
+}
+
+PEOPLE = [
+    ("Mette Kjær Sørensen", "+4521436587", "mette.k.soerensen@example.dk", ("Vestergade 14, 1. tv.", "7400", "Herning"), "1203851234"),
+    ("Jens Peter Østergaard", "+4540112233", None, ("Hjertebjergvej 3", "7500", "Holstebro"), None),
+    ("Aisha Rahimi", "+4528765432", "aisha.r@example.dk", None, None),
+    ("Søren Bæk Thomsen", "+4531224466", None, ("Industrivej 41", "7430", "Ikast"), "0507794321"),
+]
+
+
+def api_clients_json() -> str:
+    return json.dumps([{"name": name, "role": role, "token_sha256": hash_token(token)} for token, (name, role) in TOKENS.items()])
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def centre_settings(database_url: str, **overrides):
+    from henvis.services.centre.settings import CentreSettings
+
+    values = dict(
+        database_url=database_url,
+        session_secret=SESSION_SECRET,
+        api_clients=api_clients_json(),
+        centres="herning,holstebro",
+        relay_interval_seconds=0.05,
+    )
+    values.update(overrides)
+    return CentreSettings(**values)
+
+
+def referral_issued(
+    centre: str = "herning",
+    *,
+    person_index: int = 0,
+    issued_at: datetime | None = None,
+    contact_due_by: date | None = None,
+    treatment_due_by: date | None = None,
+    charged_on: date | None = None,
+    offence: str = "drink_driving",
+    case_ref: str = "4100-80261-00123-21",
+) -> ReferralIssued:
+    issued_at = issued_at or datetime.now(UTC)
+    consent_event_id = uuid.uuid4()
+    name, phone, email, address, cpr = PEOPLE[person_index % len(PEOPLE)]
+    person = {"full_name": name, "phone": phone, "email": email, "cpr": cpr}
+    if address:
+        person["postal_address"] = {"street": address[0], "postcode": address[1], "city": address[2]}
+    return ReferralIssued(
+        event_id=uuid.uuid4(),
+        occurred_at=issued_at,
+        referral_id=referral_id_for(consent_event_id),
+        consent_event_id=consent_event_id,
+        centre=centre,
+        routed_by="residence",
+        case_ref=case_ref,
+        offence=offence,
+        charged_on=charged_on or (issued_at.date() - timedelta(days=1)),
+        municipality_code={"herning": "657", "holstebro": "661"}.get(centre, "657"),
+        person={k: v for k, v in person.items() if v is not None},
+        contact_due_by=contact_due_by or (issued_at.date() + timedelta(days=1)),
+        treatment_due_by=treatment_due_by or (issued_at.date() + timedelta(days=14)),
+        issued_at=issued_at,
+    )
+
+
+def referral_withdrawn(referral_id: uuid.UUID, centre: str = "herning") -> ReferralWithdrawn:
+    return ReferralWithdrawn(
+        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), referral_id=referral_id, centre=centre, reason="person_changed_mind"
+    )
+
+
+def personal_strings() -> list[str]:
+    """Every personal value the fakes use, to assert none of them leaks."""
+    values = ["4100-80261-00123-21"]
+    for name, phone, email, address, cpr in PEOPLE:
+        values += [name, phone, phone[3:]]
+        values += [v for v in (email, cpr) if v]
+        if address:
+            values.append(address[0])
+    return values
