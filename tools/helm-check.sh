@@ -234,6 +234,7 @@ BAD_VALUES=(
     "podSecurityContext.runAsNonRoot=false|/podSecurityContext/runAsNonRoot"
     "stats.suppressionThreshold=1|/stats/suppressionThreshold"
     "centre.centres=Herning|/centre/centres"
+    "router.manualPublicKey=not-a-key|/router/manualPublicKey"
     "router.worker.autoscaling.enabled=true,router.worker.autoscaling.maxReplicas=7|above kafka.partitions"
     "consent.api.autoscaling.enabled=true,consent.api.autoscaling.minReplicas=5,consent.api.autoscaling.maxReplicas=2|above maxReplicas"
 )

@@ -176,11 +176,14 @@ component kind ("api", "worker" or "migrate"), metrics port (workers).
   value: {{ $values.manualPublicKey | quote }}
 {{- end }}
 {{- if eq $service "centre" }}
+{{- if eq $kind "api" }}
+{{- /* Only the web app signs session cookies; the worker and the Job never see the key. */}}
 - name: HENVIS_CENTRE_SESSION_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ $values.sessionSecret.existingSecret }}
       key: {{ $values.sessionSecret.key }}
+{{- end }}
 {{- if $values.centres }}
 - name: HENVIS_CENTRE_CENTRES
   value: {{ $values.centres | quote }}
@@ -191,6 +194,8 @@ component kind ("api", "worker" or "migrate"), metrics port (workers).
 {{- if eq $service "stats" }}
 - name: HENVIS_STATS_SUPPRESSION_THRESHOLD
   value: {{ $values.suppressionThreshold | quote }}
+- name: HENVIS_STATS_SECURE_COOKIES
+  value: {{ $values.secureCookies | quote }}
 {{- end }}
 {{- if eq $kind "worker" }}
 - name: {{ $prefix }}METRICS_PORT
