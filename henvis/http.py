@@ -65,6 +65,11 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
             await _too_large(self.max_bytes)(scope, receive, send)
+        except BaseExceptionGroup as group:
+            # A BaseHTTPMiddleware between here and the endpoint wraps the error in a group.
+            if group.subgroup(_BodyTooLarge) is None:
+                raise
+            await _too_large(self.max_bytes)(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):
