@@ -213,6 +213,39 @@ else
     fail "schema and rule validation (see FAIL lines above)"
 fi
 
+# --- the Grafana dashboard queries metrics that exist ------------------------------
+section "docs/grafana-dashboard.json"
+if dashboard_report="$("$VENV/bin/python" - "$ROOT" <<'PY'
+import json
+import pathlib
+import re
+import sys
+
+root = pathlib.Path(sys.argv[1])
+dashboard = json.loads((root / "docs/grafana-dashboard.json").read_text())
+queried = set()
+for panel in dashboard["panels"]:
+    for target in panel.get("targets", []):
+        queried |= {re.sub(r"_(bucket|sum|count)$", "", name) for name in re.findall(r"henvis_[a-z_]+", target["expr"])}
+defined = set()
+for source in list((root / "henvis").rglob("*.py")) + list((root / "services").rglob("*.py")):
+    text = source.read_text(encoding="utf-8")
+    defined |= set(re.findall(r"[\"'](henvis_[a-z_]+)[\"']", text))
+    # Families named in a loop, e.g. f"henvis_stats_{name}" for name in ("acceptance_rate", ...).
+    for prefix in re.findall(r"f[\"'](henvis_[a-z_]+)\{", text):
+        defined |= {prefix + word for word in re.findall(r"[\"']([a-z_]+)[\"']", text)}
+missing = sorted(queried - defined)
+if missing:
+    print("queries metrics no code defines: " + ", ".join(missing))
+    sys.exit(1)
+print(f"{len(dashboard['panels'])} panels, {len(queried)} metrics queried, all defined in the code")
+PY
+)"; then
+    pass "$dashboard_report"
+else
+    fail "docs/grafana-dashboard.json: $dashboard_report"
+fi
+
 # --- bad values must fail ------------------------------------------------------------
 section "bad values are refused by values.schema.json and the templates"
 # Each case: helm --set arguments | text the error must contain.
