@@ -68,7 +68,8 @@ def record_and_count(ctx: CentreContext, **kwargs) -> store.Recorded:
     return recorded
 
 
-def build_app(settings: CentreSettings | None = None):
+def build_app(settings: CentreSettings | None = None, *, local_only: bool = False):
+    """The app; ``local_only`` (serving on loopback) allows a generated session secret."""
     settings = settings or CentreSettings()
     registry = load_registry(settings.registry_path)
     centres = settings.centre_slugs(registry)
@@ -166,5 +167,5 @@ def build_app(settings: CentreSettings | None = None):
 
     from henvis.services.centre.web import register_web
 
-    register_web(app, ctx)
+    register_web(app, ctx, local_only=local_only)
     return app

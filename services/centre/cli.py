@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
 
         from henvis.services.centre.api import build_app
 
-        app = build_app(settings)
+        app = build_app(settings, local_only=args.host in ("127.0.0.1", "localhost", "::1"))
         uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=False)
         return 0
 

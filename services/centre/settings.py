@@ -56,12 +56,19 @@ class CentreSettings(ServiceSettings):
     def consumer_group(self) -> str:
         return f"{self.kafka.topic_prefix}{self.group_id}"
 
-    def resolved_session_secret(self) -> bytes:
-        """The cookie-signing key; in the demo a random one kept in the run dir for restarts."""
+    def resolved_session_secret(self, local_only: bool = False) -> bytes:
+        """The cookie-signing key.
+
+        Without ``HENVIS_CENTRE_SESSION_SECRET``, a random key kept in the run dir (so a
+        restart keeps caseworkers logged in) is allowed only for the demo or a web app that
+        listens on loopback (``local_only``); a deployment reachable from outside must set it.
+        """
         if self.session_secret is not None:
             return self.session_secret.get_secret_value().encode()
-        if not self.demo:
-            raise RuntimeError("HENVIS_CENTRE_SESSION_SECRET is required (or HENVIS_CENTRE_DEMO=1 for a local demo)")
+        if not (self.demo or local_only):
+            raise RuntimeError(
+                "HENVIS_CENTRE_SESSION_SECRET is required when serving beyond localhost (or HENVIS_CENTRE_DEMO=1)"
+            )
         path = run_dir() / "centre-session-secret"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():

@@ -40,9 +40,9 @@ _SECURITY_HEADERS = {
 }
 
 
-def register_web(app, ctx: CentreContext) -> None:
+def register_web(app, ctx: CentreContext, *, local_only: bool = False) -> None:
     settings = ctx.settings
-    signer = auth.SessionSigner(settings.resolved_session_secret(), settings.session_max_age_seconds)
+    signer = auth.SessionSigner(settings.resolved_session_secret(local_only), settings.session_max_age_seconds)
     centre_names = {centre.slug: centre.name for centre in ctx.registry.centres}
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="centre-static")
 

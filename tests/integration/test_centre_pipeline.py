@@ -1,0 +1,147 @@
+"""On the real broker: centre topic -> `henvis centre worker` -> inbox -> API -> referral.outcomes.v1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from kafka import KafkaConsumer
+
+from henvis.kafka import centre_topic_name, make_producer, topic_name
+from henvis.services.centre import store
+from henvis.services.centre.api import build_app
+from henvis.services.centre.models import referrals
+from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
+from tests.helpers import wait_until
+
+
+class WorkerProcess:
+    """`henvis centre worker` as the supervisor runs it, with its JSON log lines collected."""
+
+    def __init__(self, database_url: str):
+        env = {**os.environ, "HENVIS_CENTRE_DATABASE_URL": database_url, "HENVIS_CENTRE_CENTRES": "herning,holstebro",
+               "HENVIS_CENTRE_RELAY_INTERVAL_SECONDS": "0.05"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "henvis.cli", "centre", "worker"], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def logged(self, event: str) -> bool:
+        return any(f'"event": "{event}"' in line for line in self.lines)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                return self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def worker(database_url, kafka_settings):
+    process = WorkerProcess(database_url)
+    try:
+        wait_until(lambda: process.logged("worker_ready") or process.process.poll() is not None, timeout=120,
+                   message="centre worker did not log worker_ready")
+        assert process.process.poll() is None, "".join(process.lines[-20:])
+        yield process
+    finally:
+        process.stop()
+
+
+def _outcomes_on_topic(kafka_settings, expected: int) -> list[dict]:
+    consumer = KafkaConsumer(
+        topic_name("referral.outcomes.v1", kafka_settings),
+        bootstrap_servers=kafka_settings.bootstrap_servers, auto_offset_reset="earliest",
+        isolation_level="read_committed", group_id=None, consumer_timeout_ms=1000,
+    )
+    seen: list[dict] = []
+
+    def enough():
+        for batch in consumer.poll(timeout_ms=500).values():
+            seen.extend(json.loads(record.value) | {"_key": record.key.decode()} for record in batch)
+        return len({s["event_id"] for s in seen}) >= expected
+
+    try:
+        wait_until(enough, timeout=60, message="outcomes did not reach referral.outcomes.v1")
+    finally:
+        consumer.close()
+    return seen
+
+
+def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url, kafka_settings, worker):
+    app = build_app(centre_settings(database_url))
+    engine = app.state.centre.engine
+    herning = referral_issued("herning")
+    holstebro = referral_issued("holstebro", person_index=1)
+    producer = make_producer(kafka_settings, "test-router")
+    herning_topic = centre_topic_name("herning", kafka_settings)
+    # The router may deliver a referral twice (at-least-once): the inbox must hold it once.
+    for _ in range(2):
+        producer.send(herning_topic, key=herning.kafka_key(), value=herning.to_bytes())
+    producer.send(centre_topic_name("holstebro", kafka_settings), key=holstebro.kafka_key(), value=holstebro.to_bytes())
+    producer.flush()
+
+    with TestClient(app, base_url="http://localhost") as client:
+        def listed(token):
+            return client.get("/v1/referrals?status=all", headers=auth(token)).json()["referrals"]
+
+        wait_until(lambda: listed("tok-herning") and listed("tok-holstebro"), timeout=60,
+                   message="referrals did not reach the inbox")
+        assert [r["referral_id"] for r in listed("tok-herning")] == [str(herning.referral_id)]
+        assert [r["referral_id"] for r in listed("tok-holstebro")] == [str(holstebro.referral_id)]
+
+        for outcome in ("contacted", "first_interview_held", "follow_up_accepted"):
+            answer = client.post(f"/v1/referrals/{herning.referral_id}/outcomes", json={"outcome": outcome},
+                                 headers=auth("tok-herning"))
+            assert answer.status_code == 201
+        assert listed("tok-herning")[0]["status"] == "closed"
+
+        # Withdrawal end to end: the contact details are erased from the row within seconds.
+        withdrawal = referral_withdrawn(holstebro.referral_id, "holstebro")
+        producer.send(centre_topic_name("holstebro", kafka_settings), key=withdrawal.kafka_key(), value=withdrawal.to_bytes())
+        producer.flush()
+        producer.close()
+
+        def erased_row():
+            with engine.connect() as conn:
+                row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == str(holstebro.referral_id))).one()
+            return row if row.state == "withdrawn" else None
+
+        row = wait_until(erased_row, timeout=60, message="withdrawal did not reach the inbox")
+        assert row.person_full_name is None and row.person_phone is None and row.person_cpr is None and row.case_ref is None
+        assert client.get(f"/v1/referrals/{holstebro.referral_id}", headers=auth("tok-holstebro")).json()["person"] is None
+
+    published = _outcomes_on_topic(kafka_settings, expected=4)
+    by_referral = {}
+    for event in published:
+        by_referral.setdefault(event["referral_id"], []).append(event["outcome"])
+        assert event["_key"] == event["referral_id"]
+    assert by_referral[str(herning.referral_id)] == ["contacted", "first_interview_held", "follow_up_accepted"]
+    assert by_referral[str(holstebro.referral_id)] == ["withdrawal_acknowledged"]
+    assert not any(value in json.dumps(published) for value in personal_strings())
+    wait_until(lambda: not store.pending_outbox(engine), timeout=30, message="outbox rows not marked sent")
+
+    assert worker.stop() == 0
+    logs = "".join(worker.lines)
+    assert worker.logged("worker_stopped")
+    assert not any(value in logs for value in personal_strings())
+    engine.dispose()
