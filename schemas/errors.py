@@ -26,7 +26,7 @@ _SAFE_TYPES = frozenset(
         "date_type",
         "datetime_type",
         "timezone_aware",
-        "union_tag_invalid",
+        # not "union_tag_invalid": its message repeats the submitted tag
         "union_tag_not_found",
         "json_invalid",
         "json_type",
