@@ -175,7 +175,7 @@ def create_consent_app(
         try:
             return adapter.validate_json(body), None
         except ValidationError as exc:
-            return None, _error(422, safe_errors(exc), request, domain.RejectReason.INVALID)
+            return None, _error(422, domain.name_discriminator(safe_errors(exc)), request, domain.RejectReason.INVALID)
 
     @app.post(
         "/v1/decisions",

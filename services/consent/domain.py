@@ -88,6 +88,18 @@ def error(field: str, message: str, kind: str) -> dict[str, str]:
     return {"field": field, "message": message, "type": kind}
 
 
+def name_discriminator(errors: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Errors about a missing or unknown ``event_type`` name that field, not the whole body."""
+    named = []
+    for entry in errors:
+        if entry["type"] == "union_tag_invalid":
+            entry = {**entry, "field": "event_type", "message": "is not an event type this endpoint accepts"}
+        elif entry["type"] == "union_tag_not_found":
+            entry = {**entry, "field": "event_type"}
+        named.append(entry)
+    return named
+
+
 def registry_errors(event: ConsentGiven | ConsentDeclined, registry: Registry) -> list[dict[str, str]]:
     """Checks that need the centre registry (which is data, so the schema cannot hold them)."""
     if isinstance(event, ConsentGiven) and event.preferred_centre is not None:

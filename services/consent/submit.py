@@ -75,7 +75,7 @@ def check_lines(lines: list[str], registry: Registry) -> Checked:
         try:
             event = adapter.validate_python(data)
         except ValidationError as exc:
-            checked.errors += [f"line {number}: {e['field']}: {e['message']} ({e['type']})" for e in safe_errors(exc)]
+            checked.errors += [f"line {number}: {e['field']}: {e['message']} ({e['type']})" for e in domain.name_discriminator(safe_errors(exc))]
             continue
         problems = domain.registry_errors(event, registry) if path == DECISIONS_PATH else []
         if problems:

@@ -1,0 +1,116 @@
+"""Pure rules of the consent service: replay vs conflict, registry checks, withdrawals, leasing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from henvis.registry import load_registry
+from henvis.schemas.events import ConsentWithdrawn, parse_decision, referral_id_for
+from henvis.services.consent import domain
+from tests import examples
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def test_the_same_event_written_differently_is_a_replay_not_a_conflict() -> None:
+    original = examples.consent_given()
+    rewritten = {**original, "person": {**original["person"], "phone": "22 34 56 78"}}
+    reordered = dict(reversed(list(rewritten.items())))
+    first, again = parse_decision(original), parse_decision(reordered)
+    assert domain.verdict(domain.canonical_hash(first), domain.canonical_hash(again)) is domain.Verdict.REPLAY
+
+
+def test_a_changed_field_under_the_same_event_id_is_a_conflict() -> None:
+    original = examples.consent_given()
+    changed = {**original, "offence": "drug_driving"}
+    stored = domain.canonical_hash(parse_decision(original))
+    assert domain.verdict(stored, domain.canonical_hash(parse_decision(changed))) is domain.Verdict.CONFLICT
+    assert domain.verdict(None, stored) is domain.Verdict.NEW
+
+
+def test_accepted_result_names_the_referral_only_for_a_consent_given() -> None:
+    given = parse_decision(examples.consent_given())
+    declined = parse_decision(examples.consent_declined())
+    assert domain.accepted_result(given) == {
+        "event_id": str(given.event_id),
+        "status": "accepted",
+        "referral_id": str(referral_id_for(given.event_id)),
+    }
+    assert domain.accepted_result(declined) == {"event_id": str(declined.event_id), "status": "accepted"}
+
+
+def test_preferred_centre_must_be_one_of_the_registry_centres() -> None:
+    registry = load_registry()
+    unknown = parse_decision(examples.consent_given(preferred_centre="aarhus"))
+    known = parse_decision(examples.consent_given(preferred_centre=registry.slugs[0]))
+    assert [e["field"] for e in domain.registry_errors(unknown, registry)] == ["preferred_centre"]
+    assert domain.registry_errors(known, registry) == []
+    assert domain.registry_errors(parse_decision(examples.consent_declined()), registry) == []
+
+
+def test_withdrawal_by_referral_id_is_published_with_the_case_it_belongs_to() -> None:
+    withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4())))
+    published, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral("4100-1"))
+    assert errors == []
+    assert published.case_ref == "4100-1"
+    assert published.referral_id == withdrawal.referral_id
+    assert published.kafka_key() == b"4100-1"
+
+
+def test_withdrawal_naming_an_unknown_referral_is_refused_on_referral_id() -> None:
+    withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4())))
+    published, errors = domain.resolve_withdrawal(withdrawal, None)
+    assert published is None
+    assert [(e["field"], e["type"]) for e in errors] == [("referral_id", "referral_unknown")]
+
+
+def test_withdrawal_whose_referral_belongs_to_another_case_is_refused() -> None:
+    withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn(case_ref="4100-2", referral_id=str(uuid.uuid4())))
+    _, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral("4100-1"))
+    assert [e["type"] for e in errors] == ["referral_case_mismatch"]
+
+
+def test_withdrawal_by_case_ref_alone_passes_unchanged() -> None:
+    withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn())
+    assert domain.resolve_withdrawal(withdrawal, None) == (withdrawal, [])
+
+
+def _row(row_id: int, key: str, owner: str | None = None, until: datetime | None = None) -> domain.OutboxRow:
+    return domain.OutboxRow(row_id, key, owner, until)
+
+
+def test_a_case_leased_by_another_relay_is_skipped_but_other_cases_are_taken() -> None:
+    later = NOW + timedelta(seconds=30)
+    rows = [_row(1, "A", "relay-2", later), _row(2, "B"), _row(3, "A"), _row(4, "C")]
+    assert domain.choose_lease(rows, "relay-1", NOW, limit=10) == [2, 4]
+
+
+def test_an_expired_lease_no_longer_blocks_its_case() -> None:
+    rows = [_row(1, "A", "relay-2", NOW - timedelta(seconds=1)), _row(2, "A")]
+    assert domain.choose_lease(rows, "relay-1", NOW, limit=10) == [1, 2]
+
+
+def test_lease_takes_rows_in_outbox_order_up_to_the_limit() -> None:
+    rows = [_row(i, f"case-{i % 3}") for i in range(1, 11)]
+    assert domain.choose_lease(rows, "relay-1", NOW, limit=4) == [1, 2, 3, 4]
+
+
+def test_two_relays_never_hold_rows_of_the_same_case() -> None:
+    rows = [_row(i, f"case-{i % 4}") for i in range(1, 21)]
+    first = set(domain.choose_lease(rows, "relay-1", NOW, limit=3))
+    after_first = [
+        _row(r.id, r.key, "relay-1", NOW + timedelta(seconds=30)) if r.id in first else r for r in rows
+    ]
+    second = set(domain.choose_lease(after_first, "relay-2", NOW, limit=20))
+    keys_first = {r.key for r in rows if r.id in first}
+    keys_second = {r.key for r in rows if r.id in second}
+    assert first and second
+    assert not keys_first & keys_second
+
+
+@pytest.mark.parametrize(("failures", "expected"), [(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (10, 10.0), (1000, 10.0)])
+def test_backoff_grows_and_is_capped(failures: int, expected: float) -> None:
+    assert domain.backoff_seconds(failures, cap=10.0) == expected
