@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from henvis.deadlines import local_date
+from henvis.deadlines import DANISH_TIME, local_date
 from henvis.services.centre import auth, domain, store
 from henvis.services.centre.api import CentreContext, record_and_count
 
@@ -26,6 +26,8 @@ templates.env.globals.update(
     status_label=lambda code: domain.STATUS_LABELS_DA.get(code, code),
     offence_label=lambda code: domain.OFFENCE_LABELS_DA.get(code, code),
     new_event_id=lambda: str(uuid.uuid4()),
+    # Caseworkers read Danish wall-clock time, not UTC.
+    danish_time=lambda iso: datetime.fromisoformat(iso).astimezone(DANISH_TIME).strftime("%d-%m-%Y %H:%M"),
     dict=dict,
 )
 
