@@ -137,6 +137,7 @@ HARDENED = {
     "readOnlyRootFilesystem": True,
     "allowPrivilegeEscalation": False,
 }
+COMPONENTS = {"consent-api", "consent-relay", "router-worker", "centre-api", "centre-worker", "stats-api", "stats-worker"}
 SECRET_LIKE = re.compile(r"(PASSWORD|SECRET|DATABASE_URL|TOKEN)", re.I)
 
 
@@ -204,8 +205,22 @@ for path in sys.argv[3:]:
     for kind in sorted(skipped_kinds & set(counts)):
         print(f"  skip  {label}: {counts[kind]} {kind} (a CRD: no schema bundled with kubernetes-validate)")
     for kind in ("Deployment", "Service"):
-        report(counts.get(kind) == 7, f"{label}: seven {kind}s (consent API and relay, router, centre API and worker, stats API and worker)")
+        names = {doc["metadata"]["name"].removeprefix("henvis-") for doc in documents if doc["kind"] == kind}
+        missing = COMPONENTS - names
+        extra = ", ".join(sorted(names - COMPONENTS))
+        report(not missing, f"{label}: a {kind} for each of the seven components"
+               + (f" (missing: {', '.join(sorted(missing))})" if missing else "") + (f", and {extra}" if extra else ""))
     report(counts.get("Job") == 3, f"{label}: three migration Jobs (consent, centre, stats)")
+    # Each centre topic is consumed by exactly one centre worker Deployment.
+    consumed: dict[str, list[str]] = {}
+    for doc in documents:
+        if doc["kind"] == "Deployment" and "-centre-worker" in doc["metadata"]["name"]:
+            env = {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+            for slug in (env.get("HENVIS_CENTRE_CENTRES") or "*").split(","):
+                consumed.setdefault(slug, []).append(doc["metadata"]["name"])
+    shared = [slug for slug, deployments in consumed.items() if len(deployments) > 1 or ("*" in consumed and slug != "*")]
+    report(not shared, f"{label}: each centre topic has one centre worker Deployment ({len(consumed)} consumer set(s))"
+           + (f"; consumed twice: {', '.join(shared)}" if shared else ""))
 sys.exit(1 if problems else 0)
 PY
     pass "schema and rule validation"
@@ -268,6 +283,8 @@ BAD_VALUES=(
     "stats.suppressionThreshold=1|/stats/suppressionThreshold"
     "centre.centres=Herning|/centre/centres"
     "router.manualPublicKey=not-a-key|/router/manualPublicKey"
+    "centre.isolatedWorkers[0].centre=aarhus,centre.isolatedWorkers[0].kafkaSaslExistingSecret=x|not a centre in the registry"
+    "centre.isolatedWorkers[0].centre=herning|missing property 'kafkaSaslExistingSecret'"
     "router.worker.autoscaling.enabled=true,router.worker.autoscaling.maxReplicas=7|above kafka.partitions"
     "consent.api.autoscaling.enabled=true,consent.api.autoscaling.minReplicas=5,consent.api.autoscaling.maxReplicas=2|above maxReplicas"
 )

@@ -79,6 +79,40 @@ stats-worker:
   service: stats
   kind: worker
   args: [stats, worker]
+{{- range .Values.centre.isolatedWorkers }}
+centre-worker-{{ .centre }}:
+  service: centre
+  kind: worker
+  isolatedCentre: {{ .centre }}
+  kafkaSaslExistingSecret: {{ .kafkaSaslExistingSecret | quote }}
+  args: [centre, worker]
+{{- end }}
+{{- end -}}
+
+{{/*
+The centres the shared centre worker consumes: centre.centres (or every registry centre),
+less those that have an isolated worker of their own. Empty when none are left.
+*/}}
+{{- define "henvis.sharedCentres" -}}
+{{- $isolated := list -}}
+{{- range .Values.centre.isolatedWorkers }}{{ $isolated = append $isolated .centre }}{{ end -}}
+{{- $all := list -}}
+{{- if .Values.centre.centres -}}
+{{- $all = splitList "," .Values.centre.centres -}}
+{{- else -}}
+{{- range (include "henvis.registryContent" . | fromYaml).centres }}{{ $all = append $all .slug }}{{ end -}}
+{{- end -}}
+{{- $shared := list -}}
+{{- range $all }}{{ if not (has . $isolated) }}{{ $shared = append $shared . }}{{ end }}{{ end -}}
+{{- join "," $shared -}}
+{{- end -}}
+
+{{/* Whether a component is rendered: the shared centre worker only while it has centres left. */}}
+{{- define "henvis.componentEnabled" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- if and (eq $name "centre-worker") $root.Values.centre.isolatedWorkers (not (include "henvis.sharedCentres" $root)) -}}
+{{- else -}}true{{- end -}}
 {{- end -}}
 
 {{/* The values block of one component: .Values.<service>.<api|worker|relay>. */}}
@@ -107,12 +141,15 @@ stats-worker:
 
 {{/*
 Environment of a container of one service (list of EnvVar). Args: root, service name,
-component kind ("api", "worker" or "migrate"), metrics port (workers).
+component kind ("api", "worker" or "migrate"), and for workers the component (metrics
+port, isolated centre).
 */}}
 {{- define "henvis.env" -}}
 {{- $root := index . 0 -}}
 {{- $service := index . 1 -}}
 {{- $kind := index . 2 -}}
+{{- $component := dict -}}
+{{- if gt (len .) 3 }}{{ $component = index . 3 }}{{ end -}}
 {{- $values := index $root.Values $service -}}
 {{- $prefix := printf "HENVIS_%s_" (upper $service) -}}
 - name: PYTHONDONTWRITEBYTECODE
@@ -138,7 +175,7 @@ component kind ("api", "worker" or "migrate"), metrics port (workers).
 - name: HENVIS_KAFKA_PERSONAL_DATA_RETENTION_DAYS
   value: {{ $root.Values.kafka.personalDataRetentionDays | quote }}
 {{- if $root.Values.kafka.sasl.mechanism }}
-{{- $saslSecret := include "henvis.kafkaSaslSecret" (list $root $service) }}
+{{- $saslSecret := default (include "henvis.kafkaSaslSecret" (list $root $service)) $component.kafkaSaslExistingSecret }}
 - name: HENVIS_KAFKA_SASL_MECHANISM
   value: {{ $root.Values.kafka.sasl.mechanism | quote }}
 - name: HENVIS_KAFKA_SASL_USERNAME
@@ -184,7 +221,16 @@ component kind ("api", "worker" or "migrate"), metrics port (workers).
       name: {{ $values.sessionSecret.existingSecret }}
       key: {{ $values.sessionSecret.key }}
 {{- end }}
-{{- if $values.centres }}
+{{- if $component.isolatedCentre }}
+{{- /* A worker of its own for one centre: its own consumer group and Kafka principal. */}}
+- name: HENVIS_CENTRE_CENTRES
+  value: {{ $component.isolatedCentre | quote }}
+- name: HENVIS_CENTRE_GROUP_ID
+  value: {{ printf "henvis-centre-%s" $component.isolatedCentre | quote }}
+{{- else if and (eq $kind "worker") $root.Values.centre.isolatedWorkers }}
+- name: HENVIS_CENTRE_CENTRES
+  value: {{ include "henvis.sharedCentres" $root | quote }}
+{{- else if $values.centres }}
 - name: HENVIS_CENTRE_CENTRES
   value: {{ $values.centres | quote }}
 {{- end }}
@@ -199,7 +245,7 @@ component kind ("api", "worker" or "migrate"), metrics port (workers).
 {{- end }}
 {{- if eq $kind "worker" }}
 - name: {{ $prefix }}METRICS_PORT
-  value: {{ index . 3 | quote }}
+  value: {{ $component.metricsPort | quote }}
 {{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
