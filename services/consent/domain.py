@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -146,25 +146,24 @@ class OutboxRow:
     lease_until: datetime | None
 
 
-def choose_lease(rows: Sequence[OutboxRow], owner: str, now: datetime, limit: int) -> list[int]:
-    """Ids of unsent rows ``owner`` may lease now, in outbox order.
+def choose_lease(
+    rows: Sequence[OutboxRow], now: datetime, limit: int, leased_keys: Iterable[str] = ()
+) -> list[int]:
+    """Ids of unsent rows a relay may lease now, in outbox order.
 
-    ``rows`` are the oldest unsent rows in id order. A row leased (unexpired) by another
-    relay blocks every later row with the same key, so two relays never publish one case
-    out of order; rows of other cases are free to take.
+    ``rows`` are the oldest unsent rows in id order. A row under an unexpired lease blocks
+    every later row with the same key, so two relays never publish one case out of order;
+    rows of other cases are free to take. This holds for the relay's own leases too: rows
+    whose delivery is in doubt stay leased until the lease runs out, and are not sent twice.
+    ``leased_keys`` are keys known to be under lease beyond the rows given.
     """
-    blocked: set[str] = set()
+    blocked: set[str] = set(leased_keys)
     chosen: list[int] = []
     for row in rows:
         if len(chosen) >= limit:
             break
-        leased_elsewhere = (
-            row.lease_owner is not None
-            and row.lease_owner != owner
-            and row.lease_until is not None
-            and row.lease_until > now
-        )
-        if leased_elsewhere:
+        leased = row.lease_owner is not None and row.lease_until is not None and row.lease_until > now
+        if leased:
             blocked.add(row.key)
             continue
         if row.key in blocked:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from henvis.schemas.events import ConsentGiven, Event
@@ -131,20 +131,17 @@ def lease(engine: Engine, owner: str, limit: int, lease_seconds: float, now: dat
     now = now or utcnow()
     with engine.begin() as conn:
         conn.execute(update(outbox_lease_lock).where(outbox_lease_lock.c.id == 1).values(holder=owner, taken_at=now))
-        # Scan further than ``limit``: rows blocked by another relay's lease are skipped.
-        candidates = conn.execute(
-            select(
-                consent_outbox.c.id,
-                consent_outbox.c.kafka_key,
-                consent_outbox.c.lease_owner,
-                consent_outbox.c.lease_until,
-            )
-            .where(consent_outbox.c.sent_at.is_(None))
-            .order_by(consent_outbox.c.id)
-            .limit(limit * 4)
-        ).all()
-        rows = [domain.OutboxRow(r.id, r.kafka_key, r.lease_owner, _aware(r.lease_until)) for r in candidates]
-        chosen = domain.choose_lease(rows, owner, now, limit)
+        unsent = consent_outbox.c.sent_at.is_(None)
+        under_lease = and_(unsent, consent_outbox.c.lease_until.is_not(None), consent_outbox.c.lease_until > now)
+        leased_keys = set(conn.execute(select(consent_outbox.c.kafka_key).where(under_lease).distinct()).scalars())
+        free = select(consent_outbox.c.id, consent_outbox.c.kafka_key).where(
+            unsent, or_(consent_outbox.c.lease_until.is_(None), consent_outbox.c.lease_until <= now)
+        )
+        if leased_keys:
+            free = free.where(consent_outbox.c.kafka_key.not_in(sorted(leased_keys)))
+        candidates = conn.execute(free.order_by(consent_outbox.c.id).limit(limit)).all()
+        rows = [domain.OutboxRow(r.id, r.kafka_key, None, None) for r in candidates]
+        chosen = domain.choose_lease(rows, now, limit, leased_keys)
         if not chosen:
             return []
         until = now + timedelta(seconds=lease_seconds)

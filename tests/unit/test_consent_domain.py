@@ -82,29 +82,29 @@ def _row(row_id: int, key: str, owner: str | None = None, until: datetime | None
     return domain.OutboxRow(row_id, key, owner, until)
 
 
-def test_a_case_leased_by_another_relay_is_skipped_but_other_cases_are_taken() -> None:
+def test_a_leased_case_is_skipped_but_other_cases_are_taken() -> None:
     later = NOW + timedelta(seconds=30)
     rows = [_row(1, "A", "relay-2", later), _row(2, "B"), _row(3, "A"), _row(4, "C")]
-    assert domain.choose_lease(rows, "relay-1", NOW, limit=10) == [2, 4]
+    assert domain.choose_lease(rows, NOW, limit=10) == [2, 4]
 
 
 def test_an_expired_lease_no_longer_blocks_its_case() -> None:
     rows = [_row(1, "A", "relay-2", NOW - timedelta(seconds=1)), _row(2, "A")]
-    assert domain.choose_lease(rows, "relay-1", NOW, limit=10) == [1, 2]
+    assert domain.choose_lease(rows, NOW, limit=10) == [1, 2]
 
 
 def test_lease_takes_rows_in_outbox_order_up_to_the_limit() -> None:
     rows = [_row(i, f"case-{i % 3}") for i in range(1, 11)]
-    assert domain.choose_lease(rows, "relay-1", NOW, limit=4) == [1, 2, 3, 4]
+    assert domain.choose_lease(rows, NOW, limit=4) == [1, 2, 3, 4]
 
 
 def test_two_relays_never_hold_rows_of_the_same_case() -> None:
     rows = [_row(i, f"case-{i % 4}") for i in range(1, 21)]
-    first = set(domain.choose_lease(rows, "relay-1", NOW, limit=3))
+    first = set(domain.choose_lease(rows, NOW, limit=3))
     after_first = [
         _row(r.id, r.key, "relay-1", NOW + timedelta(seconds=30)) if r.id in first else r for r in rows
     ]
-    second = set(domain.choose_lease(after_first, "relay-2", NOW, limit=20))
+    second = set(domain.choose_lease(after_first, NOW, limit=20))
     keys_first = {r.key for r in rows if r.id in first}
     keys_second = {r.key for r in rows if r.id in second}
     assert first and second
