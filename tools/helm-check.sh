@@ -164,6 +164,13 @@ def pod_rules(name: str, kind: str, pod: dict) -> list[str]:
         for env in container.get("env", []):
             if SECRET_LIKE.search(env["name"]) and "value" in env:
                 broken.append(f"{container['name']}: {env['name']} is inlined, not from a Secret")
+        # Least privilege: each credential only where it is used.
+        names = {env["name"] for env in container.get("env", [])}
+        is_worker = any(port.get("name") == "metrics" for port in container.get("ports", []))
+        if "HENVIS_KAFKA_SASL_PASSWORD" in names and not is_worker:
+            broken.append(f"{container['name']}: holds Kafka credentials but does not talk to Kafka")
+        if "HENVIS_CENTRE_SESSION_SECRET" in names and not name.endswith("centre-api"):
+            broken.append(f"{container['name']}: holds the centre session secret but is not the centre web app")
         if kind == "Deployment":
             for probe in ("livenessProbe", "readinessProbe"):
                 if probe not in container:

@@ -174,7 +174,8 @@ port, isolated centre).
   value: {{ $root.Values.kafka.replicationFactor | quote }}
 - name: HENVIS_KAFKA_PERSONAL_DATA_RETENTION_DAYS
   value: {{ $root.Values.kafka.personalDataRetentionDays | quote }}
-{{- if $root.Values.kafka.sasl.mechanism }}
+{{- /* Only workers talk to Kafka: APIs and migration Jobs never get its credentials. */}}
+{{- if and $root.Values.kafka.sasl.mechanism (eq $kind "worker") }}
 {{- $saslSecret := default (include "henvis.kafkaSaslSecret" (list $root $service)) $component.kafkaSaslExistingSecret }}
 - name: HENVIS_KAFKA_SASL_MECHANISM
   value: {{ $root.Values.kafka.sasl.mechanism | quote }}
@@ -189,7 +190,7 @@ port, isolated centre).
       name: {{ $saslSecret }}
       key: {{ $root.Values.kafka.sasl.passwordKey }}
 {{- end }}
-{{- if $root.Values.kafka.tls.caExistingSecret }}
+{{- if and $root.Values.kafka.tls.caExistingSecret (eq $kind "worker") }}
 - name: HENVIS_KAFKA_SSL_CAFILE
   value: /etc/henvis/kafka-ca/{{ $root.Values.kafka.tls.caKey }}
 {{- end }}
@@ -260,14 +261,6 @@ port, isolated centre).
 - name: run
   emptyDir:
     sizeLimit: {{ .Values.runDirSizeLimit }}
-{{- if .Values.kafka.tls.caExistingSecret }}
-- name: kafka-ca
-  secret:
-    secretName: {{ .Values.kafka.tls.caExistingSecret }}
-    items:
-      - key: {{ .Values.kafka.tls.caKey }}
-        path: {{ .Values.kafka.tls.caKey }}
-{{- end }}
 {{- end -}}
 
 {{- define "henvis.scratchMounts" -}}
@@ -275,9 +268,4 @@ port, isolated centre).
   mountPath: /tmp
 - name: run
   mountPath: /run/henvis
-{{- if .Values.kafka.tls.caExistingSecret }}
-- name: kafka-ca
-  mountPath: /etc/henvis/kafka-ca
-  readOnly: true
-{{- end }}
 {{- end -}}
