@@ -81,6 +81,8 @@ class Router:
             topic_replication_factor=kafka.replication_factor,
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout_seconds,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
             key_serializer="raw",
             value_serializer="raw",
         )

@@ -42,6 +42,11 @@ class RouterSettings(ServiceSettings):
         default=None, gt=0, description="How often pending withdrawals are checked; default min(wait/4, 60 s)."
     )
     retry_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the publish retry backoff.")
+    session_timeout_seconds: float = Field(
+        default=30.0,
+        ge=6,
+        description="Kafka group session timeout: how soon the partitions of a killed worker move to another.",
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port; 0 = off.")
 
     @field_validator("manual_public_key")

@@ -1,0 +1,309 @@
+"""Synthetic consent streams for the router's integration tests and benchmark.
+
+Produces a realistic mix of decisions straight onto ``consent.decisions.v1`` (keyed by
+case_ref, as the consent relay does) and reads the router's output topics back, so a test
+can check "each centre topic holds exactly its residents' referrals" without any other
+service running.  Synthetic persons only: no real personal data.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from kafka import KafkaConsumer, TopicPartition
+
+from henvis.kafka import consumer_config, make_producer, topic_name
+from henvis.registry import Registry
+from henvis.schemas.events import (
+    ConsentDeclined,
+    ConsentGiven,
+    ConsentWithdrawn,
+    parse_event,
+    referral_id_for,
+)
+from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING, REFERRAL_FACTS
+from henvis.settings import KafkaSettings
+
+OUTSIDE_DISTRICT = ["101", "751", "851", "461", "630"]
+_FIRST = ["Anna", "Jens", "Mette", "Lars", "Sofie", "Mikkel", "Ida", "Rasmus"]
+_LAST = ["Nielsen", "Jensen", "Hansen", "Pedersen", "Andersen", "Christensen"]
+
+
+@dataclass
+class Expected:
+    """What the router must make of a generated stream."""
+
+    messages: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: referral_id -> centre slug, for every consent that must reach a centre
+    referrals: dict[uuid.UUID, str] = field(default_factory=dict)
+    #: referral_id -> centre slug, for the referrals later withdrawn
+    withdrawals: dict[uuid.UUID, str] = field(default_factory=dict)
+    manual: Counter = field(default_factory=Counter)
+    facts: Counter = field(default_factory=Counter)
+
+
+def mixed_decisions(count: int, registry: Registry, seed: int = 4) -> Expected:
+    """``count`` decisions across all centres: mostly routable consents, some preferred
+    centres, declines, outside-district, no-municipality and withdrawals after consent."""
+    rng = random.Random(seed)
+    expected = Expected()
+    centres = list(registry.centres)
+    base = datetime(2024, 3, 1, 8, tzinfo=UTC)
+    given_cases: list[tuple[str, uuid.UUID, str | None]] = []
+    for index in range(count):
+        occurred_at = base + timedelta(minutes=7 * index)
+        case_ref = f"4100-{rng.randrange(10000, 99999)}-{index:05d}-24"
+        roll = rng.random()
+        if given_cases and roll < 0.03:
+            # A withdrawal of an earlier consent (same case_ref, so same partition, after it).
+            case_ref, referral_id, slug = given_cases.pop(rng.randrange(len(given_cases)))
+            event = ConsentWithdrawn(
+                event_id=rng_uuid(rng), occurred_at=occurred_at, case_ref=case_ref, reason="person_changed_mind"
+            )
+            if slug:
+                expected.withdrawals[referral_id] = slug
+            else:
+                expected.manual["withdrawal_unmatched"] += 1
+            expected.facts["withdrawn"] += 1
+        elif roll < 0.18:
+            centre = rng.choice(centres)
+            event = ConsentDeclined(
+                event_id=rng_uuid(rng),
+                occurred_at=occurred_at,
+                case_ref=case_ref,
+                offence=rng.choice(["drink_driving", "drug_driving", "drink_and_drug_driving"]),
+                charged_on=occurred_at.date() - timedelta(days=rng.randrange(0, 3)),
+                municipality_code=centre.municipality_code,
+            )
+            expected.facts["declined"] += 1
+        else:
+            preferred = None
+            if roll < 0.22:
+                code, slug, reason = rng.choice(OUTSIDE_DISTRICT), None, "outside_district"
+            elif roll < 0.24:
+                code, slug, reason = None, None, "no_municipality"
+            else:
+                centre = rng.choice(centres)
+                code, slug, reason = centre.municipality_code, centre.slug, None
+                if roll > 0.95:
+                    preferred = rng.choice(centres).slug
+                    slug = preferred
+            event = ConsentGiven(
+                event_id=rng_uuid(rng),
+                occurred_at=occurred_at,
+                case_ref=case_ref,
+                offence=rng.choice(["drink_driving", "drug_driving", "drink_and_drug_driving"]),
+                charged_on=occurred_at.date() - timedelta(days=rng.randrange(0, 3)),
+                municipality_code=code,
+                preferred_centre=preferred,
+                person={
+                    "full_name": f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
+                    "phone": f"+45{rng.randrange(20000000, 99999999)}",
+                },
+                consent_text_version="v1",
+                recorded_by="loadgen",
+            )
+            referral_id = referral_id_for(event.event_id)
+            if slug:
+                expected.referrals[referral_id] = slug
+            else:
+                expected.manual[reason] += 1
+            expected.facts["accepted"] += 1
+            given_cases.append((case_ref, referral_id, slug))
+        expected.messages.append((event.kafka_key(), event.to_bytes()))
+    return expected
+
+
+def rng_uuid(rng: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def produce(settings: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> None:
+    """Publish to ``consent.decisions.v1`` the way the consent relay does (idempotent, acks=all)."""
+    producer = make_producer(settings, "henvis-loadgen")
+    topic = topic_name(CONSENT_DECISIONS.name, settings)
+    try:
+        for key, value in messages:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def read_all(settings: KafkaSettings, topic: str) -> list[tuple[bytes | None, bytes]]:
+    """Every message currently on ``topic`` (all partitions, from the beginning to the end)."""
+    config = consumer_config(settings, group_id=None, client_id="henvis-loadgen-reader")
+    config.update(enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(**config)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[tuple[bytes | None, bytes]] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend((record.key, record.value) for record in records)
+        return out
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Observed:
+    #: centre topic slug -> list of referral ids of referral.issued messages (with repeats)
+    issued: dict[str, list[uuid.UUID]]
+    #: centre topic slug -> referral ids of referral.withdrawn messages
+    withdrawn: dict[str, list[uuid.UUID]]
+    #: referral_id -> centre field of the event, for the "centre field matches topic" check
+    centre_field_mismatch: int
+    manual: Counter
+    facts: Counter
+
+    def distinct_referrals(self) -> dict[uuid.UUID, str]:
+        return {rid: slug for slug, ids in self.issued.items() for rid in ids}
+
+    def duplicate_messages(self) -> int:
+        return sum(len(ids) - len(set(ids)) for ids in self.issued.values())
+
+    def misplaced(self, expected: dict[uuid.UUID, str]) -> list[uuid.UUID]:
+        return [rid for slug, ids in self.issued.items() for rid in ids if expected.get(rid) != slug]
+
+
+def observe(settings: KafkaSettings, registry: Registry) -> Observed:
+    """Read every output topic of the router and summarise it."""
+    from henvis.kafka import centre_topic_name
+
+    issued: dict[str, list[uuid.UUID]] = defaultdict(list)
+    withdrawn: dict[str, list[uuid.UUID]] = defaultdict(list)
+    mismatch = 0
+    for slug in registry.slugs:
+        for _key, value in read_all(settings, centre_topic_name(slug, settings, registry)):
+            event = parse_event(value)
+            if event.centre != slug:
+                mismatch += 1
+            if event.event_type == "referral.issued":
+                issued[slug].append(event.referral_id)
+            else:
+                withdrawn[slug].append(event.referral_id)
+    manual_ids: dict[uuid.UUID, str] = {}
+    for _key, value in read_all(settings, topic_name(MANUAL_HANDLING.name, settings)):
+        event = parse_event(value)
+        manual_ids[event.event_id] = event.reason.value
+    fact_ids: dict[uuid.UUID, str] = {}
+    for _key, value in read_all(settings, topic_name(REFERRAL_FACTS.name, settings)):
+        event = parse_event(value)
+        fact_ids[event.event_id] = event.decision.value
+    return Observed(
+        issued=dict(issued),
+        withdrawn=dict(withdrawn),
+        centre_field_mismatch=mismatch,
+        manual=Counter(manual_ids.values()),
+        facts=Counter(fact_ids.values()),
+    )
+
+
+def committed_lag(settings: KafkaSettings, group_id: str) -> int | None:
+    """Messages on ``consent.decisions.v1`` the group has not committed yet (None: no commits)."""
+    topic = topic_name(CONSENT_DECISIONS.name, settings)
+    # A consumer of the group that never subscribes: it only asks for the group's offsets.
+    consumer = KafkaConsumer(**consumer_config(settings, group_id=group_id, client_id="henvis-loadgen-lag"))
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        end = consumer.end_offsets(tps)
+        committed = {tp: consumer.committed(tp) for tp in tps}
+        if all(offset is None for offset in committed.values()):
+            return None
+        return sum(end[tp] - (committed[tp] or 0) for tp in tps)
+    finally:
+        consumer.close()
+
+
+class RouterProcess:
+    """``henvis router worker`` as a child process, the way the supervisor runs it."""
+
+    def __init__(self, env: dict[str, str], log_path, name: str = "router"):
+        self.env = env
+        self.log_path = log_path
+        self.name = name
+        self.process = None
+        self.starts = 0
+
+    def start(self) -> RouterProcess:
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        henvis = Path(sys.executable).with_name("henvis")
+        self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self._log_offset = Path(self.log_path).stat().st_size
+        self.process = subprocess.Popen(
+            [str(henvis), "router", "worker"],
+            env={**os.environ, **self.env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.starts += 1
+        return self
+
+    def log_lines(self) -> list[dict]:
+        """JSON log lines of the current run."""
+        import json
+        from pathlib import Path
+
+        text = Path(self.log_path).read_text(errors="replace")[self._log_offset :]
+        lines = []
+        for line in text.splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                lines.append({"event": line})
+        return lines
+
+    def is_ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
+        return any(line.get("event") == "worker_ready" for line in self.log_lines())
+
+    def last_assignment(self) -> list[int] | None:
+        assigned = [line for line in self.log_lines() if line.get("event") in ("worker_ready", "partitions_assigned")]
+        return assigned[-1].get("partitions") if assigned else None
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self._close()
+
+    def stop(self, timeout: float = 60) -> int | None:
+        """SIGTERM and wait; returns the exit code (killed if it does not stop)."""
+        import signal
+        import subprocess
+
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._close()
+        return self.process.returncode
+
+    def _close(self) -> None:
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
+            self._log = None

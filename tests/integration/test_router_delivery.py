@@ -1,0 +1,213 @@
+"""The router on the real broker: every accepted consent reaches its own centre's topic,
+through kills, a second worker and a replay (issue 4).
+
+Each test feeds ``consent.decisions.v1`` directly (as the consent relay would) and runs
+``henvis router worker`` as a child process.  Duplicate messages on the centre topics are
+allowed by design (the centre inbox dedupes by referral_id) but counted and printed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics, topic_name
+from henvis.registry import load_registry
+from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, parse_event
+from henvis.schemas.topics import MANUAL_HANDLING
+from henvis.services.router import loadgen
+from tests.helpers import wait_until
+
+REGISTRY = load_registry()
+PROCESSING_TIMEOUT = 600  # generous: a shared 2-core machine; tests wait on real conditions
+
+
+@pytest.fixture
+def router_env(kafka_settings, tmp_path) -> dict[str, str]:
+    ensure_topics(kafka_settings, henvis_topics(kafka_settings, REGISTRY))
+    return {
+        "HENVIS_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "HENVIS_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "HENVIS_KAFKA_PARTITIONS": str(kafka_settings.partitions),
+        "HENVIS_ROUTER_DATA_DIR": str(tmp_path / "router"),
+        "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6",
+        "HENVIS_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def workers(router_env, tmp_path):
+    """Start router workers; every one still running is stopped at the end of the test."""
+    started: list[loadgen.RouterProcess] = []
+
+    def start(name: str = "router", **extra_env: str) -> loadgen.RouterProcess:
+        worker = loadgen.RouterProcess({**router_env, **extra_env}, tmp_path / f"{name}.log", name=name).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+def group_id(kafka_settings) -> str:
+    return f"{kafka_settings.topic_prefix}henvis-router"
+
+
+def wait_until_processed(kafka_settings, timeout: float = PROCESSING_TIMEOUT) -> None:
+    wait_until(
+        lambda: loadgen.committed_lag(kafka_settings, group_id(kafka_settings)) == 0,
+        timeout=timeout,
+        interval=0.5,
+        message="router did not commit the whole input",
+    )
+
+
+def assert_every_referral_on_its_own_centre_topic(observed: loadgen.Observed, expected: loadgen.Expected) -> None:
+    delivered = observed.distinct_referrals()
+    missing = set(expected.referrals) - set(delivered)
+    assert not missing, f"{len(missing)} accepted consents never reached a centre"
+    assert observed.misplaced(expected.referrals) == [], "a referral is on another centre's topic"
+    assert observed.centre_field_mismatch == 0
+    per_centre = {slug: len(set(ids)) for slug, ids in observed.issued.items()}
+    expected_per_centre = {slug: list(expected.referrals.values()).count(slug) for slug in REGISTRY.slugs}
+    assert per_centre == expected_per_centre
+    assert {rid: slug for slug, ids in observed.withdrawn.items() for rid in ids} == expected.withdrawals
+    assert observed.manual == expected.manual
+    assert observed.facts == expected.facts
+
+
+def report(label: str, observed: loadgen.Observed, record_property) -> None:
+    duplicates = observed.duplicate_messages()
+    record_property(f"{label}_duplicate_messages", duplicates)
+    print(
+        f"\n[{label}] referrals={len(observed.distinct_referrals())} "
+        f"messages={sum(len(ids) for ids in observed.issued.values())} duplicate_messages={duplicates}"
+    )
+
+
+@pytest.mark.slow
+def test_ten_thousand_mixed_decisions_reach_exactly_their_centres(kafka_settings, workers, record_property):
+    expected = loadgen.mixed_decisions(10_000, REGISTRY, seed=10)
+    assert set(expected.referrals.values()) == set(REGISTRY.slugs)  # all eleven in play
+    loadgen.produce(kafka_settings, expected.messages)
+
+    worker = workers()
+    wait_until_processed(kafka_settings)
+
+    observed = loadgen.observe(kafka_settings, REGISTRY)
+    assert_every_referral_on_its_own_centre_topic(observed, expected)
+    report("10k", observed, record_property)
+    assert worker.stop() == 0  # SIGTERM: a clean stop
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_loses_and_misplaces_nothing(kafka_settings, workers, record_property):
+    expected = loadgen.mixed_decisions(10_000, REGISTRY, seed=11)
+    total = len(expected.messages)
+    loadgen.produce(kafka_settings, expected.messages)
+
+    def lag() -> int | None:
+        return loadgen.committed_lag(kafka_settings, group_id(kafka_settings))
+
+    worker = workers()
+    for kill in range(3):
+        # Let it get some way into the stream, then kill it without warning, and restart.
+        threshold = total - (kill + 1) * total // 5
+        wait_until(
+            lambda: (current := lag()) is not None and current < threshold,
+            timeout=PROCESSING_TIMEOUT,
+            interval=0.2,
+            message=f"router made no progress before kill {kill + 1}",
+        )
+        lag_at_kill = lag()
+        worker.kill()
+        print(f"\nkill {kill + 1}: {lag_at_kill} of {total} decisions not yet committed")
+        worker.start()
+    wait_until_processed(kafka_settings)
+
+    observed = loadgen.observe(kafka_settings, REGISTRY)
+    assert_every_referral_on_its_own_centre_topic(observed, expected)
+    report("sigkill", observed, record_property)
+
+
+@pytest.mark.slow
+def test_two_workers_in_one_group_share_the_work_and_give_the_same_result(kafka_settings, workers, record_property):
+    expected = loadgen.mixed_decisions(6_000, REGISTRY, seed=12)
+    first, second = workers("router-a"), workers("router-b")
+    wait_until(lambda: first.is_ready() and second.is_ready(), timeout=120, message="workers not ready")
+    loadgen.produce(kafka_settings, expected.messages)
+
+    wait_until_processed(kafka_settings)
+    wait_until(
+        lambda: first.last_assignment() and second.last_assignment(),
+        timeout=60,
+        message="both workers should hold partitions",
+    )
+
+    assert set(first.last_assignment()).isdisjoint(second.last_assignment())
+    observed = loadgen.observe(kafka_settings, REGISTRY)
+    assert_every_referral_on_its_own_centre_topic(observed, expected)
+    report("two-workers", observed, record_property)
+
+
+@pytest.mark.slow
+def test_replaying_the_same_input_after_a_restart_issues_no_new_referrals(kafka_settings, workers, record_property):
+    expected = loadgen.mixed_decisions(2_000, REGISTRY, seed=13)
+    loadgen.produce(kafka_settings, expected.messages)
+    worker = workers()
+    wait_until_processed(kafka_settings)
+    before = loadgen.observe(kafka_settings, REGISTRY)
+    assert worker.stop() == 0
+
+    # A relay that re-publishes its whole outbox, seen by a freshly started router.
+    loadgen.produce(kafka_settings, expected.messages)
+    workers()
+    wait_until_processed(kafka_settings)
+
+    after = loadgen.observe(kafka_settings, REGISTRY)
+    assert after.distinct_referrals() == before.distinct_referrals()
+    assert_every_referral_on_its_own_centre_topic(after, expected)
+    new_messages = sum(len(ids) for ids in after.issued.values()) - sum(len(ids) for ids in before.issued.values())
+    record_property("replay_new_referral_messages", new_messages)
+    print(f"\n[replay] new referral messages on centre topics after replaying 2,000 decisions: {new_messages}")
+    assert new_messages == 0  # the recovered dedupe table drops every replayed event
+
+
+def test_a_withdrawal_whose_consent_never_comes_reaches_manual_handling(kafka_settings, workers):
+    occurred_at = datetime.now(UTC)
+    orphan = ConsentWithdrawn(event_id=uuid.uuid4(), occurred_at=occurred_at, case_ref="4100-00000-00001-24")
+    consent = ConsentGiven(
+        event_id=uuid.uuid4(),
+        occurred_at=occurred_at,
+        case_ref="4100-00000-00002-24",
+        offence="drug_driving",
+        charged_on=occurred_at.date(),
+        municipality_code="787",
+        person={"full_name": "Test Person", "phone": "+4530405060"},
+        consent_text_version="v1",
+        recorded_by="test",
+    )
+    withdrawal = ConsentWithdrawn(event_id=uuid.uuid4(), occurred_at=occurred_at, case_ref=consent.case_ref)
+    worker = workers(HENVIS_ROUTER_WITHDRAWAL_WAIT_SECONDS="1", HENVIS_ROUTER_WITHDRAWAL_CHECK_SECONDS="0.5")
+    loadgen.produce(kafka_settings, [(m.kafka_key(), m.to_bytes()) for m in (orphan, consent, withdrawal)])
+
+    def manual_reasons():
+        messages = loadgen.read_all(kafka_settings, topic_name(MANUAL_HANDLING.name, kafka_settings))
+        return [parse_event(value) for _, value in messages]
+
+    [unmatched] = wait_until(manual_reasons, timeout=120, message="no manual-handling event for the orphan")
+    assert unmatched.reason == "withdrawal_unmatched"
+    assert unmatched.source_event_id == orphan.event_id
+
+    thisted = [
+        parse_event(value).event_type
+        for _, value in loadgen.read_all(kafka_settings, centre_topic_name("thisted", kafka_settings, REGISTRY))
+    ]
+    assert thisted == ["referral.issued", "referral.withdrawn"]
+    assert worker.stop() == 0
+    log_text = (worker.log_path).read_text()
+    for personal in ("Test Person", "30405060", "4100-00000"):
+        assert personal not in log_text
