@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # apt-get needs root; a developer who is not root goes through sudo.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: venv test demo check-generated postgres-start postgres-stop
+.PHONY: venv test demo check-generated helm-check postgres-start postgres-stop
 
 venv: $(VENV_STAMP)
 
@@ -40,7 +40,11 @@ $(ASYNCAPI_SPEC): tools/asyncapi/package-lock.json
 	npm ci --prefix tools/asyncapi --no-audit --no-fund --silent
 	touch $@
 
-test: venv check-generated $(ASYNCAPI_SPEC)
+# Helm chart: lint, render, validate against Kubernetes schemas, bad values refused.
+helm-check:
+	tools/helm-check.sh
+
+test: venv check-generated $(ASYNCAPI_SPEC) helm-check
 	if [ -z "$${HENVIS_TEST_POSTGRES_URL:-}" ]; then \
 	    HENVIS_TEST_POSTGRES_URL="$$(tools/postgres.sh start | tail -n 1)"; \
 	fi; \
