@@ -23,7 +23,8 @@ from henvis.settings import KafkaSettings
 log = structlog.get_logger(__name__)
 
 _DAY_MS = 24 * 60 * 60 * 1000
-_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
+_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error codes
+_NOT_AUTHORIZED = {29, 31}  # topic / cluster authorization failed
 
 
 def topic_name(base: str, settings: KafkaSettings) -> str:
@@ -144,14 +145,19 @@ def ensure_topics(settings: KafkaSettings, topics: dict[str, bool]) -> list[str]
         response = admin.create_topics(wanted, raise_errors=False, wait_for_metadata=True)
     finally:
         admin.close()
-    created, failures = [], []
+    created, failures, not_allowed = [], [], []
     for result in response["topics"]:
         if result["error_code"] == 0:
             created.append(result["name"])
+        elif result["error_code"] in _NOT_AUTHORIZED:
+            # A production login may rightly lack CREATE: the platform team owns the topics.
+            not_allowed.append(result["name"])
         elif result["error_code"] != _TOPIC_ALREADY_EXISTS:
             failures.append(f"{result['name']}: {result['error_message']}")
     if failures:
         raise RuntimeError("could not create topics: " + "; ".join(failures))
+    if not_allowed:
+        log.warning("topics_not_created_without_permission", count=len(not_allowed))
     if created:
         log.info("topics_created", count=len(created))
     return created
