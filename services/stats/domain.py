@@ -141,7 +141,7 @@ class RawFunnel:
     first_interviews: int = 0
     follow_ups: int = 0
     #: accepted, not withdrawn, with a contact deadline: the denominator of the on-time share
-    due_cases: int = 0
+    due_referrals: int = 0
     #: of those, first contact attempt on or before contact_due_by
     contacted_by_due: int = 0
     #: days from decision to first contact attempt -> number of accepted referrals
@@ -156,7 +156,7 @@ class RawFunnel:
         return sum(self.days_histogram.values())
 
     def add(self, other: "RawFunnel") -> None:
-        for name in ("accepted", "declined", "withdrawn", "first_interviews", "follow_ups", "due_cases", "contacted_by_due"):
+        for name in ("accepted", "declined", "withdrawn", "first_interviews", "follow_ups", "due_referrals", "contacted_by_due"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for days, count in other.days_histogram.items():
             self.days_histogram[days] = self.days_histogram.get(days, 0) + count
@@ -175,12 +175,59 @@ def funnel_of(states: Iterable[ReferralState]) -> RawFunnel:
         funnel.first_interviews += state.first_interview
         funnel.follow_ups += state.follow_up
         if not state.withdrawn and state.contact_due_by is not None:
-            funnel.due_cases += 1
+            funnel.due_referrals += 1
             funnel.contacted_by_due += bool(state.contacted_by_due)
         days = state.days_to_first_contact
         if days is not None:
             funnel.days_histogram[days] = funnel.days_histogram.get(days, 0) + 1
     return funnel
+
+
+#: Counters kept per (decision day, municipality, offence) so a query reads a few thousand
+#: aggregate rows instead of every referral.
+AGGREGATE_COUNTERS: tuple[str, ...] = (
+    "accepted", "declined", "withdrawn", "first_interviews", "follow_ups", "due_referrals", "contacted_by_due",
+)
+
+#: (decided_on, municipality_code or "", offence or ""): "" because a key column cannot be NULL
+AggregateKey = tuple[date, str, str]
+
+
+def aggregate_key(state: ReferralState) -> AggregateKey | None:
+    if state.decision is None or state.decided_on is None:
+        return None  # not counted before its decision is known
+    return (state.decided_on, state.municipality_code or "", state.offence or "")
+
+
+def contribution(state: ReferralState | None) -> dict[str, int]:
+    """What one referral adds to its aggregate row (same rules as :func:`funnel_of`)."""
+    if state is None or aggregate_key(state) is None:
+        return {}
+    single = funnel_of([state])
+    return {name: getattr(single, name) for name in AGGREGATE_COUNTERS if getattr(single, name)}
+
+
+def aggregate_changes(
+    old: ReferralState | None, new: ReferralState
+) -> tuple[dict[AggregateKey, dict[str, int]], dict[tuple[AggregateKey, int], int]]:
+    """How the aggregates change when a referral goes from ``old`` to ``new``: counter deltas
+    per aggregate row, and days-to-first-contact deltas per (row, days). Zero deltas omitted."""
+    counters: dict[AggregateKey, dict[str, int]] = {}
+    days: dict[tuple[AggregateKey, int], int] = {}
+    for state, sign in ((old, -1), (new, +1)):
+        if state is None:
+            continue
+        key = aggregate_key(state)
+        if key is None:
+            continue
+        row = counters.setdefault(key, {})
+        for name, value in contribution(state).items():
+            row[name] = row.get(name, 0) + sign * value
+        if state.decision == "accepted" and state.days_to_first_contact is not None:
+            days_key = (key, state.days_to_first_contact)
+            days[days_key] = days.get(days_key, 0) + sign
+    counters = {key: {n: v for n, v in row.items() if v} for key, row in counters.items()}
+    return {key: row for key, row in counters.items() if row}, {key: value for key, value in days.items() if value}
 
 
 def percentile(histogram: Mapping[int, int], fraction: float) -> int | None:
@@ -342,8 +389,8 @@ def _public_row(key: Hashable, raw: RawFunnel, values: Mapping[Cell, int], hidde
     else:
         row["days_to_first_contact_median"] = median(raw.days_histogram)
         row["days_to_first_contact_p90"] = percentile(raw.days_histogram, 0.9)
-    blocked = is_small(raw.contacted_by_due, threshold) or is_small(raw.due_cases, threshold)
-    _set_rate(row, "contacted_by_deadline_share", raw.contacted_by_due, raw.due_cases, blocked, suppressed)
+    blocked = is_small(raw.contacted_by_due, threshold) or is_small(raw.due_referrals, threshold)
+    _set_rate(row, "contacted_by_deadline_share", raw.contacted_by_due, raw.due_referrals, blocked, suppressed)
     row["suppressed"] = suppressed
     return row
 

@@ -43,3 +43,32 @@ processed_events = sa.Table(
     sa.Column("event_id", sa.String(36), primary_key=True),
     sa.Column("event_type", sa.String(32), nullable=False),
 )
+
+#: Counters per decision day, municipality and offence, kept in the same transaction as the
+#: referral's change (``domain.aggregate_changes``): the funnel queries read these, so their
+#: cost grows with days x municipalities x offences, not with the number of referrals.
+#: municipality_code / offence are "" when absent (key columns cannot be NULL).
+funnel_daily = sa.Table(
+    "funnel_daily",
+    metadata,
+    sa.Column("decided_on", sa.Date, primary_key=True),
+    sa.Column("municipality_code", sa.String(3), primary_key=True),
+    sa.Column("offence", sa.String(32), primary_key=True),
+    sa.Column("decided_month", sa.String(7), nullable=False),
+    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in (
+        "accepted", "declined", "withdrawn", "first_interviews", "follow_ups", "due_referrals", "contacted_by_due"
+    )),
+    sa.Index("ix_funnel_daily_month", "decided_month"),
+)
+
+#: Accepted referrals per decision day, municipality, offence and days to first contact.
+contact_days_daily = sa.Table(
+    "contact_days_daily",
+    metadata,
+    sa.Column("decided_on", sa.Date, primary_key=True),
+    sa.Column("municipality_code", sa.String(3), primary_key=True),
+    sa.Column("offence", sa.String(32), primary_key=True),
+    sa.Column("days", sa.Integer, primary_key=True),
+    sa.Column("decided_month", sa.String(7), nullable=False),
+    sa.Column("referrals", sa.Integer, nullable=False, default=0),
+)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from henvis.schemas.events import ReferralFact, ReferralOutcome
 from henvis.services.stats import domain
-from henvis.services.stats.models import processed_events, referrals
+from henvis.services.stats.models import contact_days_daily, funnel_daily, processed_events, referrals
 
 GroupBy = Literal["month", "municipality"] | None
 
@@ -126,12 +126,14 @@ class StatsStore:
                     if conn.dialect.name == "postgresql":
                         query = query.with_for_update()
                     row = conn.execute(query).first()
-                    new_state = change(_state_from_row(row) if row else None)
+                    old_state = _state_from_row(row) if row else None
+                    new_state = change(old_state)
                     values = _row_from_state(new_state)
                     if row is None:
                         conn.execute(referrals.insert().values(**values))
                     else:
                         conn.execute(referrals.update().where(referrals.c.referral_id == referral_id).values(**values))
+                    _update_aggregates(conn, *domain.aggregate_changes(old_state, new_state))
                 return True
             except IntegrityError:
                 if self.is_processed(event_id):
@@ -156,73 +158,131 @@ class StatsStore:
         """First and last decision date among the filtered referrals (for empty months)."""
         with self.engine.connect() as conn:
             low, high = conn.execute(
-                sa.select(sa.func.min(referrals.c.decided_on), sa.func.max(referrals.c.decided_on)).where(
-                    *self._conditions(filters)
+                sa.select(sa.func.min(funnel_daily.c.decided_on), sa.func.max(funnel_daily.c.decided_on)).where(
+                    *self._conditions(funnel_daily, filters)
                 )
             ).one()
         return (low, high) if low and high else None
 
     def funnels(self, filters: Filters, group_by: GroupBy = None) -> dict[str | None, domain.RawFunnel]:
-        """Raw (unsuppressed) figures per group: month ``YYYY-MM``, municipality code, or
-        one group ``None`` for everything. For the domain's publishing functions only."""
-        group_column = {"month": referrals.c.decided_month, "municipality": referrals.c.municipality_code, None: None}[group_by]
-        key_columns = [group_column.label("group_key")] if group_column is not None else []
-        accepted = referrals.c.decision == "accepted"
-        withdrawn = referrals.c.withdrawn.is_(True)
+        """Raw (unsuppressed) figures per group: month ``YYYY-MM``, municipality code ("" for
+        none), or one group ``None`` for everything. For the domain's publishing functions only.
 
-        def count_if(*conditions) -> sa.ColumnElement:
-            return sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*conditions), 1), else_=0)), 0)
+        Reads the daily aggregates, not the referrals: the cost grows with the number of
+        days x municipalities x offences in the period."""
+        def group_of(table):
+            return {"month": table.c.decided_month, "municipality": table.c.municipality_code, None: None}[group_by]
 
+        counts_group = group_of(funnel_daily)
         counts_query = sa.select(
-            *key_columns,
-            count_if(accepted).label("accepted"),
-            count_if(referrals.c.decision == "declined").label("declined"),
-            count_if(accepted, withdrawn).label("withdrawn"),
-            count_if(accepted, referrals.c.first_interview.is_(True)).label("first_interviews"),
-            count_if(accepted, referrals.c.follow_up.is_(True)).label("follow_ups"),
-            count_if(accepted, referrals.c.withdrawn.is_(False), referrals.c.contact_due_by.is_not(None)).label("due_cases"),
-            count_if(accepted, referrals.c.withdrawn.is_(False), referrals.c.contacted_by_due.is_(True)).label("contacted_by_due"),
-        ).where(*self._conditions(filters))
+            *([counts_group.label("group_key")] if counts_group is not None else []),
+            *(sa.func.coalesce(sa.func.sum(funnel_daily.c[name]), 0).label(name) for name in domain.AGGREGATE_COUNTERS),
+        ).where(*self._conditions(funnel_daily, filters))
+        days_group = group_of(contact_days_daily)
         days_query = sa.select(
-            *key_columns, referrals.c.days_to_first_contact, sa.func.count().label("n")
-        ).where(*self._conditions(filters), accepted, referrals.c.days_to_first_contact.is_not(None))
-        if group_column is not None:
-            counts_query = counts_query.group_by(group_column)
-            days_query = days_query.group_by(group_column, referrals.c.days_to_first_contact)
+            *([days_group.label("group_key")] if days_group is not None else []),
+            contact_days_daily.c.days,
+            sa.func.sum(contact_days_daily.c.referrals).label("n"),
+        ).where(*self._conditions(contact_days_daily, filters))
+        if counts_group is not None:
+            counts_query = counts_query.group_by(counts_group)
+            days_query = days_query.group_by(days_group, contact_days_daily.c.days)
         else:
-            days_query = days_query.group_by(referrals.c.days_to_first_contact)
+            days_query = days_query.group_by(contact_days_daily.c.days)
 
         result: dict[str | None, domain.RawFunnel] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(counts_query):
-                key = row.group_key if group_column is not None else None
-                result[key] = domain.RawFunnel(
-                    accepted=int(row.accepted),
-                    declined=int(row.declined),
-                    withdrawn=int(row.withdrawn),
-                    first_interviews=int(row.first_interviews),
-                    follow_ups=int(row.follow_ups),
-                    due_cases=int(row.due_cases),
-                    contacted_by_due=int(row.contacted_by_due),
-                )
+                key = row.group_key if counts_group is not None else None
+                result[key] = domain.RawFunnel(**{name: int(getattr(row, name)) for name in domain.AGGREGATE_COUNTERS})
             for row in conn.execute(days_query):
-                key = row.group_key if group_column is not None else None
+                if not row.n:
+                    continue
+                key = row.group_key if days_group is not None else None
                 funnel = result.setdefault(key, domain.RawFunnel())
-                funnel.days_histogram[int(row.days_to_first_contact)] = int(row.n)
+                funnel.days_histogram[int(row.days)] = int(row.n)
         if group_by is None:
             result.setdefault(None, domain.RawFunnel())
         return result
 
+    def rebuild_aggregates(self) -> None:
+        """Recompute the daily aggregates from the referrals (after a bulk load or a repair)."""
+        with self.engine.begin() as conn:
+            conn.execute(funnel_daily.delete())
+            conn.execute(contact_days_daily.delete())
+            for statement in rebuild_aggregates_sql():
+                conn.execute(statement)
+
     @staticmethod
-    def _conditions(filters: Filters) -> list[sa.ColumnElement]:
-        # Only referrals whose decision is known count; the period is the decision date.
-        conditions: list[sa.ColumnElement] = [referrals.c.decision.is_not(None)]
+    def _conditions(table: sa.Table, filters: Filters) -> list[sa.ColumnElement]:
+        # The period is the decision date.
+        conditions: list[sa.ColumnElement] = []
         if filters.date_from:
-            conditions.append(referrals.c.decided_on >= filters.date_from)
+            conditions.append(table.c.decided_on >= filters.date_from)
         if filters.date_to:
-            conditions.append(referrals.c.decided_on <= filters.date_to)
+            conditions.append(table.c.decided_on <= filters.date_to)
         if filters.municipality:
-            conditions.append(referrals.c.municipality_code == filters.municipality)
+            conditions.append(table.c.municipality_code == filters.municipality)
         if filters.offence:
-            conditions.append(referrals.c.offence == filters.offence)
+            conditions.append(table.c.offence == filters.offence)
         return conditions
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, key: dict, deltas: dict[str, int]) -> None:
+    """Add ``deltas`` to the row of ``key``, creating it when missing (atomic per row)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**key, **deltas)
+    statement = statement.on_conflict_do_update(
+        index_elements=[column.name for column in table.primary_key.columns],
+        set_={name: table.c[name] + statement.excluded[name] for name in deltas},
+    )
+    conn.execute(statement)
+
+
+def _update_aggregates(conn: sa.Connection, counters: dict, days: dict) -> None:
+    for (decided_on, municipality, offence), deltas in counters.items():
+        key = {"decided_on": decided_on, "municipality_code": municipality, "offence": offence}
+        _upsert(conn, funnel_daily, {**key, "decided_month": decided_on.strftime("%Y-%m")}, deltas)
+    for ((decided_on, municipality, offence), days_value), delta in days.items():
+        key = {"decided_on": decided_on, "municipality_code": municipality, "offence": offence, "days": days_value}
+        _upsert(conn, contact_days_daily, {**key, "decided_month": decided_on.strftime("%Y-%m")}, {"referrals": delta})
+
+
+def rebuild_aggregates_sql() -> list[sa.Executable]:
+    """INSERT ... SELECT statements that compute the daily aggregates from ``referrals``
+    (the same rules as ``domain.funnel_of``); used by the migration and ``rebuild_aggregates``."""
+    r = referrals.c
+    accepted = r.decision == "accepted"
+    municipality = sa.func.coalesce(r.municipality_code, "")
+    offence = sa.func.coalesce(r.offence, "")
+
+    def count_if(*conditions) -> sa.ColumnElement:
+        return sa.func.sum(sa.case((sa.and_(*conditions), 1), else_=0))
+
+    not_withdrawn = r.withdrawn.is_(False)
+    counts = sa.select(
+        r.decided_on, municipality, offence, r.decided_month,
+        count_if(accepted),
+        count_if(r.decision == "declined"),
+        count_if(accepted, r.withdrawn.is_(True)),
+        count_if(accepted, r.first_interview.is_(True)),
+        count_if(accepted, r.follow_up.is_(True)),
+        count_if(accepted, not_withdrawn, r.contact_due_by.is_not(None)),
+        count_if(accepted, not_withdrawn, r.contact_due_by.is_not(None), r.contacted_by_due.is_(True)),
+    ).where(r.decision.is_not(None), r.decided_on.is_not(None)).group_by(r.decided_on, municipality, offence, r.decided_month)
+    days = sa.select(
+        r.decided_on, municipality, offence, r.days_to_first_contact, r.decided_month, sa.func.count()
+    ).where(accepted, r.decided_on.is_not(None), r.days_to_first_contact.is_not(None)).group_by(
+        r.decided_on, municipality, offence, r.days_to_first_contact, r.decided_month
+    )
+    return [
+        funnel_daily.insert().from_select(
+            ["decided_on", "municipality_code", "offence", "decided_month", *domain.AGGREGATE_COUNTERS], counts
+        ),
+        contact_days_daily.insert().from_select(
+            ["decided_on", "municipality_code", "offence", "days", "decided_month", "referrals"], days
+        ),
+    ]

@@ -178,6 +178,11 @@ EXPECTED_COLUMNS = {
         "first_interview", "follow_up",
     },
     "processed_events": {"event_id", "event_type"},
+    "funnel_daily": {
+        "decided_on", "municipality_code", "offence", "decided_month", "accepted", "declined", "withdrawn",
+        "first_interviews", "follow_ups", "due_referrals", "contacted_by_due",
+    },
+    "contact_days_daily": {"decided_on", "municipality_code", "offence", "days", "decided_month", "referrals"},
 }
 
 
@@ -202,7 +207,7 @@ def test_no_replayed_personal_data_is_in_the_database(stats, pilot):
     with engine.connect() as conn:
         dump = "\n".join(
             str(tuple(row))
-            for table in ("referrals", "processed_events")
+            for table in EXPECTED_COLUMNS
             for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
         )
     assert dump.count("\n") > 300
