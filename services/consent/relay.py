@@ -66,6 +66,9 @@ def relay_producer_config(settings: ConsentSettings, client_id: str) -> dict:
     minimum_delivery_ms = config["request_timeout_ms"] + config["linger_ms"] + 1
     config["max_block_ms"] = min(10_000, lease_ms // 6)
     config["delivery_timeout_ms"] = max(minimum_delivery_ms, lease_ms // 2)
+    # Notice a returning broker within seconds, not after kafka-python's 30 s default backoff.
+    config["reconnect_backoff_max_ms"] = 2_000
+    config["bootstrap_timeout_ms"] = 10_000
     return config
 
 
