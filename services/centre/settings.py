@@ -43,6 +43,9 @@ class CentreSettings(ServiceSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     metrics_port: int = 0
+    consumer_session_timeout_ms: int = Field(
+        default=45_000, ge=6_000, description="How long the group waits for a silent (killed) worker before reassigning its partitions."
+    )
 
     def centre_slugs(self, registry: Registry) -> list[str]:
         if not self.centres:

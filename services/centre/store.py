@@ -268,20 +268,46 @@ def purge(engine: Engine, retention_days: int, now: datetime | None = None) -> i
     return len(due)
 
 
+def _pending_query(limit: int):
+    return (
+        sa.select(outbox.c.id, outbox.c.topic_base, outbox.c.kafka_key, outbox.c.payload)
+        .where(outbox.c.sent_at.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+
+
 def pending_outbox(engine: Engine, limit: int = 500) -> list[sa.Row]:
     with engine.connect() as conn:
-        return conn.execute(
-            sa.select(outbox.c.id, outbox.c.topic_base, outbox.c.kafka_key, outbox.c.payload)
-            .where(outbox.c.sent_at.is_(None))
-            .order_by(outbox.c.id)
-            .limit(limit)
-        ).all()
+        return conn.execute(_pending_query(limit)).all()
 
 
 def mark_sent(engine: Engine, ids: list[int], now: datetime | None = None) -> None:
     if ids:
         with engine.begin() as conn:
             conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(sent_at=now or utcnow()))
+
+
+def relay_batch(engine: Engine, publish, limit: int = 500) -> int:
+    """Publish pending outbox rows with ``publish(rows)`` (returns once the broker acked) and mark them sent.
+
+    On PostgreSQL the rows are claimed with ``FOR UPDATE SKIP LOCKED`` for the duration, so
+    several worker replicas relay disjoint rows instead of publishing each row twice. On
+    SQLite (one deployment, one file) the rows are read without holding the write lock, so a
+    slow broker never blocks caseworkers from recording outcomes.
+    """
+    if is_sqlite(engine):
+        rows = pending_outbox(engine, limit)
+        if rows:
+            publish(rows)
+            mark_sent(engine, [row.id for row in rows])
+        return len(rows)
+    with engine.begin() as conn:
+        rows = conn.execute(_pending_query(limit).with_for_update(skip_locked=True)).all()
+        if rows:
+            publish(rows)
+            conn.execute(outbox.update().where(outbox.c.id.in_([row.id for row in rows])).values(sent_at=utcnow()))
+        return len(rows)
 
 
 # --------------------------------------------------------------------------- API side

@@ -102,6 +102,8 @@ class CentreWorker:
         consumer = KafkaConsumer(
             **consumer_config(self.settings.kafka, self.settings.consumer_group(), self.client_id),
             max_poll_records=100,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=max(1_000, self.settings.consumer_session_timeout_ms // 3),
         )
         consumer.subscribe(topics=list(self.topics), listener=_ReadyOnAssignment(self._ready))
         try:
@@ -170,22 +172,21 @@ class CentreWorker:
 
 
 def relay_once(engine, producer, settings: CentreSettings, batch: int = 500) -> int:
-    """Publish pending outbox rows in order; mark them sent only after the broker's ack."""
-    rows = store.pending_outbox(engine, batch)
-    if not rows:
-        return 0
-    futures = [
-        (row.id, producer.send(topic_name(row.topic_base, settings.kafka), key=row.kafka_key.encode(), value=row.payload.encode()))
-        for row in rows
-    ]
-    producer.flush(timeout=30)
-    acked = []
-    for row_id, future in futures:
-        future.get(timeout=30)  # raises if not acknowledged: the row stays pending
-        acked.append(row_id)
-    store.mark_sent(engine, acked)
-    log.info("outbox_relayed", count=len(acked))
-    return len(acked)
+    """Publish pending outbox rows in order; they are marked sent only after the broker's ack."""
+
+    def publish(rows) -> None:
+        futures = [
+            producer.send(topic_name(row.topic_base, settings.kafka), key=row.kafka_key.encode(), value=row.payload.encode())
+            for row in rows
+        ]
+        producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)  # raises if not acknowledged: nothing is marked sent
+
+    sent = store.relay_batch(engine, publish, batch)
+    if sent:
+        log.info("outbox_relayed", count=sent)
+    return sent
 
 
 def run_worker(settings: CentreSettings) -> int:

@@ -28,7 +28,9 @@ class WorkerProcess:
 
     def __init__(self, database_url: str):
         env = {**os.environ, "HENVIS_CENTRE_DATABASE_URL": database_url, "HENVIS_CENTRE_CENTRES": "herning,holstebro",
-               "HENVIS_CENTRE_RELAY_INTERVAL_SECONDS": "0.05"}
+               "HENVIS_CENTRE_RELAY_INTERVAL_SECONDS": "0.05",
+               # the broker's minimum, so a SIGKILLed member is evicted quickly (default 45 s)
+               "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "henvis.cli", "centre", "worker"], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -145,3 +147,38 @@ def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url
     assert worker.logged("worker_stopped")
     assert not any(value in logs for value in personal_strings())
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_stream_loses_and_duplicates_no_referral(database_url, kafka_settings):
+    events = [referral_issued("herning", person_index=i) for i in range(150)]
+    producer = make_producer(kafka_settings, "test-router")
+    for event in events:
+        producer.send(centre_topic_name("herning", kafka_settings), key=event.kafka_key(), value=event.to_bytes())
+    producer.flush()
+    producer.close()
+    engine = store.make_centre_engine(database_url)
+
+    def inbox_ids() -> list[str]:
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(sa.select(referrals.c.referral_id)).scalars())
+        except sa.exc.DBAPIError:  # the worker has not created the tables yet
+            return []
+
+    first = WorkerProcess(database_url)
+    try:
+        wait_until(lambda: inbox_ids() or first.process.poll() is not None, timeout=120, interval=0.01,
+                   message="the first worker stored nothing")
+    finally:
+        first.process.kill()  # SIGKILL: no chance to commit offsets or close cleanly
+        first.process.wait()
+    assert len(inbox_ids()) < len(events), "the worker finished before it was killed; the test proves nothing"
+
+    second = WorkerProcess(database_url)
+    try:
+        wait_until(lambda: len(inbox_ids()) >= len(events), timeout=120, message="referrals lost after SIGKILL")
+        assert sorted(inbox_ids()) == sorted(str(event.referral_id) for event in events)
+    finally:
+        assert second.stop() == 0
+        engine.dispose()
