@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 
 from henvis.schemas.events import EVENT_TYPES
@@ -34,6 +36,10 @@ _SAFE_TYPES = frozenset(
 )
 
 
+#: What an unknown key must look like to be repeated in an error (``postal_adress`` yes).
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
 def field_path(loc: tuple) -> str:
     """``('consent.given', 'person', 'phone')`` -> ``person.phone``; the union tag is not a field."""
     parts = [str(part) for part in loc if str(part) not in EVENT_TYPES]
@@ -58,6 +64,11 @@ def safe_errors(exc: ValidationError | list[dict]) -> list[dict[str, str]]:
         field = field_path(error["loc"])
         if kind == "declined_with_personal_data":
             field = error["ctx"]["fields"]
+        if kind == "extra_forbidden" and not _FIELD_NAME.fullmatch(str(error["loc"][-1] if error["loc"] else "")):
+            # An unknown key is client input too (it may be a name or a phone number): only
+            # keys shaped like field names are repeated; others are reported on their parent.
+            field = field_path(tuple(error["loc"][:-1]))
+            message = "contains a field that is not allowed (its name is not repeated here)"
         errors.append({"field": field, "message": message, "type": kind})
     return errors
 
