@@ -154,6 +154,29 @@ def test_two_workers_in_one_group_share_the_work_and_give_the_same_result(kafka_
 
 
 @pytest.mark.slow
+def test_a_worker_joining_and_another_leaving_mid_stream_loses_nothing(kafka_settings, workers, record_property):
+    expected = loadgen.mixed_decisions(10_000, REGISTRY, seed=14)
+    total = len(expected.messages)
+    loadgen.produce(kafka_settings, expected.messages)
+
+    def lag_below(fraction: float):
+        return lambda: (lag := loadgen.committed_lag(kafka_settings, group_id(kafka_settings))) is not None and (
+            lag < total * fraction
+        )
+
+    first = workers("router-a")
+    wait_until(lag_below(0.85), timeout=PROCESSING_TIMEOUT, interval=0.2, message="no progress")
+    second = workers("router-b")  # scale out mid-stream: a rebalance while the first is busy
+    wait_until(lambda: second.is_ready() and second.last_assignment(), timeout=120, message="second never got work")
+    assert first.stop() == 0  # scale in mid-stream: SIGTERM, its partitions move to the second
+    wait_until_processed(kafka_settings)
+
+    observed = loadgen.observe(kafka_settings, REGISTRY)
+    assert_every_referral_on_its_own_centre_topic(observed, expected)
+    report("rebalance", observed, record_property)
+
+
+@pytest.mark.slow
 def test_replaying_the_same_input_after_a_restart_issues_no_new_referrals(kafka_settings, workers, record_property):
     expected = loadgen.mixed_decisions(2_000, REGISTRY, seed=13)
     loadgen.produce(kafka_settings, expected.messages)
