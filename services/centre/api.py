@@ -14,7 +14,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 import structlog
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa

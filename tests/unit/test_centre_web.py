@@ -141,3 +141,21 @@ def test_overdue_referrals_are_highlighted_in_the_inbox(app):
         page = client.get("/indbakke").text
         assert 'class="status-overdue"' in page and "⚠ Overskredet" in page
         assert "Overskredne <span class=\"count\">(1)</span>" in page
+
+
+def test_a_tampered_session_cookie_is_not_a_login_and_logout_ends_the_session(app):
+    with TestClient(app, base_url="http://localhost") as client:
+        _login(client, "anne.herning")
+        genuine = client.cookies.get("henvis_centre_session")
+        body, signature = genuine.rsplit(".", 1)
+        client.cookies.clear()
+        client.cookies.set("henvis_centre_session", f"{body}x.{signature}")
+        assert client.get("/indbakke", follow_redirects=False).headers["location"] == "/login"
+
+        client.cookies.clear()
+        client.cookies.set("henvis_centre_session", genuine)
+        page = client.get("/indbakke")
+        assert page.status_code == 200
+        logout = client.post("/logout", data={"csrf_token": _csrf(page.text)}, follow_redirects=False)
+        assert logout.status_code == 303
+        assert client.get("/indbakke", follow_redirects=False).headers["location"] == "/login"
