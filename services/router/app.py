@@ -121,8 +121,9 @@ class Router:
 
         @app.agent(self.decisions, concurrency=1, name="route-decisions")
         async def route_decisions(stream):
-            async for event in stream.events():
-                await self.handle(event.value, event.message.partition)
+            # take_events acks a batch only after this body has finished with it.
+            async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_wait_seconds):
+                await self.handle_batch([(event.value, event.message.partition) for event in events])
 
         @app.agent(self.ticks, concurrency=1, name="expire-withdrawals")
         async def expire_withdrawals(stream):
@@ -169,24 +170,48 @@ class Router:
     # ------------------------------------------------------------ handling
 
     async def handle(self, raw: bytes | None, partition: int) -> domain.Result:
-        """Route one input message; never raises (faust would ack a message whose agent raised)."""
+        """Route one input message (the batch path with a batch of one)."""
+        [result] = await self.handle_batch([(raw, partition)])
+        return result
+
+    async def handle_batch(self, messages: list[tuple[bytes | None, int]]) -> list[domain.Result]:
+        """Route a batch of input messages; never raises (faust would ack what an agent raised on).
+
+        Order of effects, which is what makes a kill at any moment harmless:
+        1. decide every message (later ones see the state the earlier ones leave behind);
+        2. publish every output and wait for the broker's acknowledgement;
+        3. write the new state to the table and wait until its changelog is acknowledged;
+        4. only then does the agent let faust ack the batch, so the offsets can be committed.
+        A kill before 4 means the batch is processed again: the same deterministic events are
+        re-sent (or dropped as duplicates if step 3 had completed), nothing is lost.
+        """
         async with self._lock:
-            ctx = domain.Context(registry=self.registry, now=utcnow(), seal=self.seal, partition=partition)
-            try:
-                result = domain.handle_message(raw, self._state, ctx)
-            except Exception as exc:  # noqa: BLE001 - a bug must not lose or block the message
-                log.error("routing_failed", error_type=type(exc).__name__, partition=partition)
-                result = domain.invalid_message(raw, ctx, f"router could not process it ({type(exc).__name__})")
-            if result.duplicate:
-                DUPLICATES.inc()
-            await self.publish(result.outputs)
-            # Only now that every output is acknowledged does the router remember it: a kill
-            # before this line means a re-send of identical events, never a lost referral.
-            for key, state in result.state.items():
-                self.cases[key] = state.model_dump(mode="json")
-            self._observe(result)
-            self.processed += 1
-            return result
+            overlay: dict[str, domain.CaseState] = {}
+            writes: list[tuple[int, str, domain.CaseState]] = []
+            results: list[domain.Result] = []
+
+            def lookup(key: str) -> domain.CaseState | None:
+                return overlay[key] if key in overlay else self._state(key)
+
+            now = utcnow()
+            for raw, partition in messages:
+                ctx = domain.Context(registry=self.registry, now=now, seal=self.seal, partition=partition)
+                try:
+                    result = domain.handle_message(raw, lookup, ctx)
+                except Exception as exc:  # noqa: BLE001 - a bug must not lose or block the message
+                    log.error("routing_failed", error_type=type(exc).__name__, partition=partition)
+                    result = domain.invalid_message(raw, ctx, f"router could not process it ({type(exc).__name__})")
+                if result.duplicate:
+                    DUPLICATES.inc()
+                overlay.update(result.state)
+                writes.extend((partition, key, state) for key, state in result.state.items())
+                results.append(result)
+            await self.publish([out for result in results for out in result.outputs])
+            await self.remember(writes)
+            for result in results:
+                self._observe(result)
+            self.processed += len(messages)
+            return results
 
     async def expire(self, partition: int) -> None:
         """Send the overdue pending withdrawals of one partition to manual handling."""
@@ -203,23 +228,51 @@ class Router:
                 if result is None:
                     continue
                 await self.publish(result.outputs)
-                for state_key, state in result.state.items():
-                    self.cases[state_key] = state.model_dump(mode="json")
+                await self.remember([(partition, k, state) for k, state in result.state.items()])
                 self._observe(result)
+
+    async def remember(self, writes: list[tuple[int, str, domain.CaseState]]) -> None:
+        """Store state in the table and wait until its changelog is on the broker.
+
+        faust's ``table[key] = value`` sends the changelog in the background (to the partition
+        of the event in hand); here the write goes explicitly to the input message's partition,
+        so state recovers on whichever worker gets that partition, and is awaited, so a
+        committed offset never points past state that could still be lost.
+        """
+        if not writes:
+            return
+        latest: dict[str, tuple[int, dict]] = {}
+        for partition, key, state in writes:
+            latest[key] = (partition, state.model_dump(mode="json"))
+        for key, (_partition, value) in latest.items():
+            self.cases.data[key] = value
+
+        async def send_all():
+            futures = [self.cases.send_changelog(partition, key, value) for key, (partition, value) in latest.items()]
+            for fut in futures:
+                await fut
+
+        await self._retry(send_all)
 
     async def publish(self, outputs: list[domain.Output]) -> None:
         """Send every output and wait until the broker acknowledged all; retry until it does."""
         if not outputs:
             return
+
+        async def send_all():
+            pending = [
+                await self._output_topic(out.topic).send(key=out.key, value=out.event.to_bytes()) for out in outputs
+            ]
+            for fut in pending:
+                await fut
+
+        await self._retry(send_all)
+
+    async def _retry(self, operation) -> None:
         backoff = 0.1
         while True:
             try:
-                pending = [
-                    await self._output_topic(out.topic).send(key=out.key, value=out.event.to_bytes())
-                    for out in outputs
-                ]
-                for fut in pending:
-                    await fut
+                await operation()
                 return
             except asyncio.CancelledError:
                 raise

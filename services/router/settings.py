@@ -41,6 +41,12 @@ class RouterSettings(ServiceSettings):
     withdrawal_check_seconds: float | None = Field(
         default=None, gt=0, description="How often pending withdrawals are checked; default min(wait/4, 60 s)."
     )
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Most input messages handled (and acknowledged) together."
+    )
+    batch_wait_seconds: float = Field(
+        default=0.05, gt=0, le=5, description="How long a batch waits to fill up before it is handled anyway."
+    )
     retry_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the publish retry backoff.")
     session_timeout_seconds: float = Field(
         default=30.0,
