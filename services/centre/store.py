@@ -395,6 +395,13 @@ def get_referral(engine: Engine, centre: str, referral_id: str, now: datetime | 
     return detail
 
 
+def get_referral_or_none(engine: Engine, centre: str, referral_id: str) -> dict | None:
+    try:
+        return get_referral(engine, centre, referral_id)
+    except NotFound:
+        return None
+
+
 def record_outcome(
     engine: Engine,
     *,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -28,6 +28,7 @@ templates.env.globals.update(
     new_event_id=lambda: str(uuid.uuid4()),
     # Caseworkers read Danish wall-clock time, not UTC.
     danish_time=lambda iso: datetime.fromisoformat(iso).astimezone(DANISH_TIME).strftime("%d-%m-%Y %H:%M"),
+    danish_date=lambda iso: date.fromisoformat(iso).strftime("%d-%m-%Y") if iso else "–",
     dict=dict,
 )
 
@@ -159,7 +160,8 @@ def register_web(app, ctx: CentreContext, *, local_only: bool = False) -> None:
                          referral_id=referral["referral_id"],
                          action="view_contact_details" if referral["person"] else "view_referral")
         confirmation = domain.OUTCOME_LABELS_DA.get(udfald) if udfald else None
-        return render(request, "detail.html", session, referral=referral, confirmation=confirmation, error=None)
+        return render(request, "detail.html", session, referral=referral, confirmation=confirmation, error=None,
+                      today=_today())
 
     @app.post("/henvisning/{referral_id}/udfald", include_in_schema=False, response_class=HTMLResponse)
     async def record(request: Request, referral_id: str):
@@ -172,17 +174,35 @@ def register_web(app, ctx: CentreContext, *, local_only: bool = False) -> None:
         outcome = str(form.get("outcome") or "")
         try:
             referral_uuid = str(uuid.UUID(referral_id))
-            # The form carries an event id made when the page was shown: a double submit is one outcome.
-            event_id = uuid.UUID(str(form.get("event_id"))) if form.get("event_id") else None
-            record_and_count(ctx, centre=session.centre, referral_id=referral_uuid, outcome=outcome,
-                             actor=session.username, actor_kind="user", event_id=event_id)
-        except (ValueError, store.NotFound):
+        except ValueError:
+            referral_uuid = None
+        referral = store.get_referral_or_none(ctx.engine, session.centre, referral_uuid) if referral_uuid else None
+        if referral is None:
             return render(request, "message.html", session, status_code=404, title="Henvisningen findes ikke",
                           message="Der er ingen henvisning med dette nummer i jeres indbakke.")
-        except (domain.IllegalTransition, store.EventIdConflict):
-            referral = store.get_referral(ctx.engine, session.centre, referral_uuid)
-            return render(request, "detail.html", session, status_code=409, referral=referral, confirmation=None,
-                          error="Udfaldet kan ikke registreres nu. Vælg et af de mulige næste skridt nedenfor.")
+
+        def again(status_code: int, error: str) -> HTMLResponse:
+            fresh = store.get_referral(ctx.engine, session.centre, referral_uuid)
+            return render(request, "detail.html", session, status_code=status_code, referral=fresh, confirmation=None,
+                          error=error, today=_today())
+
+        try:
+            occurred_at = _occurred_at(str(form.get("dato") or ""))
+            # The form carries an event id made when the page was shown: a double submit is one outcome.
+            event_id = uuid.UUID(str(form.get("event_id"))) if form.get("event_id") else None
+        except ValueError:
+            return again(422, "Dato for udfaldet skal være en gyldig dato.")
+        try:
+            record_and_count(ctx, centre=session.centre, referral_id=referral_uuid, outcome=outcome,
+                             actor=session.username, actor_kind="user", event_id=event_id, occurred_at=occurred_at)
+        except store.NotFound:
+            return again(404, "Henvisningen findes ikke.")
+        except domain.InvalidOccurredAt:
+            return again(422, "Dato for udfaldet kan ikke ligge i fremtiden eller før sigtelsesdatoen.")
+        except store.EventIdConflict:
+            return again(409, "Siden var forældet. Den er nu opdateret – vælg igen.")
+        except domain.IllegalTransition:
+            return again(409, "Udfaldet kan ikke registreres nu. Vælg et af de mulige næste skridt nedenfor.")
         return RedirectResponse(f"/henvisning/{referral_uuid}?{urlencode({'udfald': outcome})}", status_code=303)
 
 
@@ -191,3 +211,15 @@ def _deadline_shown(referral: dict) -> str | None:
     if referral["status"] in ("closed", "withdrawn"):
         return None
     return referral["contact_due_by"] if referral["last_outcome"] is None else referral["treatment_due_by"]
+
+
+def _today() -> str:
+    return datetime.now(DANISH_TIME).date().isoformat()
+
+
+def _occurred_at(day: str) -> datetime | None:
+    """The form's date as a moment: now for today (or no date), noon Danish time for an earlier day."""
+    if not day or day == _today():
+        return None
+    chosen = date.fromisoformat(day)
+    return datetime.combine(chosen, time(12, 0), tzinfo=DANISH_TIME)

@@ -23,7 +23,7 @@ from tests.helpers import free_port, wait_until
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--lang=da-DK",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "sommer-i-herning-2026"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -159,3 +159,25 @@ def test_a_tampered_session_cookie_is_not_a_login_and_logout_ends_the_session(ap
         logout = client.post("/logout", data={"csrf_token": _csrf(page.text)}, follow_redirects=False)
         assert logout.status_code == 303
         assert client.get("/indbakke", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_a_caseworker_can_record_yesterdays_call_but_not_tomorrows(app):
+    from datetime import datetime, timedelta
+
+    from henvis.deadlines import DANISH_TIME
+
+    referral_id = _issue(app)
+    today = datetime.now(DANISH_TIME).date()
+    with TestClient(app, base_url="http://localhost") as client:
+        _login(client, "anne.herning")
+        token = _csrf(client.get(f"/henvisning/{referral_id}").text)
+        tomorrow = client.post(f"/henvisning/{referral_id}/udfald",
+                               data={"outcome": "contacted", "dato": (today + timedelta(days=1)).isoformat(), "csrf_token": token})
+        assert tomorrow.status_code == 422 and "Dato for udfaldet" in tomorrow.text
+        garbled = client.post(f"/henvisning/{referral_id}/udfald",
+                              data={"outcome": "contacted", "dato": "i går", "csrf_token": token})
+        assert garbled.status_code == 422
+        yesterday = client.post(f"/henvisning/{referral_id}/udfald",
+                                data={"outcome": "contacted", "dato": (today - timedelta(days=1)).isoformat(), "csrf_token": token})
+        assert yesterday.status_code == 200 and "Registreret: Kontakt opnået." in yesterday.text
+        assert (today - timedelta(days=1)).strftime("%d-%m-%Y") + " 12:00" in yesterday.text
