@@ -50,6 +50,7 @@ class CentreContext:
     centres: list[str]
     engine: Engine
     clients: ClientRegistry
+    seal: object = None  # encrypts for the manual-handling role; None without a key
 
 
 def _error(status: int, detail: str, field: str | None = None, kind: str | None = None) -> JSONResponse:
@@ -61,11 +62,20 @@ def _error(status: int, detail: str, field: str | None = None, kind: str | None 
 
 def record_and_count(ctx: CentreContext, **kwargs) -> store.Recorded:
     """Record an outcome and count it in the metrics when it is new (shared by API and web)."""
-    recorded = store.record_outcome(ctx.engine, **kwargs)
+    recorded = store.record_outcome(ctx.engine, seal=ctx.seal, **kwargs)
     if recorded.created:
         OUTCOMES_RECORDED.labels(kwargs["centre"], recorded.outcome).inc()
         log.info("outcome_recorded", referral_id=recorded.referral_id, centre=kwargs["centre"], outcome=recorded.outcome)
     return recorded
+
+
+def _sealer(settings: CentreSettings):
+    if not settings.manual_public_key:
+        return None
+    # The router's sealing (NaCl sealed box), so the manual desk opens both with one key.
+    from henvis.services.router.sealing import Sealer
+
+    return Sealer(settings.manual_public_key)
 
 
 def build_app(settings: CentreSettings | None = None, *, local_only: bool = False):
@@ -75,7 +85,7 @@ def build_app(settings: CentreSettings | None = None, *, local_only: bool = Fals
     centres = settings.centre_slugs(registry)
     migrate(settings.database_url, "centre")
     engine = store.make_centre_engine(settings.database_url)
-    ctx = CentreContext(settings, registry, centres, engine, ClientRegistry.from_settings(settings))
+    ctx = CentreContext(settings, registry, centres, engine, ClientRegistry.from_settings(settings), _sealer(settings))
     watch_inbox(engine, centres)
 
     def ready() -> bool:

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from henvis.registry import Registry
@@ -43,6 +43,14 @@ class CentreSettings(ServiceSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     metrics_port: int = 0
+    manual_public_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HENVIS_CENTRE_MANUAL_PUBLIC_KEY", "HENVIS_MANUAL_PUBLIC_KEY", "manual_public_key"),
+        description=(
+            "Base64 public key of the manual-handling role (henvis router keygen). Set: a referral returned as "
+            "wrong centre carries its contact details sealed for that role; unset: ids, municipality and offence only."
+        ),
+    )
     consumer_session_timeout_ms: int = Field(
         default=45_000, ge=6_000, description="How long the group waits for a silent (killed) worker before reassigning its partitions."
     )

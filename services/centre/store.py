@@ -7,6 +7,7 @@ argument so tests (and the pilot replay) control the clock.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -413,22 +414,47 @@ def record_outcome(
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
     now: datetime | None = None,
+    seal=None,
 ) -> Recorded:
     """Record an outcome: state change, outcome row, outbox row(s) and audit line in one transaction.
 
     Raises NotFound, EventIdConflict, domain.IllegalTransition or domain.InvalidOccurredAt.
+    ``seal(bytes) -> str | None`` encrypts the contact details for the manual-handling role
+    when a referral is returned to it; without it the notice carries no contact details.
     """
     now = now or utcnow()
     occurred_at = (occurred_at or now).astimezone(UTC)  # stored in UTC (SQLite keeps no zone)
     event_id = event_id or uuid.uuid4()
     try:
-        return _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind, occurred_at, event_id, now)
+        return _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind, occurred_at, event_id, now, seal)
     except IntegrityError:
         # A concurrent request with the same event_id won the race: answer as a repeat.
-        return _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind, occurred_at, event_id, now)
+        return _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind, occurred_at, event_id, now, seal)
 
 
-def _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind, occurred_at, event_id, now) -> Recorded:
+def _sealed_contact_details(row, seal) -> str | None:
+    """The returned referral's contact details, encrypted for the manual-handling role (or None)."""
+    if seal is None or row.contact_erased_at is not None:
+        return None
+    payload = {
+        "referral_id": row.referral_id,
+        "case_ref": row.case_ref,
+        "offence": row.offence,
+        "charged_on": row.charged_on.isoformat(),
+        "municipality_code": row.municipality_code,
+        "person": {
+            "full_name": row.person_full_name,
+            "phone": row.person_phone,
+            "email": row.person_email,
+            "postal_address": {"street": row.person_street, "postcode": row.person_postcode, "city": row.person_city}
+            if row.person_street else None,
+            "cpr": row.person_cpr,
+        },
+    }
+    return seal(json.dumps(payload).encode())
+
+
+def _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind, occurred_at, event_id, now, seal) -> Recorded:
     today = local_date(now)
     with engine.begin() as conn:
         row = conn.execute(
@@ -474,8 +500,8 @@ def _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind
         )
         _enqueue(conn, REFERRAL_OUTCOMES.name, event, now)
         if outcome == Outcome.RETURNED_WRONG_CENTRE.value:
-            # Back to manual handling for re-routing. The contact details stay out of the
-            # notice: the manual desk finds the case by referral id in the police system.
+            # Back to manual handling for re-routing. Contact details travel only sealed for
+            # the manual-handling role; without a key the desk finds the case by referral id.
             notice = ManualHandling(
                 event_id=derived_id("returned", event_id),
                 occurred_at=now,
@@ -484,6 +510,7 @@ def _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind
                 municipality_code=row.municipality_code,
                 offence=row.offence,
                 detail=f"returned by centre {centre}: the person is not this centre's resident",
+                sealed_payload=_sealed_contact_details(row, seal),
             )
             _enqueue(conn, MANUAL_HANDLING.name, notice, now)
         _audit(conn, actor=actor, actor_kind=actor_kind, centre=centre, referral_id=referral_id,

@@ -287,3 +287,20 @@ def test_metrics_count_open_overdue_and_outcomes(centre):
     assert 'henvis_centre_open_referrals{centre="holstebro"} 0.0' in text
     assert 'henvis_centre_outcomes_total{centre="herning",outcome="unreachable"}' in text
     assert not any(value in text for value in personal_strings())
+
+
+def test_a_returned_referral_carries_its_contact_details_only_sealed_for_the_manual_desk(database_url):
+    from henvis.services.router.sealing import generate_keypair, unseal
+
+    private_key, public_key = generate_keypair()
+    app = build_app(centre_settings(database_url, manual_public_key=public_key))
+    engine = app.state.centre.engine
+    with TestClient(app, base_url="http://localhost") as client:
+        referral_id = _issue(engine)
+        assert _post(client, referral_id, outcome="returned_wrong_centre").status_code == 201
+    (notice,) = _outbox(engine, "henvis.manual.v1")
+    assert not any(value in json.dumps(notice) for value in personal_strings())
+    opened = json.loads(unseal(private_key, notice["sealed_payload"]))
+    assert opened["referral_id"] == referral_id
+    assert opened["person"]["full_name"] == "Mette Kjær Sørensen" and opened["case_ref"] == "4100-80261-00123-21"
+    engine.dispose()
