@@ -1,6 +1,8 @@
 """Router throughput vs a bare aiokafka consume->produce loop, same broker, same run.
 
-    .venv/bin/python bench/router_throughput.py [--bootstrap 127.0.0.1:9092] [--events 10000]
+    .venv/bin/python bench/router_throughput.py [--bootstrap HOST:PORT] [--events 10000]
+
+Without ``--bootstrap`` it starts a throwaway broker (henvis.broker) for the run and stops it.
 
 Throughput is measured the same way for every contender: from the broker timestamps of the
 output records (first to last output record), so start-up and group joins are not counted.
@@ -143,21 +145,35 @@ def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, regi
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args(argv)
 
+    if args.bootstrap is None:
+        from henvis import broker
+        from tests.helpers import free_port
+
+        run_dir = Path(tempfile.mkdtemp(prefix="router-bench-broker-"))
+        handle = broker.start(run_dir=run_dir, port=free_port())
+        try:
+            return run(handle.bootstrap, args)
+        finally:
+            broker.stop(run_dir)
+    return run(args.bootstrap, args)
+
+
+def run(bootstrap: str, args) -> int:
     registry = load_registry()
     expected = loadgen.mixed_decisions(args.events, registry, seed=99)
     # Every decision in the mix yields exactly one fact: the router's output count to wait for.
     assert sum(expected.facts.values()) == args.events
 
-    baseline = run_baseline(args.bootstrap, args.partitions, expected, registry)
+    baseline = run_baseline(bootstrap, args.partitions, expected, registry)
     print(f"bare aiokafka consume->produce : {baseline:8.0f} events/s")
-    one = run_router(args.bootstrap, args.partitions, expected, registry, workers=1)
+    one = run_router(bootstrap, args.partitions, expected, registry, workers=1)
     print(f"router, 1 worker               : {one:8.0f} events/s  ratio {one / baseline:.3f}")
-    two = run_router(args.bootstrap, args.partitions, expected, registry, workers=2)
+    two = run_router(bootstrap, args.partitions, expected, registry, workers=2)
     print(f"router, 2 workers              : {two:8.0f} events/s  ratio {two / baseline:.3f}")
     print(f"({args.events} events, {args.partitions} partitions, one broker; output broker timestamps first->last)")
     return 0
