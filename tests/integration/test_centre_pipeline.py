@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from uuid import uuid4
 
 import pytest
 import sqlalchemy as sa
@@ -181,3 +182,66 @@ def test_a_worker_killed_mid_stream_loses_and_duplicates_no_referral(database_ur
     finally:
         assert second.stop() == 0
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url, kafka_settings, tmp_path):
+    """consent.decisions.v1 -> real `henvis router worker` -> referrals.herning.v1 -> centre worker -> inbox."""
+    from datetime import UTC, datetime
+
+    from henvis.kafka import ensure_topics, henvis_topics
+    from henvis.registry import load_registry
+    from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, referral_id_for
+    from henvis.services.router import loadgen
+
+    ensure_topics(kafka_settings, henvis_topics(kafka_settings, load_registry()))
+    router = loadgen.RouterProcess(
+        {"HENVIS_ROUTER_DATA_DIR": str(tmp_path / "router"), "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6"},
+        tmp_path / "router.log",
+    ).start()
+    centre_worker = WorkerProcess(database_url)
+    try:
+        now = datetime.now(UTC)
+        consent = ConsentGiven(
+            event_id=uuid4(), occurred_at=now, case_ref="4100-80261-00777-26", offence="drink_driving",
+            charged_on=now.date(), municipality_code="657", consent_text_version="2020-03", recorded_by="politi-1234",
+            person={"full_name": "Mette Kjær Sørensen", "phone": "+4521436587",
+                    "postal_address": {"street": "Vestergade 14, 1. tv.", "postcode": "7400", "city": "Herning"}},
+        )
+        referral_id = str(referral_id_for(consent.event_id))
+        producer = make_producer(kafka_settings, "test-consent-relay")
+        decisions = topic_name("consent.decisions.v1", kafka_settings)
+        producer.send(decisions, key=consent.kafka_key(), value=consent.to_bytes())
+        producer.flush()
+
+        app = build_app(centre_settings(database_url))
+        engine = app.state.centre.engine
+        with TestClient(app, base_url="http://localhost") as client:
+            def detail():
+                answer = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning"))
+                return answer.json() if answer.status_code == 200 else None
+
+            referral = wait_until(detail, timeout=180, message="the router's referral did not reach the Herning inbox")
+            assert referral["person"]["full_name"] == "Mette Kjær Sørensen"
+            assert referral["contact_due_by"] > now.date().isoformat()
+            assert client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-holstebro")).status_code == 404
+            assert client.post(f"/v1/referrals/{referral_id}/outcomes", json={"outcome": "contact_attempted"},
+                               headers=auth("tok-herning")).status_code == 201
+
+            withdrawal = ConsentWithdrawn(event_id=uuid4(), occurred_at=datetime.now(UTC), case_ref=consent.case_ref,
+                                          reason="person_changed_mind")
+            producer.send(decisions, key=withdrawal.kafka_key(), value=withdrawal.to_bytes())
+            producer.flush()
+            producer.close()
+            wait_until(lambda: (detail() or {}).get("status") == "withdrawn", timeout=180,
+                       message="the withdrawal did not reach the inbox")
+            with engine.connect() as conn:
+                row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == referral_id)).one()
+            assert row.person_full_name is None and row.person_phone is None and row.person_street is None
+
+        outcomes = _outcomes_on_topic(kafka_settings, expected=2)
+        assert [o["outcome"] for o in outcomes if o["referral_id"] == referral_id] == ["contact_attempted", "withdrawal_acknowledged"]
+        engine.dispose()
+    finally:
+        centre_worker.stop()
+        router.stop()
