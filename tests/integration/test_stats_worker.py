@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from henvis.auth import hash_token
@@ -165,7 +166,7 @@ def test_facts_and_outcomes_on_the_topics_become_the_funnel(stats_worker, api, k
 
 
 @pytest.mark.slow
-def test_the_pilots_facts_and_outcomes_give_the_status_reports_figures(stats_worker, api, kafka_settings):
+def test_the_pilots_facts_and_outcomes_give_the_status_reports_figures(stats_worker, api, kafka_settings, database_url):
     """The pilot plan's facts and outcomes as the router and centres would publish them
     (computed from the plan; the full-pipeline replay test drives the real services)."""
     plan = generate_pilot()
@@ -179,3 +180,58 @@ def test_the_pilots_facts_and_outcomes_give_the_status_reports_figures(stats_wor
     body = wait_until(settled, timeout=180, interval=1.0, message=f"pilot figures not reached; log:\n{_tail(stats_worker['log'])}")
     assert (body["accepted"], body["first_interview_percent"], body["follow_up_percent"]) == (119, 67, 32)
     assert total_outcomes > 300
+
+    # Nothing of the replayed persons is in the statistics database, on either engine.
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            dump = "\n".join(
+                str(tuple(row))
+                for table in sa.inspect(engine).get_table_names()
+                for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
+            )
+    finally:
+        engine.dispose()
+    for decision in plan.accepted:
+        person = decision.person
+        for secret in (person.full_name, person.phone[3:], person.cpr, person.email, decision.case_ref):
+            assert not secret or secret not in dump
+    # and nothing of them in the worker's log either
+    log_text = stats_worker["log"].read_text(errors="replace")
+    assert not any(decision.person.phone[3:] in log_text or decision.case_ref in log_text for decision in plan.accepted)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_worker_cleanly(stats_worker):
+    process = stats_worker["process"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+    assert "stats_worker_stopped" in stats_worker["log"].read_text(errors="replace")
+
+
+@pytest.mark.slow
+def test_stats_serve_is_ready_and_answers_researchers(database_url, tmp_path):
+    """`henvis stats serve` as the supervisor starts it: migrates, /readyz 200, figures."""
+    port = free_port()
+    env = {**os.environ, "HENVIS_STATS_DATABASE_URL": database_url, "HENVIS_API_CLIENTS": CLIENTS, "HENVIS_RUN_DIR": str(tmp_path)}
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "henvis.cli", "stats", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, timeout=60, ignore=(httpx.TransportError,),
+                   message=f"stats serve not ready; log:\n{_tail(log_path)}")
+        response = httpx.get(f"{base}/v1/funnel", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200 and response.json()["offered"] == 0
+        assert httpx.get(f"{base}/v1/funnel").status_code == 401
+        assert "henvis_http_requests_total" in httpx.get(f"{base}/metrics").text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
