@@ -15,7 +15,6 @@ PostgreSQL comes from ``--postgres-url`` or ``HENVIS_TEST_POSTGRES_URL`` (an adm
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import statistics

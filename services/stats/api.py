@@ -12,7 +12,7 @@ import io
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -57,7 +57,6 @@ def parse_filters(
     return Filters(date_from=date_from, date_to=date_to, municipality=municipality, offence=str(offence) if offence else None)
 
 
-OutputFormat = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 
 
 class StatsReader:

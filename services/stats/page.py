@@ -21,7 +21,6 @@ from markupsafe import Markup, escape
 from henvis.auth import ApiClient, ClientRegistry
 from henvis.schemas.events import Offence
 from henvis.services.stats import domain
-from henvis.services.stats.store import Filters
 
 SESSION_COOKIE = "henvis_stats_session"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
