@@ -45,8 +45,12 @@ def _invalid(field: str, message: str, kind: str) -> RequestValidationError:
 
 
 def parse_filters(
-    date_from: Annotated[date | None, Query(alias="from", description="First decision date (inclusive), YYYY-MM-DD.")] = None,
-    date_to: Annotated[date | None, Query(alias="to", description="Last decision date (inclusive), YYYY-MM-DD.")] = None,
+    date_from: Annotated[
+        date | None, Query(alias="from", description="First decision date, YYYY-MM-DD; widened to the start of its month.")
+    ] = None,
+    date_to: Annotated[
+        date | None, Query(alias="to", description="Last decision date, YYYY-MM-DD; widened to the end of its month.")
+    ] = None,
     municipality: Annotated[str | None, Query(description="Residence kommunekode, e.g. 657.")] = None,
     offence: Annotated[Offence | None, Query(description="drink_driving, drug_driving or drink_and_drug_driving.")] = None,
 ) -> Filters:
@@ -54,7 +58,14 @@ def parse_filters(
         raise _invalid("municipality", "must be a Danish municipality code (kommunekode), e.g. 657", "municipality_unknown")
     if date_from and date_to and date_from > date_to:
         raise _invalid("to", "must not be before 'from'", "period_reversed")
-    return Filters(date_from=date_from, date_to=date_to, municipality=municipality, offence=str(offence) if offence else None)
+    # Whole months only: two periods a day apart would otherwise differ by the few persons
+    # decided on that day, which no cell suppression within one response can protect.
+    return Filters(
+        date_from=domain.month_start(date_from) if date_from else None,
+        date_to=domain.month_end(date_to) if date_to else None,
+        municipality=municipality,
+        offence=str(offence) if offence else None,
+    )
 
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from henvis.deadlines import local_date
 
@@ -416,6 +416,15 @@ def round_half_up(value: float) -> int:
 
 
 # ---------------------------------------------------------------- period helpers
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def month_end(day: date) -> date:
+    following = day.replace(year=day.year + 1, month=1, day=1) if day.month == 12 else day.replace(month=day.month + 1, day=1)
+    return following - timedelta(days=1)
 
 
 def months_between(first: date, last: date) -> list[str]:

@@ -98,6 +98,17 @@ def test_no_json_or_csv_output_contains_a_small_count(stats, path, params):
             assert record[name] == "<5" or not (0 < int(record[name]) < 5), (name, record[name])
 
 
+def test_periods_are_whole_months_so_days_cannot_be_differenced(stats):
+    client, _ = stats
+    whole = get(client, "/v1/funnel", **{"from": "2021-05-01", "to": "2021-06-30"}).json()
+    for start, end in (("2021-05-02", "2021-06-30"), ("2021-05-01", "2021-06-29"), ("2021-05-31", "2021-06-01")):
+        body = get(client, "/v1/funnel", **{"from": start, "to": end}).json()
+        assert body["period"]["from"] == "2021-05-01" and body["period"]["to"] == "2021-06-30"
+        assert {name: body[name] for name in COUNT_COLUMNS} == {name: whole[name] for name in COUNT_COLUMNS}
+    december = get(client, "/v1/funnel/monthly", **{"from": "2021-12-24", "to": "2021-12-24"}).json()
+    assert [row["month"] for row in december["rows"]] == ["2021-12"]
+
+
 def test_csv_has_a_header_rows_and_a_total(stats):
     client, _ = stats
     lines = get(client, "/v1/funnel/by-municipality", format="csv").text.strip().splitlines()
