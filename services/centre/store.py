@@ -250,18 +250,20 @@ def ingest_withdrawn(engine: Engine, event: ReferralWithdrawn, now: datetime | N
 
 
 def purge(engine: Engine, retention_days: int, now: datetime | None = None) -> int:
-    """Erase contact details of referrals closed or withdrawn at least ``retention_days`` ago."""
+    """Erase contact details of referrals closed or withdrawn at least ``retention_days`` ago.
+
+    Candidates are the ended referrals whose details are still stored (a small set: at most
+    the retention period's closures); the rule itself is ``domain.purge_due``.
+    """
     now = now or utcnow()
-    cutoff = now - timedelta(days=retention_days)
     ended = list(domain.CLOSED_STATES | {domain.WITHDRAWN})
     with engine.begin() as conn:
-        due = conn.execute(
-            sa.select(referrals.c.referral_id, referrals.c.centre).where(
-                referrals.c.state.in_(ended),
-                referrals.c.ended_at <= cutoff,
-                referrals.c.contact_erased_at.is_(None),
+        candidates = conn.execute(
+            sa.select(referrals.c.referral_id, referrals.c.centre, referrals.c.state, referrals.c.ended_at).where(
+                referrals.c.state.in_(ended), referrals.c.contact_erased_at.is_(None)
             )
         ).all()
+        due = [row for row in candidates if domain.purge_due(row.state, aware(row.ended_at), now, retention_days)]
         for row in due:
             conn.execute(referrals.update().where(referrals.c.referral_id == row.referral_id).values(**_erase_values(now)))
             _audit(conn, actor=SYSTEM_ACTOR, actor_kind="system", centre=row.centre, referral_id=row.referral_id,
@@ -585,8 +587,11 @@ def recent_login_failures(engine: Engine, subject: str, window_seconds: int, now
 
 
 def add_login_failure(engine: Engine, subject: str, now: datetime | None = None) -> None:
+    now = now or utcnow()
     with engine.begin() as conn:
-        conn.execute(login_failures.insert().values(subject=subject, at=now or utcnow()))
+        conn.execute(login_failures.insert().values(subject=subject, at=now))
+        # Old failures no longer count against anyone; keep the table small.
+        conn.execute(login_failures.delete().where(login_failures.c.at < now - timedelta(days=1)))
 
 
 def clear_login_failures(engine: Engine, subject: str) -> None:
