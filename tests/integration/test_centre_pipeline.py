@@ -26,8 +26,8 @@ from tests.helpers import wait_until
 class WorkerProcess:
     """`henvis centre worker` as the supervisor runs it, with its JSON log lines collected."""
 
-    def __init__(self, database_url: str):
-        env = {**os.environ, "HENVIS_CENTRE_DATABASE_URL": database_url, "HENVIS_CENTRE_CENTRES": "herning,holstebro",
+    def __init__(self, database_url: str, **extra_env: str):
+        env = {**os.environ, **extra_env, "HENVIS_CENTRE_DATABASE_URL": database_url, "HENVIS_CENTRE_CENTRES": "herning,holstebro",
                "HENVIS_CENTRE_RELAY_INTERVAL_SECONDS": "0.05",
                # the broker's minimum, so a SIGKILLed member is evicted quickly (default 45 s)
                "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
@@ -59,7 +59,8 @@ class WorkerProcess:
 
 @pytest.fixture
 def worker(database_url, kafka_settings):
-    process = WorkerProcess(database_url)
+    # Retention 0 days and a fast purge tick: the worker's periodic purge becomes observable.
+    process = WorkerProcess(database_url, HENVIS_CENTRE_RETENTION_DAYS="0", HENVIS_CENTRE_PURGE_INTERVAL_SECONDS="0.2")
     try:
         wait_until(lambda: process.logged("worker_ready") or process.process.poll() is not None, timeout=120,
                    message="centre worker did not log worker_ready")
@@ -116,6 +117,14 @@ def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url
                                  headers=auth("tok-herning"))
             assert answer.status_code == 201
         assert listed("tok-herning")[0]["status"] == "closed"
+
+        def herning_row():
+            with engine.connect() as conn:
+                return conn.execute(sa.select(referrals).where(referrals.c.referral_id == str(herning.referral_id))).one()
+
+        # The worker's periodic purge erases a closed referral's details once the retention has passed.
+        wait_until(lambda: herning_row().contact_erased_at is not None, timeout=60, message="the worker never purged")
+        assert herning_row().person_full_name is None and herning_row().state == "follow_up_accepted"
 
         # Withdrawal end to end: the contact details are erased from the row within seconds.
         withdrawal = referral_withdrawn(holstebro.referral_id, "holstebro")
