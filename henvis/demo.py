@@ -88,7 +88,7 @@ def make_credentials(run_dir: Path) -> Credentials:
         for role, token in tokens.items()
     ]
     (run_dir / "api-clients.yaml").write_text(yaml.safe_dump(clients, sort_keys=False), encoding="utf-8")
-    passwords = {slug: f"demo-{slug}" for slug in load_registry().slugs}
+    passwords = {slug: f"henvis-demo-{slug}" for slug in load_registry().slugs}
     credentials_file = run_dir / "demo-credentials.json"
     credentials_file.write_text(json.dumps({"tokens": tokens, "caseworkers": passwords}, indent=2), encoding="utf-8")
     credentials_file.chmod(0o600)
@@ -245,6 +245,9 @@ def fetch(port: int, path: str, token: str) -> dict:
 
 
 def percent(value) -> str:
+    """A rate as the status report rounds it; a suppressed rate (None) as a dash."""
+    if value is None:
+        return "–"
     return f"{round(value * 100)} %" if isinstance(value, (int, float)) else str(value)
 
 
@@ -265,7 +268,7 @@ def evaluation_table(funnel: dict, by_municipality: list[dict]) -> str:
 
 def print_summary(ports: Ports, credentials: Credentials, funnel: dict, table: str, say=print) -> None:
     say("")
-    say("Evaluation of the pilot period (cells of 1–4 persons are shown as <5):")
+    say("Evaluation of the pilot period (a count of 1–4 persons is shown as <5, a rate built on one as –):")
     say(table)
     say("")
     say(

@@ -142,6 +142,7 @@ def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
         lib_logger = logging.getLogger(name)
         lib_logger.handlers[:] = []
         lib_logger.propagate = True
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
 
