@@ -159,7 +159,11 @@ def _acknowledge_withdrawal(conn: Connection, referral_id: str, centre: str, now
 
 
 def ingest_issued(engine: Engine, event: ReferralIssued, topic_centre: str, now: datetime | None = None) -> str:
-    """Put a referral in the inbox once. Returns ``stored``, ``duplicate``, ``stored_withdrawn`` or ``misrouted``."""
+    """Put a referral in the inbox once.
+
+    Returns ``stored``, ``duplicate``, ``stored_withdrawn`` (its withdrawal came first),
+    ``rerouted`` (returned by another centre, now issued to this one) or ``misrouted``.
+    """
     now = now or utcnow()
     referral_id = str(event.referral_id)
     with engine.begin() as conn:
@@ -179,7 +183,15 @@ def ingest_issued(engine: Engine, event: ReferralIssued, topic_centre: str, now:
             )
             _enqueue(conn, MANUAL_HANDLING.name, notice, now)
             return "misrouted"
-        if conn.execute(sa.select(referrals.c.referral_id).where(referrals.c.referral_id == referral_id)).first():
+        existing = conn.execute(
+            sa.select(referrals.c.centre, referrals.c.state).where(referrals.c.referral_id == referral_id).with_for_update()
+        ).first()
+        rerouted = (
+            existing is not None
+            and existing.centre != event.centre
+            and existing.state == Outcome.RETURNED_WRONG_CENTRE.value
+        )
+        if existing is not None and not rerouted:
             return "duplicate"
         tombstone = conn.execute(
             sa.select(withdrawal_tombstones.c.withdrawn_at).where(withdrawal_tombstones.c.referral_id == referral_id)
@@ -213,6 +225,13 @@ def ingest_issued(engine: Engine, event: ReferralIssued, topic_centre: str, now:
             withdrawn_at = aware(tombstone.withdrawn_at)
             values.update(_erase_values(now), state=domain.WITHDRAWN, last_outcome=Outcome.WITHDRAWAL_ACKNOWLEDGED.value,
                           withdrawn_at=withdrawn_at, ended_at=withdrawn_at)
+        if rerouted:
+            # Returned by one centre, re-routed by the manual desk to another (both served by
+            # this deployment): the referral starts afresh in the new centre's inbox.
+            for column in ("last_outcome", "ended_at", "withdrawn_at", "contact_erased_at"):
+                values.setdefault(column, None)
+            conn.execute(referrals.update().where(referrals.c.referral_id == referral_id).values(**values))
+            return "rerouted"
         conn.execute(referrals.insert().values(**values))
         return "stored_withdrawn" if tombstone else "stored"
 

@@ -304,3 +304,20 @@ def test_a_returned_referral_carries_its_contact_details_only_sealed_for_the_man
     assert opened["referral_id"] == referral_id
     assert opened["person"]["full_name"] == "Mette Kjær Sørensen" and opened["case_ref"] == "4100-80261-00123-21"
     engine.dispose()
+
+
+def test_a_returned_referral_re_routed_to_another_centre_starts_afresh_there(centre):
+    client, engine = centre
+    first = referral_issued("herning")
+    store.ingest_issued(engine, first, "herning")
+    referral_id = str(first.referral_id)
+    assert _post(client, referral_id, outcome="returned_wrong_centre").status_code == 201
+
+    again = first.model_copy(update={"event_id": uuid.uuid4(), "centre": "holstebro", "municipality_code": "661"})
+    assert store.ingest_issued(engine, again, "holstebro") == "rerouted"
+    assert store.ingest_issued(engine, again, "holstebro") == "duplicate"
+
+    assert client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning")).status_code == 404
+    moved = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-holstebro")).json()
+    assert moved["status"] == "open" and moved["last_outcome"] is None and moved["person"]["full_name"]
+    assert _post(client, referral_id, "tok-holstebro", outcome="contacted").status_code == 201
