@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from henvis.deadlines import DANISH_TIME, local_date
 from henvis.services.centre import auth, domain, store
@@ -103,27 +104,39 @@ def register_web(app, ctx: CentreContext, *, local_only: bool = False) -> None:
         username = str(form.get("username") or "").strip()[:64]
         password = str(form.get("password") or "")
         client_ip = request.client.host if request.client else "unknown"
+        # argon2 and the database are blocking work: keep them off the event loop.
+        verdict, user = await run_in_threadpool(authenticate, username, password, client_ip)
+        if verdict == "rate_limited":
+            return render(request, "login.html", session, status_code=429, username=username,
+                          error="For mange mislykkede forsøg. Vent 15 minutter, eller kontakt din administrator.")
+        if verdict == "wrong":
+            return render(request, "login.html", session, status_code=401, username=username,
+                          error="Forkert brugernavn eller adgangskode.")
+        if verdict == "centre_not_served":
+            return render(request, "login.html", session, status_code=403, username=username,
+                          error="Dit center betjenes ikke af denne installation.")
+        return with_session(request, RedirectResponse("/indbakke", status_code=303), auth.Session.for_user(user.username, user.centre))
+
+    def authenticate(username: str, password: str, client_ip: str):
+        """(verdict, user): ``ok``, ``wrong``, ``rate_limited`` or ``centre_not_served``."""
         subject = store.login_subject(username, client_ip)
         if store.recent_login_failures(ctx.engine, subject, settings.login_window_seconds) >= settings.login_max_failures:
             log.warning("login_rate_limited")
-            return render(
-                request, "login.html", session, status_code=429, username=username,
-                error="For mange mislykkede forsøg. Vent 15 minutter, eller kontakt din administrator.",
-            )
+            return "rate_limited", None
         user = store.get_user(ctx.engine, username) if username else None
-        if not auth.verify_password(user.password_hash if user else None, password) or user is None:
+        if user is None or not auth.verify_password(user.password_hash, password):
+            if user is None:
+                auth.verify_password(None, password)  # same time whether or not the user exists
             store.add_login_failure(ctx.engine, subject)
             log.info("login_failed")
-            return render(request, "login.html", session, status_code=401, username=username,
-                          error="Forkert brugernavn eller adgangskode.")
+            return "wrong", None
         if user.centre not in ctx.centres:
-            return render(request, "login.html", session, status_code=403, username=username,
-                          error="Dit center betjenes ikke af denne installation.")
+            return "centre_not_served", None
         store.clear_login_failures(ctx.engine, subject)
         if auth.needs_rehash(user.password_hash):
             store.set_password_hash(ctx.engine, user.username, auth.hash_password(password))
         store.log_access(ctx.engine, actor=user.username, actor_kind="user", centre=user.centre, referral_id=None, action="login")
-        return with_session(request, RedirectResponse("/indbakke", status_code=303), auth.Session.for_user(user.username, user.centre))
+        return "ok", user
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request):
@@ -193,8 +206,10 @@ def register_web(app, ctx: CentreContext, *, local_only: bool = False) -> None:
         except ValueError:
             return again(422, "Dato for udfaldet skal være en gyldig dato.")
         try:
-            record_and_count(ctx, centre=session.centre, referral_id=referral_uuid, outcome=outcome,
-                             actor=session.username, actor_kind="user", event_id=event_id, occurred_at=occurred_at)
+            await run_in_threadpool(
+                lambda: record_and_count(ctx, centre=session.centre, referral_id=referral_uuid, outcome=outcome,
+                                         actor=session.username, actor_kind="user", event_id=event_id, occurred_at=occurred_at)
+            )
         except store.NotFound:
             return again(404, "Henvisningen findes ikke.")
         except domain.InvalidOccurredAt:
