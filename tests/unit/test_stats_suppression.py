@@ -20,7 +20,7 @@ def raw_funnels(draw) -> domain.RawFunnel:
         withdrawn=draw(st.integers(0, accepted)),
         first_interviews=first_interviews,
         follow_ups=draw(st.integers(0, first_interviews)),
-        due_cases=accepted,
+        due_referrals=accepted,
         contacted_by_due=draw(st.integers(0, accepted)),
         days_histogram={day: draw(st.integers(0, 6)) for day in range(draw(st.integers(0, 4)))},
     )
