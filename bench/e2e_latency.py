@@ -1,0 +1,172 @@
+"""End-to-end latency: ``POST /v1/decisions`` answered -> referral readable on the centre topic.
+
+    .venv/bin/python bench/e2e_latency.py [--bootstrap HOST:PORT] [--rates 50,500] [--seconds 15]
+
+Runs the real parts (``consent serve``, ``consent relay``, ``router worker``; SQLite, the
+demo's settings) under the supervisor, offers decisions at a steady rate (open loop: the
+n-th request starts at start + n/rate, at most ``--in-flight`` at once, so an API that cannot
+keep up shows as a lower achieved rate, never as hidden queueing in the client) and a
+separate watcher process timestamps each referral's arrival on the eleven centre topics.
+
+Baseline, same run and broker, same rate and record size: a bare aiokafka producer
+(acks=all, idempotent) -> the same watcher; latency from ``send()`` to arrival.
+Prints p50/p95/p99 per rate and the ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+from _common import ArrivalWatcher, Pipeline, decision, figure, percentile, title  # noqa: E402
+
+import httpx  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
+
+from henvis.kafka import ensure_topics, topic_name  # noqa: E402
+from henvis.schemas.events import referral_id_for  # noqa: E402
+
+# A referral.issued on the wire is about this size; the bare baseline sends as much.
+REFERRAL_BYTES = 620
+
+
+async def paced(rate: float, seconds: float, in_flight: int, send_one) -> tuple[int, float]:
+    """Start ``send_one(i)`` at start + i/rate until ``seconds`` are up; (started, seconds)."""
+    gate = asyncio.Semaphore(in_flight)
+    tasks = []
+    began = time.monotonic()
+    index = 0
+    while True:
+        target = began + index / rate
+        if target - began >= seconds:
+            break
+        delay = target - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await gate.acquire()
+        if time.monotonic() - began >= seconds:
+            gate.release()
+            break
+
+        async def one(i=index):
+            try:
+                await send_one(i)
+            finally:
+                gate.release()
+
+        tasks.append(asyncio.create_task(one()))
+        index += 1
+    await asyncio.gather(*tasks)
+    return index, time.monotonic() - began
+
+
+async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_flight: int) -> dict:
+    sent: dict[bytes, float] = {}  # referral key -> when the API answered 202
+    refused = 0
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as http:
+
+        async def send_one(index: int) -> None:
+            nonlocal refused
+            event_id, body = decision(index)
+            response = await http.post("/v1/decisions", content=body)
+            if response.status_code == 202:
+                sent[str(referral_id_for(event_id)).encode()] = time.time()
+            else:
+                refused += 1
+
+        started, elapsed = await paced(rate, seconds, in_flight, send_one)
+    return {"sent": sent, "started": started, "refused": refused, "elapsed": elapsed}
+
+
+async def offer_bare(bootstrap: str, topic: str, rate: float, seconds: float, in_flight: int) -> dict:
+    sent: dict[bytes, float] = {}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    payload = b"x" * REFERRAL_BYTES
+    try:
+
+        async def send_one(index: int) -> None:
+            key = str(uuid.uuid4()).encode()
+            sent[key] = time.time()
+            await (await producer.send(topic, key=key, value=payload))
+
+        started, elapsed = await paced(rate, seconds, in_flight, send_one)
+    finally:
+        await producer.stop()
+    return {"sent": sent, "started": started, "refused": 0, "elapsed": elapsed}
+
+
+def latencies_ms(watcher: ArrivalWatcher, sent: dict[bytes, float], drain_seconds: float) -> tuple[list[float], int]:
+    arrived = watcher.wait_for(sent, drain_seconds)
+    values = [(watcher.arrived(key) - when) * 1000 for key, when in sent.items() if watcher.arrived(key) is not None]
+    return values, len(sent) - arrived
+
+
+def report(label: str, result: dict, values: list[float], missing: int, baseline: dict | None) -> dict:
+    achieved = len(result["sent"]) / result["elapsed"]
+    figures = {
+        "achieved": achieved,
+        "p50": percentile(values, 0.50),
+        "p95": percentile(values, 0.95),
+        "p99": percentile(values, 0.99),
+    }
+    figure(f"{label}: achieved rate", achieved, "per s", note=f"{len(result['sent'])} in {result['elapsed']:.1f} s")
+    for name in ("p50", "p95", "p99"):
+        figure(f"{label}: latency {name}", figures[name], "ms", baseline[name] if baseline else None)
+    if missing or result["refused"]:
+        print(f"  {label}: {missing} not arrived within the drain time, {result['refused']} refused by the API")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
+    parser.add_argument("--rates", default="50,500", help="offered decisions/s, comma-separated")
+    parser.add_argument("--seconds", type=float, default=15, help="load time per rate and contender")
+    parser.add_argument("--in-flight", type=int, default=64, help="most requests outstanding at once")
+    parser.add_argument("--drain-seconds", type=float, default=90, help="how long to wait for the last referrals")
+    args = parser.parse_args(argv)
+    rates = [float(rate) for rate in args.rates.split(",")]
+
+    print(f"End-to-end latency   {_common.machine_line()}")
+    summary = []
+    with _common.kafka_broker(args.bootstrap) as bootstrap:
+        with Pipeline(bootstrap, ["router", "consent-relay", "consent-api"]) as pipeline:
+            settings = pipeline.kafka_settings()
+            bare_topic = topic_name("bench.bare.v1", settings)
+            ensure_topics(settings, {bare_topic: False})
+            token = pipeline.credentials.tokens["police"]
+            with ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher:
+                # Warm-up: first requests pay for connections, faust's first fetch, SQLite caches.
+                warm = asyncio.run(offer_decisions(pipeline.consent_url, token, 10, 2, 4))
+                watcher.wait_for(warm["sent"], args.drain_seconds)
+                for rate in rates:
+                    title(f"offered {rate:.0f} decisions/s for {args.seconds:.0f} s")
+                    with ArrivalWatcher(bootstrap, [bare_topic]) as bare_watcher:
+                        bare = asyncio.run(offer_bare(bootstrap, bare_topic, rate, args.seconds, args.in_flight))
+                        values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
+                    base = report("bare produce->consume", bare, values, missing, None)
+                    product = asyncio.run(offer_decisions(pipeline.consent_url, token, rate, args.seconds, args.in_flight))
+                    values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
+                    figures = report("POST 202 -> centre topic", product, values, missing, base)
+                    summary.append((rate, base, figures))
+    title("summary (ms; ratio = pipeline / bare broker)")
+    for rate, base, figures in summary:
+        print(
+            f"  offered {rate:>4.0f}/s  achieved {figures['achieved']:6.1f}/s (bare {base['achieved']:6.1f}/s)   "
+            + "   ".join(f"{name} {figures[name]:7.1f} vs {base[name]:5.1f} (x{figures[name] / base[name]:.0f})" for name in ("p50", "p95", "p99"))
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
