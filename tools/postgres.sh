@@ -154,8 +154,11 @@ cmd_start() {
             || { tail -n 30 "${DATA_DIR}/server.log" >&2 || true; die "pg_ctl start failed"; }
     fi
     local deadline=$((SECONDS + START_TIMEOUT))
+    # pg_ctl -W returns before the postmaster has written its pid file, so "not running"
+    # only means "exited" once it had a few seconds to get there.
+    local grace=$((SECONDS + 5))
     until accepting; do
-        if ! cluster_running; then
+        if ((SECONDS >= grace)) && ! cluster_running; then
             tail -n 30 "${DATA_DIR}/server.log" >&2 || true
             die "PostgreSQL exited during start-up (see ${DATA_DIR}/server.log)"
         fi
