@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import structlog
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from henvis.db import migrate
@@ -142,7 +143,12 @@ class CentreWorker:
             REFERRALS_INGESTED.labels(topic_centre, result).inc()
             # Commit only after the database transaction: a crash before this line means
             # the message comes again, and the idempotent write ignores it.
-            consumer.commit({partition: OffsetAndMetadata(record.offset + 1, "", -1)})
+            try:
+                consumer.commit({partition: OffsetAndMetadata(record.offset + 1, "", -1)})
+            except KafkaError as exc:
+                # Broker gone or group rebalancing: the write is done and idempotent, so the
+                # worker carries on; a later commit covers this offset, or it is re-read.
+                log.warning("commit_failed", where=where, error_type=type(exc).__name__)
 
     # ------------------------------------------------------------------ relay + purge
     def _relay_loop(self) -> None:
