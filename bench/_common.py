@@ -46,7 +46,7 @@ def title(text: str) -> None:
 def figure(label: str, value: float, unit: str, baseline: float | None = None, note: str = "") -> None:
     """One measured figure; with ``baseline``, the ratio product/baseline after it."""
     ratio = f"  ratio {value / baseline:6.2f}" if baseline else ""
-    print(f"  {label:<44}{value:>10.1f} {unit:<10}{ratio}{'  ' + note if note else ''}", flush=True)
+    print(f"  {label:<44}{value:>10.{2 if abs(value) < 10 else 1}f} {unit:<10}{ratio}{'  ' + note if note else ''}", flush=True)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -110,6 +110,39 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time one process has used so far, from /proc (seconds).
+
+    On a machine shared with other work, CPU per request is steadier than requests/s."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def py_spy(pid: int, seconds: float, prefix: str):
+    """Sample ``pid`` with py-spy for ``seconds`` (``pip install py-spy``): PREFIX.txt holds
+    the collapsed stacks (summarise with ``bench/_common.py top PREFIX.txt``)."""
+    import subprocess
+
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+               "--rate", "200", "--nonblocking", "--gil"]
+    return subprocess.Popen(command + ["--format", "raw", "-o", f"{prefix}.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_frames(collapsed: Path, count: int = 25) -> list[tuple[float, str]]:
+    """Share of samples in which each frame appears (inclusive), from py-spy's raw output."""
+    from collections import Counter
+
+    inclusive: Counter = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        total += int(samples)
+        for frame in set(stack.split(";")):
+            inclusive[frame] += int(samples)
+    return [(100 * n / total, frame) for frame, n in inclusive.most_common(count)]
 
 
 # ---------------------------------------------------------------------- decisions
@@ -293,3 +326,8 @@ class ArrivalWatcher:
             self._process.kill()
         self._running = False
         self._drainer.join(5)
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "top":
+    for share, frame in top_frames(Path(sys.argv[2]), 40):
+        print(f"{share:5.1f} %  {frame}")

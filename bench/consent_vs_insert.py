@@ -110,12 +110,19 @@ def bench_engine(name: str, database_url: str, bootstrap: str, args) -> tuple[fl
     with Pipeline(bootstrap, parts, database=database_url) as pipeline:
         work = ApiWork(pipeline.consent_url, pipeline.credentials.tokens["police"])
         closed_loop(2, 1, work)  # warm-up: connections, caches, first-request imports
+        profiler = _common.py_spy(pipeline.pid("consent-api"), args.seconds, f"{args.profile}-{name}") if args.profile else None
+        cpu_before = _common.cpu_seconds(pipeline.pid("consent-api"))
         accepted, refused, elapsed, latencies = closed_loop(args.clients, args.seconds, work)
+        api_cpu_ms = (_common.cpu_seconds(pipeline.pid("consent-api")) - cpu_before) * 1000 / max(accepted, 1)
+        if profiler:
+            profiler.wait(60)
     engine = make_engine(database_url)
     try:
         BARE.create(engine, checkfirst=True)
         closed_loop(2, 1, BareWork(engine))
+        cpu_before = time.process_time()
         inserted, _, bare_elapsed, bare_latencies = closed_loop(args.clients, args.seconds, BareWork(engine))
+        bare_cpu_ms = (time.process_time() - cpu_before) * 1000 / max(inserted, 1)
     finally:
         engine.dispose()
     api_rate, bare_rate = accepted / elapsed, inserted / bare_elapsed
@@ -127,7 +134,9 @@ def bench_engine(name: str, database_url: str, bootstrap: str, args) -> tuple[fl
         bare_rate,
         note=f"p50 {percentile(latencies, .5) * 1000:.1f} ms, p95 {percentile(latencies, .95) * 1000:.1f} ms, {refused} not 202",
     )
-    return api_rate, bare_rate
+    figure("bare insert loop: CPU per row", bare_cpu_ms, "ms")
+    figure("consent API: CPU per accepted decision", api_cpu_ms, "ms", bare_cpu_ms, note="API process only")
+    return api_rate, bare_rate, api_cpu_ms, bare_cpu_ms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=os.environ.get("HENVIS_TEST_POSTGRES_URL"))
     parser.add_argument("--with-relay", action="store_true", help="run the outbox relay during the load")
     parser.add_argument("--bootstrap", default=None, help="broker for --with-relay; default: a throwaway one")
+    parser.add_argument("--profile", default=None, metavar="PREFIX",
+                        help="py-spy the API during the load: PREFIX-<engine>.svg (flame graph) and .txt (collapsed stacks)")
     args = parser.parse_args(argv)
 
     print(f"Consent API vs bare inserts   {_common.machine_line()}")
@@ -155,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
                 with _common.scratch_postgres(args.postgres_url) as url:
                     results[name] = bench_engine(name, url, bootstrap, args)
     title("summary (accepted decisions/s; ratio = API / bare insert loop)")
-    for name, (api_rate, bare_rate) in results.items():
-        print(f"  {name:<11} API {api_rate:7.1f}/s   bare insert {bare_rate:7.1f}/s   ratio {api_rate / bare_rate:.3f}")
+    for name, (api_rate, bare_rate, api_cpu, bare_cpu) in results.items():
+        print(
+            f"  {name:<11} API {api_rate:7.1f}/s   bare insert {bare_rate:7.1f}/s   ratio {api_rate / bare_rate:.3f}"
+            f"   CPU/decision {api_cpu:.2f} ms vs {bare_cpu:.2f} ms (x{api_cpu / bare_cpu:.1f})"
+        )
     return 0
 
 

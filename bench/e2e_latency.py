@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -31,6 +32,7 @@ import httpx  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from henvis.kafka import ensure_topics, topic_name  # noqa: E402
+from henvis.schemas.topics import CONSENT_DECISIONS  # noqa: E402
 from henvis.schemas.events import referral_id_for  # noqa: E402
 
 # A referral.issued on the wire is about this size; the bare baseline sends as much.
@@ -69,6 +71,7 @@ async def paced(rate: float, seconds: float, in_flight: int, send_one) -> tuple[
 
 async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_flight: int) -> dict:
     sent: dict[bytes, float] = {}  # referral key -> when the API answered 202
+    cases: dict[bytes, bytes] = {}  # referral key -> case_ref (the key on consent.decisions.v1)
     refused = 0
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
@@ -79,12 +82,26 @@ async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_
             event_id, body = decision(index)
             response = await http.post("/v1/decisions", content=body)
             if response.status_code == 202:
-                sent[str(referral_id_for(event_id)).encode()] = time.time()
+                key = str(referral_id_for(event_id)).encode()
+                sent[key] = time.time()
+                cases[key] = json.loads(body)["case_ref"].encode()
             else:
                 refused += 1
 
         started, elapsed = await paced(rate, seconds, in_flight, send_one)
-    return {"sent": sent, "started": started, "refused": refused, "elapsed": elapsed}
+    return {"sent": sent, "cases": cases, "started": started, "refused": refused, "elapsed": elapsed}
+
+
+def stages(result: dict, decisions: ArrivalWatcher, centres: ArrivalWatcher) -> None:
+    """Where the time goes: API answer -> relay published -> router published (p50, p95)."""
+    relay, router = [], []
+    for key, answered in result["sent"].items():
+        published, routed = decisions.arrived(result["cases"][key]), centres.arrived(key)
+        if published is not None and routed is not None:
+            relay.append((published - answered) * 1000)
+            router.append((routed - published) * 1000)
+    for label, values in (("  of which POST 202 -> consent.decisions", relay), ("  of which consent.decisions -> centre", router)):
+        figure(label, percentile(values, 0.5), "ms p50", note=f"p95 {percentile(values, 0.95):.1f} ms")
 
 
 async def offer_bare(bootstrap: str, topic: str, rate: float, seconds: float, in_flight: int) -> dict:
@@ -145,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             bare_topic = topic_name("bench.bare.v1", settings)
             ensure_topics(settings, {bare_topic: False})
             token = pipeline.credentials.tokens["police"]
-            with ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher:
+            decisions_topic = topic_name(CONSENT_DECISIONS.name, settings)
+            with ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher, ArrivalWatcher(bootstrap, [decisions_topic]) as relayed:
                 # Warm-up: first requests pay for connections, faust's first fetch, SQLite caches.
                 warm = asyncio.run(offer_decisions(pipeline.consent_url, token, 10, 2, 4))
                 watcher.wait_for(warm["sent"], args.drain_seconds)
@@ -158,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                     product = asyncio.run(offer_decisions(pipeline.consent_url, token, rate, args.seconds, args.in_flight))
                     values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
                     figures = report("POST 202 -> centre topic", product, values, missing, base)
+                    stages(product, relayed, watcher)
                     summary.append((rate, base, figures))
     title("summary (ms; ratio = pipeline / bare broker)")
     for rate, base, figures in summary:

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from henvis.kafka import consumer_config, ensure_topics, henvis_topics, topic_name  # noqa: E402
 from henvis.registry import load_registry  # noqa: E402
@@ -108,7 +109,8 @@ def run_baseline(bootstrap: str, partitions: int, expected: loadgen.Expected, re
     return count / seconds
 
 
-def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, registry, workers: int) -> float:
+def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, registry, workers: int,
+               profile: str | None = None) -> float:
     settings = fresh_settings(bootstrap, partitions, f"router{workers}")
     ensure_topics(settings, henvis_topics(settings, registry))
     run_dir = Path(tempfile.mkdtemp(prefix="router-bench-"))
@@ -133,10 +135,17 @@ def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, regi
             if time.monotonic() > deadline:
                 raise TimeoutError("router workers did not become ready")
             time.sleep(0.2)
+        profiler = None
+        if profile:
+            from _common import py_spy
+
+            profiler = py_spy(processes[0].process.pid, 20, profile)
         loadgen.produce(settings, expected.messages)
         count, seconds = output_span(
             settings, topic_name(REFERRAL_FACTS.name, settings), len(expected.messages), timeout=900
         )
+        if profiler:
+            profiler.wait(60)
         return count / seconds
     finally:
         for process in processes:
@@ -148,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--profile", default=None, metavar="PREFIX",
+                        help="py-spy the 1-worker run for 20 s: PREFIX.txt (collapsed stacks, see bench/README.md)")
     args = parser.parse_args(argv)
 
     if args.bootstrap is None:
@@ -171,7 +182,7 @@ def run(bootstrap: str, args) -> int:
 
     baseline = run_baseline(bootstrap, args.partitions, expected, registry)
     print(f"bare aiokafka consume->produce : {baseline:8.0f} events/s")
-    one = run_router(bootstrap, args.partitions, expected, registry, workers=1)
+    one = run_router(bootstrap, args.partitions, expected, registry, workers=1, profile=args.profile)
     print(f"router, 1 worker               : {one:8.0f} events/s  ratio {one / baseline:.3f}")
     two = run_router(bootstrap, args.partitions, expected, registry, workers=2)
     print(f"router, 2 workers              : {two:8.0f} events/s  ratio {two / baseline:.3f}")
