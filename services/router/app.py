@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import faust
 import structlog
@@ -82,6 +81,10 @@ class Router:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.session_timeout_seconds,
+            # A restart after a crash otherwise rebalances twice (join, then the dead member's
+            # session expires); messages buffered across that second rebalance are where we
+            # saw faust skip-and-ack input (docs/delivery-guarantees.md).
+            consumer_group_instance_id=settings.instance_id,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
             key_serializer="raw",
             value_serializer="raw",
@@ -107,7 +110,7 @@ class Router:
             partitions=kafka.partitions,
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
-        self._outputs: dict[str, Any] = {}
+        self._outputs: dict[str, str] = {}
         # Both agents read-decide-publish-write the same keys; one at a time per process.
         self._lock = asyncio.Lock()
         self.ready = False
@@ -121,9 +124,12 @@ class Router:
 
         @app.agent(self.decisions, concurrency=1, name="route-decisions")
         async def route_decisions(stream):
-            # take_events acks a batch only after this body has finished with it.
-            async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_wait_seconds):
-                await self.handle_batch([(event.value, event.message.partition) for event in events])
+            # One event at a time: faust acks it when the loop asks for the next one, i.e. only
+            # after handle() has published its outputs and stored its state. (Batching with
+            # stream.take_events() was tried: after SIGKILL/restart its commits stalled for
+            # minutes on this broker; see docs/delivery-guarantees.md.)
+            async for event in stream.events():
+                await self.handle(event.value, event.message.partition)
 
         @app.agent(self.ticks, concurrency=1, name="expire-withdrawals")
         async def expire_withdrawals(stream):
@@ -156,12 +162,11 @@ class Router:
         name = self.decisions.get_topic_name()
         return {tp.partition for tp in assignment if tp.topic == name}
 
-    def _output_topic(self, base: str):
-        name = topic_name(base, self.settings.kafka)
-        topic = self._outputs.get(name)
-        if topic is None:
-            topic = self._outputs[name] = self.app.topic(name, key_type=bytes, value_type=bytes)
-        return topic
+    def _topic_name(self, base: str) -> str:
+        name = self._outputs.get(base)
+        if name is None:
+            name = self._outputs[base] = topic_name(base, self.settings.kafka)
+        return name
 
     def _state(self, key: str) -> domain.CaseState | None:
         value = self.cases.get(key)
@@ -170,7 +175,7 @@ class Router:
     # ------------------------------------------------------------ handling
 
     async def handle(self, raw: bytes | None, partition: int) -> domain.Result:
-        """Route one input message (the batch path with a batch of one)."""
+        """Route one input message (a batch of one)."""
         [result] = await self.handle_batch([(raw, partition)])
         return result
 
@@ -181,7 +186,8 @@ class Router:
         1. decide every message (later ones see the state the earlier ones leave behind);
         2. publish every output and wait for the broker's acknowledgement;
         3. write the new state to the table and wait until its changelog is acknowledged;
-        4. only then does the agent let faust ack the batch, so the offsets can be committed.
+        4. only then does the agent move on and faust ack the message(s), so the offsets can be
+           committed.
         A kill before 4 means the batch is processed again: the same deterministic events are
         re-sent (or dropped as duplicates if step 3 had completed), nothing is lost.
         """
@@ -260,8 +266,12 @@ class Router:
             return
 
         async def send_all():
+            # Straight to the (idempotent, acks=all) producer: faust's Topic.send adds a
+            # FutureMessage and sensor bookkeeping per message that this loop does not need.
+            producer = self.app.producer
             pending = [
-                await self._output_topic(out.topic).send(key=out.key, value=out.event.to_bytes()) for out in outputs
+                await producer.send(self._topic_name(out.topic), out.key, out.event.to_bytes(), None, None, None)
+                for out in outputs
             ]
             for fut in pending:
                 await fut

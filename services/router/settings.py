@@ -41,17 +41,19 @@ class RouterSettings(ServiceSettings):
     withdrawal_check_seconds: float | None = Field(
         default=None, gt=0, description="How often pending withdrawals are checked; default min(wait/4, 60 s)."
     )
-    batch_size: int = Field(
-        default=500, ge=1, le=10_000, description="Most input messages handled (and acknowledged) together."
-    )
-    batch_wait_seconds: float = Field(
-        default=0.05, gt=0, le=5, description="How long a batch waits to fill up before it is handled anyway."
-    )
     retry_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the publish retry backoff.")
     session_timeout_seconds: float = Field(
         default=30.0,
         ge=6,
         description="Kafka group session timeout: how soon the partitions of a killed worker move to another.",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
+        description=(
+            "Static group membership (Kafka group.instance.id), e.g. the StatefulSet pod name: a restarted "
+            "worker takes its partitions back without a rebalance. Unset: dynamic membership."
+        ),
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port; 0 = off.")
 

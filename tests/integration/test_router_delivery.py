@@ -112,7 +112,8 @@ def test_sigkill_mid_stream_loses_and_misplaces_nothing(kafka_settings, workers,
     def lag() -> int | None:
         return loadgen.committed_lag(kafka_settings, group_id(kafka_settings))
 
-    worker = workers()
+    # Static membership, as a StatefulSet pod restarted by Kubernetes would have it.
+    worker = workers(HENVIS_ROUTER_INSTANCE_ID="router-0")
     lag_at_kill = total
     for kill in range(3):
         # Let it make progress since its (re)start, then kill it without warning, and restart.
