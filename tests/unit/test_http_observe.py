@@ -1,0 +1,53 @@
+"""The request log and metrics every HTTP service gets from ``henvis.http.create_app``."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.testclient import TestClient
+
+from henvis.auth import ApiClient, ClientRegistry, hash_token
+from henvis.http import bearer_auth, create_app
+
+TOKEN = "hv_observe-test-token-0123456789"
+
+
+def make_client() -> TestClient:
+    app = create_app(service="observe-test", title="t", version="1", max_body_bytes=1024)
+    clients = ClientRegistry([ApiClient(name="police-a", role="police", token_sha256=hash_token(TOKEN))])
+
+    @app.post("/v1/cases/{case_ref}")
+    async def post_case(case_ref: str, request: Request, _client=Depends(bearer_auth(clients, {"police"}))):
+        return {"bytes": len(await request.body())}
+
+    @app.get("/v1/boom")
+    def boom():
+        raise RuntimeError("a bug")
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def request_log(logs: list[dict]) -> list[tuple]:
+    return [(entry["route"], entry["status"], entry["client"]) for entry in logs if entry["event"] == "http_request"]
+
+
+def test_request_log_names_route_template_status_and_client_never_the_path_values():
+    http = make_client()
+    with structlog.testing.capture_logs() as logs:
+        ok = http.post("/v1/cases/4100-12345-00001-26", content=b"{}", headers={"Authorization": f"Bearer {TOKEN}"})
+        unauthenticated = http.post("/v1/cases/4100-12345-00001-26", content=b"{}")
+    assert (ok.status_code, unauthenticated.status_code) == (200, 401)
+    assert request_log(logs) == [("/v1/cases/{case_ref}", 200, "police-a"), ("/v1/cases/{case_ref}", 401, None)]
+    assert "4100-12345" not in repr(logs)
+
+
+def test_oversized_body_is_logged_and_counted_as_413_and_a_crash_as_500():
+    http = make_client()
+    with structlog.testing.capture_logs() as logs:
+        declared = http.post("/v1/cases/x", content=b"x" * 2000, headers={"Authorization": f"Bearer {TOKEN}"})
+        streamed = http.post("/v1/cases/x", content=(b"x" * 600 for _ in range(3)), headers={"Authorization": f"Bearer {TOKEN}"})
+        crashed = http.get("/v1/boom")
+    assert (declared.status_code, streamed.status_code, crashed.status_code) == (413, 413, 500)
+    assert [status for _, status, _ in request_log(logs)] == [413, 413, 500]
+    metrics = http.get("/metrics").text
+    assert 'service="observe-test"' in metrics and 'status="413"' in metrics
