@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -18,6 +20,8 @@ from tests.consent_support import POLICE, consent_app
 OPERATIONS = [("/v1/decisions", "POST"), ("/v1/withdrawals", "POST")]
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 EXAMPLES = 60
+#: Words the 202/200/409 answers always contain; a generated "name" may happen to be one.
+FIXED_TEXT = "event_id status accepted referral_id detail the event was not accepted: 1 problem(s) with event_id errors field message type was already used for a different event event_id_conflict"
 
 
 def _submitted_personal_data(body) -> list[str]:
@@ -44,6 +48,7 @@ def test_no_server_errors_and_no_personal_data_in_responses(database_url: str, p
     app = consent_app(database_url)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     strategy = schema[path][method].as_strategy(generation_mode=mode)
+    client = TestClient(app)
     seen_statuses: set[int] = set()
 
     @given(case=strategy, authorised=st.booleans())
@@ -64,8 +69,13 @@ def test_no_server_errors_and_no_personal_data_in_responses(database_url: str, p
         except ValueError:
             returned = [response.text]
         for secret in _submitted_personal_data(case.body):
-            for text in returned:
-                assert secret not in text, f"a submitted name or phone came back in a {response.status_code}"
+            if any(secret in text for text in returned):
+                # A generated "name" may be a word of our own messages ("accepted"): it is a
+                # leak only if a unique marker sent in its place comes back too.
+                marker = f"Qzx{uuid.uuid4().hex[:10]}"
+                body = json.loads(json.dumps(case.body).replace(json.dumps(secret)[1:-1], marker))
+                echoed = client.request(method, path, json=body, headers=headers)
+                assert marker not in echoed.text, f"a submitted name or phone came back in a {echoed.status_code}"
 
     try:
         run()
@@ -78,8 +88,6 @@ def test_no_server_errors_and_no_personal_data_in_responses(database_url: str, p
 @pytest.mark.slow
 def test_accepted_replayed_and_conflicting_answers_never_carry_the_person(database_url: str) -> None:
     """Schema-generated bodies rarely pass the domain rules; these valid ones reach 202/200/409."""
-    from fastapi.testclient import TestClient
-
     app = consent_app(database_url)
     client = TestClient(app)
     names = st.text(alphabet=st.characters(categories=("Lu", "Ll")), min_size=6, max_size=40)
@@ -88,7 +96,7 @@ def test_accepted_replayed_and_conflicting_answers_never_carry_the_person(databa
     @given(name=names, phone=phones, preferred=st.sampled_from([None, "herning", "viborg"]))
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def run(name: str, phone: str, preferred) -> None:
-        assume(name.lower() not in "accepted")
+        assume(name.lower() not in FIXED_TEXT)
         event = examples.consent_given(
             person=examples.person(full_name=name, phone=phone), preferred_centre=preferred
         )
