@@ -28,6 +28,11 @@ sys.path.insert(0, str(REPO))
 
 import json  # noqa: E402
 
+from henvis.logging import configure_logging  # noqa: E402
+
+# The services log to their own files; here only figures (and warnings) go to the terminal.
+configure_logging("bench", "WARNING")
+
 # ---------------------------------------------------------------------- printing
 
 

@@ -31,6 +31,8 @@ from kafka import KafkaConsumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import cpu_seconds, figure  # noqa: E402
+
 from henvis.kafka import consumer_config, ensure_topics, henvis_topics, topic_name  # noqa: E402
 from henvis.registry import load_registry  # noqa: E402
 from henvis.schemas.topics import CONSENT_DECISIONS, REFERRAL_FACTS  # noqa: E402
@@ -98,19 +100,21 @@ def fresh_settings(bootstrap: str, partitions: int, label: str) -> KafkaSettings
     )
 
 
-def run_baseline(bootstrap: str, partitions: int, expected: loadgen.Expected, registry) -> float:
+def run_baseline(bootstrap: str, partitions: int, expected: loadgen.Expected, registry) -> tuple[float, float]:
     settings = fresh_settings(bootstrap, partitions, "bare")
     ensure_topics(settings, henvis_topics(settings, registry))
     sink = topic_name("bench.passthrough.v1", settings)
     ensure_topics(settings, {sink: False})
     loadgen.produce(settings, expected.messages)
+    cpu_before = time.process_time()
     asyncio.run(bare_loop(settings, topic_name(CONSENT_DECISIONS.name, settings), sink, len(expected.messages)))
+    cpu_ms = (time.process_time() - cpu_before) * 1000 / len(expected.messages)
     count, seconds = output_span(settings, sink, len(expected.messages), timeout=600)
-    return count / seconds
+    return count / seconds, cpu_ms
 
 
 def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, registry, workers: int,
-               profile: str | None = None) -> float:
+               profile: str | None = None) -> tuple[float, float]:
     settings = fresh_settings(bootstrap, partitions, f"router{workers}")
     ensure_topics(settings, henvis_topics(settings, registry))
     run_dir = Path(tempfile.mkdtemp(prefix="router-bench-"))
@@ -140,13 +144,15 @@ def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, regi
             from _common import py_spy
 
             profiler = py_spy(processes[0].process.pid, 20, profile)
+        cpu_before = sum(cpu_seconds(p.process.pid) for p in processes)
         loadgen.produce(settings, expected.messages)
         count, seconds = output_span(
             settings, topic_name(REFERRAL_FACTS.name, settings), len(expected.messages), timeout=900
         )
+        cpu_ms = (sum(cpu_seconds(p.process.pid) for p in processes) - cpu_before) * 1000 / len(expected.messages)
         if profiler:
             profiler.wait(60)
-        return count / seconds
+        return count / seconds, cpu_ms
     finally:
         for process in processes:
             process.stop()
@@ -161,17 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="py-spy the 1-worker run for 20 s: PREFIX.txt (collapsed stacks, see bench/README.md)")
     args = parser.parse_args(argv)
 
-    if args.bootstrap is None:
-        from henvis import broker
-        from tests.helpers import free_port
+    import _common
 
-        run_dir = Path(tempfile.mkdtemp(prefix="router-bench-broker-"))
-        handle = broker.start(run_dir=run_dir, port=free_port())
-        try:
-            return run(handle.bootstrap, args)
-        finally:
-            broker.stop(run_dir)
-    return run(args.bootstrap, args)
+    print(f"Router throughput   {_common.machine_line()}")
+    with _common.kafka_broker(args.bootstrap) as bootstrap:
+        return run(bootstrap, args)
 
 
 def run(bootstrap: str, args) -> int:
@@ -180,13 +180,14 @@ def run(bootstrap: str, args) -> int:
     # Every decision in the mix yields exactly one fact: the router's output count to wait for.
     assert sum(expected.facts.values()) == args.events
 
-    baseline = run_baseline(bootstrap, args.partitions, expected, registry)
-    print(f"bare aiokafka consume->produce : {baseline:8.0f} events/s")
-    one = run_router(bootstrap, args.partitions, expected, registry, workers=1, profile=args.profile)
-    print(f"router, 1 worker               : {one:8.0f} events/s  ratio {one / baseline:.3f}")
-    two = run_router(bootstrap, args.partitions, expected, registry, workers=2)
-    print(f"router, 2 workers              : {two:8.0f} events/s  ratio {two / baseline:.3f}")
-    print(f"({args.events} events, {args.partitions} partitions, one broker; output broker timestamps first->last)")
+    baseline, baseline_cpu = run_baseline(bootstrap, args.partitions, expected, registry)
+    figure("bare aiokafka consume->produce", baseline, "events/s", note=f"CPU {baseline_cpu:.3f} ms/event")
+    one, one_cpu = run_router(bootstrap, args.partitions, expected, registry, workers=1, profile=args.profile)
+    figure("router, 1 worker", one, "events/s", baseline, note=f"CPU {one_cpu:.3f} ms/event (x{one_cpu / baseline_cpu:.0f})")
+    two, two_cpu = run_router(bootstrap, args.partitions, expected, registry, workers=2)
+    figure("router, 2 workers", two, "events/s", baseline, note=f"CPU {two_cpu:.3f} ms/event (x{two_cpu / baseline_cpu:.0f})")
+    print(f"  ({args.events} events, {args.partitions} partitions, one broker; output broker timestamps first->last;"
+          " CPU: the worker processes / the bare loop's process)")
     return 0
 
 

@@ -27,6 +27,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
 from henvis.db import make_engine, migrate
 from henvis.registry import load_registry
 from henvis.services.stats.api import StatsReader
@@ -106,9 +110,18 @@ def _copy_postgres(engine: sa.Engine, rows: list[dict]) -> None:
         raw.close()
 
 
+#: The baseline: the cheapest query that still reads every referral (a bare row count).
+BASELINE = "bare count(*) over referrals"
+
+
+def _bare_count(reader: StatsReader) -> int:
+    with reader.store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(referrals)).scalar_one()
+
+
 def time_queries(reader: StatsReader, repeat: int) -> dict[str, float]:
     timings = {}
-    for name, query in QUERIES.items():
+    for name, query in {BASELINE: _bare_count, **QUERIES}.items():
         query(reader)  # warm-up: caches, plans
         samples = []
         for _ in range(repeat):
@@ -147,28 +160,13 @@ def bench_engine(url: str, sizes: list[int], repeat: int, seed: int) -> dict[int
                 f"  (insert {inserted - started:.1f}s, aggregates rebuilt in {time.perf_counter() - inserted:.1f}s)\n"
             )
             results[size] = time_queries(reader, repeat)
+            baseline = results[size][BASELINE]
             for name, ms in results[size].items():
-                print(f"{engine.dialect.name:<11}{size:>10,}  {name:<32}{ms:>10.1f} ms", flush=True)
+                ratio = "" if name == BASELINE else f"  ratio {ms / max(baseline, 1e-9):6.2f}"
+                print(f"{engine.dialect.name:<11}{size:>10,}  {name:<32}{ms:>10.1f} ms{ratio}", flush=True)
     finally:
         engine.dispose()
     return results
-
-
-def postgres_database(admin_url: str):
-    """A fresh database on the server of ``admin_url``; returns (url, drop)."""
-    from sqlalchemy.pool import NullPool
-
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"henvis_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return admin.url.set(database=name).render_as_string(hide_password=False), drop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = sorted(int(size) for size in args.sizes.split(","))
     all_results: dict[str, dict[int, dict[str, float]]] = {}
-    print(f"{'engine':<11}{'referrals':>10}  {'query (API request, median)':<32}{'latency':>13}")
+    print(f"Stats query latency   {_common.machine_line()}")
+    print(f"{'engine':<11}{'referrals':>10}  {'query (API request, median)':<32}{'latency':>13}  (ratio to {BASELINE})")
     for engine_name in args.engines.split(","):
         if engine_name == "sqlite":
             with tempfile.TemporaryDirectory() as folder:
@@ -190,15 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             if not args.postgres_url:
                 print("postgresql: skipped (no --postgres-url / HENVIS_TEST_POSTGRES_URL)")
                 continue
-            url, drop = postgres_database(args.postgres_url)
-            try:
+            with _common.scratch_postgres(args.postgres_url) as url:
                 all_results["postgresql"] = bench_engine(url, sizes, args.repeat, args.seed)
-            finally:
-                drop()
     print("\nGrowth (latency at the largest size / at the smallest):")
     for engine_name, results in all_results.items():
         smallest, largest = results[sizes[0]], results[sizes[-1]]
-        for name in QUERIES:
+        for name in [BASELINE, *QUERIES]:
             print(f"  {engine_name:<11}{name:<32} x{largest[name] / max(smallest[name], 1e-9):.1f} for x{sizes[-1] // sizes[0]} rows")
     return 0
 
