@@ -1,6 +1,6 @@
 """Router throughput vs a bare aiokafka consume->produce loop, same broker, same run.
 
-    .venv/bin/python bench/router_throughput.py [--bootstrap HOST:PORT] [--events 10000]
+    .venv/bin/python bench/router_throughput.py [--bootstrap HOST:PORT] [--events 5000] [--profile PREFIX]
 
 Without ``--bootstrap`` it starts a throwaway broker (henvis.broker) for the run and stops it.
 
@@ -161,7 +161,7 @@ def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, regi
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
-    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--profile", default=None, metavar="PREFIX",
                         help="py-spy the 1-worker run for 20 s: PREFIX.txt (collapsed stacks, see bench/README.md)")
