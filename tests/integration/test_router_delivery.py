@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics, topic_name
@@ -18,7 +19,7 @@ from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, parse_event
 from henvis.schemas.topics import MANUAL_HANDLING
 from henvis.services.router import loadgen
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 
 REGISTRY = load_registry()
 PROCESSING_TIMEOUT = 600  # generous: a shared 2-core machine; tests wait on real conditions
@@ -216,7 +217,12 @@ def test_a_withdrawal_whose_consent_never_comes_reaches_manual_handling(kafka_se
         recorded_by="test",
     )
     withdrawal = ConsentWithdrawn(event_id=uuid.uuid4(), occurred_at=occurred_at, case_ref=consent.case_ref)
-    worker = workers(HENVIS_ROUTER_WITHDRAWAL_WAIT_SECONDS="1", HENVIS_ROUTER_WITHDRAWAL_CHECK_SECONDS="0.5")
+    metrics_port = free_port()
+    worker = workers(
+        HENVIS_ROUTER_WITHDRAWAL_WAIT_SECONDS="1",
+        HENVIS_ROUTER_WITHDRAWAL_CHECK_SECONDS="0.5",
+        HENVIS_ROUTER_METRICS_PORT=str(metrics_port),
+    )
     loadgen.produce(kafka_settings, [(m.kafka_key(), m.to_bytes()) for m in (orphan, consent, withdrawal)])
 
     def manual_reasons():
@@ -232,6 +238,11 @@ def test_a_withdrawal_whose_consent_never_comes_reaches_manual_handling(kafka_se
         for _, value in loadgen.read_all(kafka_settings, centre_topic_name("thisted", kafka_settings, REGISTRY))
     ]
     assert thisted == ["referral.issued", "referral.withdrawn"]
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert "henvis_worker_ready 1.0" in metrics
+    assert 'henvis_router_referrals_total{centre="thisted"} 1.0' in metrics
+    assert 'henvis_router_manual_total{reason="withdrawal_unmatched"} 1.0' in metrics
+    assert "henvis_router_latency_seconds_count 1.0" in metrics
     assert worker.stop() == 0
     log_text = (worker.log_path).read_text()
     for personal in ("Test Person", "30405060", "4100-00000"):
