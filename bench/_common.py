@@ -32,6 +32,8 @@ from henvis.logging import configure_logging  # noqa: E402
 
 # The services log to their own files; here only figures (and warnings) go to the terminal.
 configure_logging("bench", "WARNING")
+# kafka-python's "task blocked the event loop" warnings on a busy machine are not figures.
+__import__("logging").getLogger("kafka").setLevel("ERROR")
 
 # ---------------------------------------------------------------------- printing
 

@@ -151,13 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15, help="load time per rate and contender")
     parser.add_argument("--in-flight", type=int, default=64, help="most requests outstanding at once")
     parser.add_argument("--drain-seconds", type=float, default=90, help="how long to wait for the last referrals")
+    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra setting for the services, e.g. HENVIS_CONSENT_RELAY_POLL_INTERVAL_SECONDS=0.05")
     args = parser.parse_args(argv)
     rates = [float(rate) for rate in args.rates.split(",")]
 
     print(f"End-to-end latency   {_common.machine_line()}")
     summary = []
     with _common.kafka_broker(args.bootstrap) as bootstrap:
-        with Pipeline(bootstrap, ["router", "consent-relay", "consent-api"]) as pipeline:
+        extra_env = dict(item.split("=", 1) for item in args.service_env)
+        if extra_env:
+            print(f"  service settings: {extra_env}")
+        with Pipeline(bootstrap, ["router", "consent-relay", "consent-api"], extra_env) as pipeline:
             settings = pipeline.kafka_settings()
             bare_topic = topic_name("bench.bare.v1", settings)
             ensure_topics(settings, {bare_topic: False})

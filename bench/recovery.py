@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
     parser.add_argument("--rate", type=float, default=20, help="steady decisions/s during the kills")
     parser.add_argument("--session-timeout", type=float, default=10, help="consumer session timeout of every worker (s)")
+    parser.add_argument("--service-defaults", action="store_true",
+                        help="keep each worker's own default session timeout (router 30 s, centre 45 s, stats/faust 60 s)")
     parser.add_argument("--load-seconds", type=float, default=10, help="load time before the memory peak is read")
     parser.add_argument("--workers", default=",".join(WORKERS), help="which workers to kill, in order")
     args = parser.parse_args(argv)
@@ -128,6 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         "HENVIS_LOG_LEVEL": "INFO",
     }
     baselines = {"router": timeout, "centre-worker": timeout, "stats-worker": timeout, "consent-relay": 0.2}
+    if args.service_defaults:
+        from henvis.services.centre.settings import CentreSettings
+        from henvis.services.router.settings import RouterSettings
+
+        env = {"HENVIS_LOG_LEVEL": "INFO"}
+        baselines.update({
+            "router": RouterSettings.model_fields["session_timeout_seconds"].default,
+            "centre-worker": CentreSettings.model_fields["consumer_session_timeout_ms"].default / 1000,
+            "stats-worker": 60.0,  # faust's broker_session_timeout default; the stats worker sets none
+        })
 
     print(f"Recovery and memory   {_common.machine_line()}")
     with _common.kafka_broker(args.bootstrap) as bootstrap:
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 results = {}
                 for name in args.workers.split(","):
                     probe = sink_probe(name, pipeline, watcher)
-                    ready, flowing = recover(pipeline, load, name, probe, limit=max(120.0, 6 * timeout))
+                    ready, flowing = recover(pipeline, load, name, probe, limit=max(120.0, 6 * baselines[name]))
                     results[name] = (ready, flowing)
                     figure(f"{name}: ready again", ready, "s")
                     figure(f"{name}: referrals flowing again", flowing, "s", baselines[name],
