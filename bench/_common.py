@@ -52,7 +52,7 @@ def title(text: str) -> None:
 
 def figure(label: str, value: float, unit: str, baseline: float | None = None, note: str = "") -> None:
     """One measured figure; with ``baseline``, the ratio product/baseline after it."""
-    ratio = f"  ratio {value / baseline:6.2f}" if baseline else ""
+    ratio = f"  ratio {value / baseline:6.{3 if value < baseline else 2}f}" if baseline else ""
     print(f"  {label:<44}{value:>10.{2 if abs(value) < 10 else 1}f} {unit:<10}{ratio}{'  ' + note if note else ''}", flush=True)
 
 
