@@ -1,0 +1,177 @@
+"""The fault suite's pipeline: every henvis part as its own process, on infrastructure we may break.
+
+One pipeline per session (``fault_pipeline``), shared by the fault run and the security sweep:
+
+* its own Kafka broker (its own run folder and port), so stopping it disturbs no other test;
+* its own throwaway PostgreSQL cluster (``tools/postgres.sh`` on its own port) holding only the
+  consent service's database, so stopping it takes the database away from the consent API
+  and nothing else;
+* the centre and stats on SQLite files in the run folder, read directly by the checks;
+* short consumer-group session timeouts, so a restarted worker gets its partitions back in
+  seconds instead of the production defaults (30–60 s) — the faults are the same, the suite
+  just waits less for the broker to notice a dead member.
+
+Every part is started by :class:`henvis.supervisor.Supervisor` exactly as ``henvis demo``
+does (``henvis.demo.pipeline_parts``), with its JSON log in ``<run dir>/logs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Lock
+
+import httpx
+import pytest
+
+from henvis import broker
+from henvis.demo import Credentials, Ports, add_caseworkers, make_credentials, pipeline_parts, service_env
+from henvis.supervisor import Supervisor
+from tests.helpers import free_port, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_SCRIPT = REPO_ROOT / "tools" / "postgres.sh"
+WORKERS = ("consent-relay", "router", "centre-worker", "stats-worker")
+SESSION_TIMEOUT_SECONDS = 6  # the lowest the services accept
+
+
+@dataclass
+class DedicatedPostgres:
+    """A PostgreSQL cluster of its own, stopped and started by the fault schedule."""
+
+    port: int
+    run_dir: Path
+    url: str = ""
+
+    def _run(self, command: str) -> str:
+        env = {**os.environ, "HENVIS_PG_PORT": str(self.port), "HENVIS_RUN_DIR": str(self.run_dir)}
+        result = subprocess.run(
+            [str(POSTGRES_SCRIPT), command], env=env, capture_output=True, text=True, timeout=180
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"tools/postgres.sh {command} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout.strip()
+
+    def start(self) -> str:
+        self.url = self._run("start").splitlines()[-1]
+        return self.url
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def reset(self) -> None:
+        self._run("reset")
+
+
+@dataclass
+class FaultPipeline:
+    run_dir: Path
+    ports: Ports
+    supervisor: Supervisor
+    credentials: Credentials
+    postgres: DedicatedPostgres
+    consent_database_url: str
+    centre_database_url: str
+    stats_database_url: str
+    #: every piece of personal data any test submitted, for the log scan
+    submitted_personal_data: set[str] = field(default_factory=set)
+    personal_data_lock: Lock = field(default_factory=Lock)
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.run_dir / "kafka"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports.broker}"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{getattr(self.ports, service)}"
+
+    def token(self, role: str) -> str:
+        return self.credentials.tokens[role]
+
+    def remember_personal_data(self, values) -> None:
+        with self.personal_data_lock:
+            self.submitted_personal_data.update(value for value in values if value)
+
+    def start_broker(self) -> None:
+        broker.start(self.broker_dir, port=self.ports.broker, progress=lambda _message: None)
+
+    def stop_broker(self) -> None:
+        broker.stop(self.broker_dir)
+
+    def post_decision(self, body: bytes, timeout: float = 10) -> httpx.Response:
+        return httpx.post(
+            f"{self.url('consent')}/v1/decisions",
+            content=body,
+            headers={"Authorization": f"Bearer {self.token('police')}", "Content-Type": "application/json"},
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(scope="session")
+def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    run_dir.mkdir()
+    ports = Ports(broker=free_port(), consent=free_port(), centre=free_port(), stats=free_port())
+    postgres = DedicatedPostgres(port=free_port(), run_dir=run_dir / "pg")
+    supervisor = None
+    try:
+        consent_database_url = postgres.start()
+        broker.start(run_dir / "kafka", port=ports.broker, progress=lambda _message: None)
+        credentials = make_credentials(run_dir)
+        centre_database_url = f"sqlite:///{run_dir / 'centre.db'}"
+        stats_database_url = f"sqlite:///{run_dir / 'stats.db'}"
+        env = {
+            **service_env(run_dir, ports),
+            "HENVIS_KAFKA_TOPIC_PREFIX": "",
+            "HENVIS_CONSENT_DATABASE_URL": consent_database_url,
+            "HENVIS_CENTRE_DATABASE_URL": centre_database_url,
+            "HENVIS_STATS_DATABASE_URL": stats_database_url,
+            # a killed relay's leased outbox rows come back after this (the lowest allowed)
+            "HENVIS_CONSENT_RELAY_LEASE_SECONDS": "30",
+            "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
+            # static group membership, as a StatefulSet pod name gives it in Kubernetes
+            # (docs/delivery-guarantees.md): a restarted router takes its partitions back
+            # without the second rebalance in which faust can skip input
+            "HENVIS_ROUTER_INSTANCE_ID": "fault-router-0",
+            "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_SECONDS * 1000),
+            # the stats worker leaves faust's session timeout at its default; faust reads these
+            "BROKER_SESSION_TIMEOUT": str(SESSION_TIMEOUT_SECONDS),
+            "BROKER_HEARTBEAT_INTERVAL": "1",
+        }
+        supervisor = Supervisor(run_dir, env)
+        add_caseworkers(supervisor, credentials)
+        for part in pipeline_parts(ports):
+            supervisor.start(part, timeout=180)
+        yield FaultPipeline(
+            run_dir=run_dir,
+            ports=ports,
+            supervisor=supervisor,
+            credentials=credentials,
+            postgres=postgres,
+            consent_database_url=consent_database_url,
+            centre_database_url=centre_database_url,
+            stats_database_url=stats_database_url,
+        )
+    finally:
+        if supervisor is not None:
+            supervisor.stop_all()
+        broker.stop(run_dir / "kafka")
+        try:
+            postgres.reset()  # stop it and delete its data: nothing of the run stays behind
+        except RuntimeError:
+            pass
+
+
+def wait_for_http(url: str, timeout: float = 60) -> None:
+    wait_until(
+        lambda: httpx.get(url, timeout=2).status_code == 200,
+        timeout=timeout,
+        interval=0.2,
+        message=f"{url} did not answer 200",
+        ignore=(httpx.HTTPError,),
+    )
