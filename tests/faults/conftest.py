@@ -134,15 +134,17 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
             # a killed relay's leased outbox rows come back after this (the lowest allowed)
             "HENVIS_CONSENT_RELAY_LEASE_SECONDS": "30",
             "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
-            # static group membership, as a StatefulSet pod name gives it in Kubernetes
-            # (docs/delivery-guarantees.md): a restarted router takes its partitions back
-            # without the second rebalance in which faust can skip input
-            "HENVIS_ROUTER_INSTANCE_ID": "fault-router-0",
             "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_SECONDS * 1000),
             # the stats worker leaves faust's session timeout at its default; faust reads these
             "BROKER_SESSION_TIMEOUT": str(SESSION_TIMEOUT_SECONDS),
             "BROKER_HEARTBEAT_INTERVAL": "1",
         }
+        if os.environ.get("HENVIS_FAULT_DYNAMIC_MEMBERSHIP") != "1":
+            # Static group membership, as a StatefulSet pod name gives it in Kubernetes
+            # (docs/delivery-guarantees.md): a restarted router takes its partitions back
+            # without the second rebalance in which faust can skip input.
+            # HENVIS_FAULT_DYNAMIC_MEMBERSHIP=1 leaves it unset, to reproduce that gap.
+            env["HENVIS_ROUTER_INSTANCE_ID"] = "fault-router-0"
         supervisor = Supervisor(run_dir, env)
         add_caseworkers(supervisor, credentials)
         for part in pipeline_parts(ports):
