@@ -29,7 +29,7 @@ import pytest
 from henvis import broker
 from henvis.demo import Credentials, Ports, add_caseworkers, make_credentials, pipeline_parts, service_env
 from henvis.supervisor import Supervisor
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_SCRIPT = REPO_ROOT / "tools" / "postgres.sh"
@@ -160,20 +160,13 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
             stats_database_url=stats_database_url,
         )
     finally:
-        if supervisor is not None:
-            supervisor.stop_all()
-        broker.stop(run_dir / "kafka")
+        # each step on its own, so one failing never leaves the others' processes behind
         try:
-            postgres.reset()  # stop it and delete its data: nothing of the run stays behind
-        except RuntimeError:
-            pass
+            if supervisor is not None:
+                supervisor.stop_all()
+        finally:
+            try:
+                broker.stop(run_dir / "kafka")
+            finally:
+                postgres.reset()  # stop it and delete its data: nothing of the run stays behind
 
-
-def wait_for_http(url: str, timeout: float = 60) -> None:
-    wait_until(
-        lambda: httpx.get(url, timeout=2).status_code == 200,
-        timeout=timeout,
-        interval=0.2,
-        message=f"{url} did not answer 200",
-        ignore=(httpx.HTTPError,),
-    )

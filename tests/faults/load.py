@@ -33,6 +33,7 @@ from henvis.schemas.events import (
 )
 from henvis.schemas.municipalities import DANISH_MUNICIPALITIES
 from henvis.schemas.person import Person, PostalAddress
+from tests.helpers import wait_until
 
 ACCEPTED = "accepted"
 DECLINED = "declined"
@@ -241,19 +242,18 @@ class LoadGenerator:
         self.stopped_at = time.monotonic()
 
     def settle(self, deadline_seconds: float = 120) -> None:
-        """Send every unanswered event again until it is answered 2xx (the pipeline is whole again)."""
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            pending = [s for s in self.submissions if s.needs_retry]
-            if not pending:
-                return
-            for submission in pending:
+        """Send every unanswered event again, a second apart (the API's Retry-After), until each has a 2xx."""
+
+        def resend_unsettled() -> bool:
+            for submission in [s for s in self.submissions if s.needs_retry]:
                 self.send(submission)
-            self.retries.clear()
-            if any(s.needs_retry for s in self.submissions):
-                self._stop.wait(RETRY_AFTER_SECONDS)  # Retry-After of the API's 503
-        unsettled = [s for s in self.submissions if s.needs_retry]
-        raise AssertionError(f"{len(unsettled)} decisions still unanswered after {deadline_seconds}s of retries")
+            return not any(s.needs_retry for s in self.submissions)
+
+        self.retries.clear()
+        wait_until(
+            resend_unsettled, timeout=deadline_seconds, interval=RETRY_AFTER_SECONDS,
+            message="some decisions were still not accepted after the pipeline was whole again",
+        )
 
     # ------------------------------------------------------------------ views
 

@@ -377,7 +377,7 @@ def test_every_part_survived_every_fault_and_the_run_is_reported(fault_run: Faul
     assert all(record.kills[name] == 2 for name in WORKERS), record.kills  # alone once, together once
     assert sum(record.restarts.values()) == 2 * len(WORKERS)
     assert (record.broker_restarts, record.postgres_restarts) == (1, 1)
-    assert [fault["fault"] for fault in record.events][:5] and len(record.events) == 7
+    assert len(record.events) == 7  # four kills alone, all four together, broker, PostgreSQL: each recovered
     assert fault_run.summary["consent_api_same_process"], "the consent API had to be restarted to recover"
     assert len(fault_run.expected.inbox) > 100 and fault_run.expected.withdrawn and fault_run.expected.declined
 
