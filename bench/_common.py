@@ -242,8 +242,11 @@ class Pipeline:
 
 def _watch(bootstrap: str, topics: list[str], ready, out, stop) -> None:
     """Child process: read ``topics`` from their current end, send (key, arrival time) out."""
+    import logging
+
     from kafka import KafkaConsumer, TopicPartition
 
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # a race on close() is not a figure
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap.split(","),
         enable_auto_commit=False,
