@@ -27,12 +27,14 @@ import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import _common  # noqa: E402
+from _common import figure, free_port, percentile, title  # noqa: E402
 
 from henvis.auth import hash_token  # noqa: E402
 from henvis.db import make_engine  # noqa: E402
@@ -41,14 +43,6 @@ from henvis.services.consent.models import consent_outbox  # noqa: E402
 
 TOKEN = "hv_bench-police-token-" + uuid.uuid4().hex
 CLIENTS = [{"name": "bench-police", "role": "police", "token_sha256": hash_token(TOKEN)}]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _decision(index: int) -> bytes:
@@ -88,13 +82,6 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise SystemExit("consent serve did not become ready")
 
 
-def _percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def run_engine(name: str, database_url: str, kafka: str, seconds: float, clients: int, work: Path) -> dict:
     env = {
         **os.environ,
@@ -105,7 +92,7 @@ def run_engine(name: str, database_url: str, kafka: str, seconds: float, clients
         "HENVIS_KAFKA_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
         "HENVIS_LOG_LEVEL": "INFO",
     }
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve_log, relay_log = work / f"{name}-serve.log", work / f"{name}-relay.log"
     command = [sys.executable, "-m", "henvis.cli", "consent"]
@@ -163,11 +150,11 @@ def run_engine(name: str, database_url: str, kafka: str, seconds: float, clients
             "seconds": round(elapsed, 1),
             "accepted_per_s": round(sum(accepted) / elapsed, 1),
             "latency_ms_p50": round(statistics.median(all_latencies) * 1000, 1),
-            "latency_ms_p95": round(_percentile(all_latencies, 0.95) * 1000, 1),
+            "latency_ms_p95": round(percentile(all_latencies, 0.95) * 1000, 1),
             "backlog_max": max((unsent for unsent, _ in samples), default=0),
             "oldest_unsent_age_s_max": round(max((age for _, age in samples), default=0.0), 2),
             "lag_s_p50": round(statistics.median(lags), 3) if lags else None,
-            "lag_s_p95": round(_percentile(lags, 0.95), 3) if lags else None,
+            "lag_s_p95": round(percentile(lags, 0.95), 3) if lags else None,
             "lag_s_max": round(max(lags), 3) if lags else None,
             "drain_after_load_s": round(drain, 2),
             "published": len(lags),
@@ -191,42 +178,30 @@ def main() -> int:
     parser.add_argument("--kafka", default=os.environ.get("HENVIS_KAFKA_BOOTSTRAP_SERVERS"))
     args = parser.parse_args()
 
-    from henvis import broker
-
-    with tempfile.TemporaryDirectory(prefix="consent-bench-") as tmp:
+    print(f"Consent load with the relay   {_common.machine_line()}")
+    with tempfile.TemporaryDirectory(prefix="consent-bench-") as tmp, _common.kafka_broker(args.kafka) as kafka:
         work = Path(tmp)
-        own_broker = None
-        kafka = args.kafka
-        if not kafka:
-            own_broker = work / "kafka"
-            kafka = broker.start(own_broker, port=_free_port(), progress=lambda *_: None).bootstrap
-        try:
-            results = []
-            for name in args.engines.split(","):
-                if name == "sqlite":
-                    results.append(run_engine(name, f"sqlite:///{work / 'consent.db'}", kafka, args.seconds, args.clients, work))
-                elif name == "postgresql":
-                    if not args.postgres_url:
-                        print("skipping postgresql: no --postgres-url / HENVIS_TEST_POSTGRES_URL", file=sys.stderr)
-                        continue
-                    admin_url = make_url(args.postgres_url).set(drivername="postgresql+psycopg")
-                    database = f"henvis_bench_{uuid.uuid4().hex[:8]}"
-                    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-                    with admin.connect() as conn:
-                        conn.execute(text(f'CREATE DATABASE "{database}"'))
-                    try:
-                        url = admin_url.set(database=database).render_as_string(hide_password=False)
-                        results.append(run_engine(name, url, kafka, args.seconds, args.clients, work))
-                    finally:
-                        with admin.connect() as conn:
-                            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-                        admin.dispose()
-        finally:
-            if own_broker is not None:
-                broker.stop(own_broker)
-    print(f"cpu cores: {os.cpu_count()}, clients: {args.clients}, load: {args.seconds:.0f} s per engine")
+        results = []
+        for name in args.engines.split(","):
+            if name == "sqlite":
+                results.append(run_engine(name, f"sqlite:///{work / 'consent.db'}", kafka, args.seconds, args.clients, work))
+            elif name == "postgresql":
+                if not args.postgres_url:
+                    print("postgresql: skipped (no --postgres-url / HENVIS_TEST_POSTGRES_URL)")
+                    continue
+                with _common.scratch_postgres(args.postgres_url) as url:
+                    results.append(run_engine(name, url, kafka, args.seconds, args.clients, work))
     for result in results:
-        print(json.dumps(result))
+        title(f"{result['engine']}: {args.clients} clients, {result['seconds']:.0f} s, relay running")
+        figure("accepted (202)", result["accepted_per_s"], "per s", note=f"{result['accepted']} accepted, {result['failed']} not")
+        figure("API latency p50", result["latency_ms_p50"], "ms", note=f"p95 {result['latency_ms_p95']} ms")
+        figure("outbox backlog, most unsent rows seen", result["backlog_max"], "rows",
+               note=f"oldest unsent {result['oldest_unsent_age_s_max']} s")
+        if result["lag_s_p50"] is not None:
+            figure("relay lag (sent_at - created_at) p50", result["lag_s_p50"] * 1000, "ms",
+                   note=f"p95 {result['lag_s_p95'] * 1000:.0f} ms, max {result['lag_s_max'] * 1000:.0f} ms")
+        figure("drain after the load", result["drain_after_load_s"], "s", note=f"{result['published']} published")
+    print("\n" + "\n".join(json.dumps(result) for result in results))
     return 0
 
 
