@@ -21,10 +21,10 @@ from datetime import timedelta
 
 import faust
 import structlog
-from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from prometheus_client import Counter, Histogram
 
-from henvis.kafka import faust_broker_options, topic_name
+from henvis.faust_app import HenvisApp, app_options
+from henvis.kafka import topic_name
 from henvis.metrics import WORKER_READY
 from henvis.registry import Registry
 from henvis.schemas.events import utcnow
@@ -46,19 +46,6 @@ LATENCY = Histogram(
 )
 
 
-class IdempotentProducer(AIOKafkaProducer):
-    """faust's aiokafka producer with idempotence always on (faust enables it only in
-    exactly_once mode): a retried batch is never written twice by the broker."""
-
-    def _settings_extra(self):
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
-
-
-class _RouterApp(faust.App):
-    def _new_producer(self):
-        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
-
-
 class Router:
     """One router process: the faust app, its table, topics and agents."""
 
@@ -68,26 +55,12 @@ class Router:
         self.seal = Sealer(settings.manual_public_key)
         self.wait = timedelta(seconds=settings.withdrawal_wait_seconds)
         kafka = settings.kafka
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.app = _RouterApp(
+        self.app = HenvisApp(
             settings.faust_app_id,
-            **faust_broker_options(kafka),
-            processing_guarantee="at_least_once",
-            web_enabled=False,
-            datadir=str(settings.data_dir / "{conf.name}-data"),
-            store="memory://",
-            topic_partitions=kafka.partitions,
-            topic_replication_factor=kafka.replication_factor,
-            producer_acks=-1,
-            consumer_auto_offset_reset="earliest",
-            broker_session_timeout=settings.session_timeout_seconds,
-            # A restart after a crash otherwise rebalances twice (join, then the dead member's
-            # session expires); messages buffered across that second rebalance are where we
-            # saw faust skip-and-ack input (docs/delivery-guarantees.md).
+            **app_options(kafka, settings.data_dir, settings.session_timeout_seconds),
+            # Optional static membership: a restarted pod takes its partitions back without
+            # a rebalance (fewer rebalances, fewer re-deliveries).
             consumer_group_instance_id=settings.instance_id,
-            broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
-            key_serializer="raw",
-            value_serializer="raw",
         )
         self.decisions = self.app.topic(
             topic_name(CONSENT_DECISIONS.name, kafka), key_type=bytes, value_type=bytes

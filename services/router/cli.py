@@ -10,8 +10,7 @@ import structlog
 
 def run_worker(settings=None) -> int:
     """Run the router in the foreground until SIGTERM/SIGINT; returns the exit code."""
-    import faust
-
+    from henvis.faust_app import run_worker as run_faust_worker
     from henvis.kafka import ensure_topics, henvis_topics
     from henvis.logging import configure_logging
     from henvis.metrics import serve_metrics
@@ -33,21 +32,7 @@ def run_worker(settings=None) -> int:
         partitions=settings.kafka.partitions,
         sealing="on" if router.seal.enabled else "off (person block dropped from manual handling)",
     )
-    worker = faust.Worker(
-        router.app,
-        loglevel=settings.log_level.upper(),
-        # configure_logging owns the handlers (JSON + redaction); faust must not replace them.
-        override_logging=False,
-        redirect_stdouts=False,
-        quiet=True,
-    )
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        log.info("router_stopped", exit_code=code)
-        return code
-    return 0
+    return run_faust_worker(router.app, settings.log_level, "router")
 
 
 def keygen() -> int:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import faust
 import structlog
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from henvis.kafka import faust_broker_options, topic_name
+from henvis.faust_app import HenvisApp, app_options
+from henvis.kafka import topic_name
 from henvis.metrics import WORKER_READY
 from henvis.registry import Registry
 from henvis.schemas.events import ReferralFact, ReferralOutcome, parse_event
@@ -59,20 +59,7 @@ class StatsWorker:
         self.store = store
         self.ready = False
         kafka = settings.kafka
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.app = faust.App(
-            settings.faust_app_id(),
-            **faust_broker_options(kafka),
-            processing_guarantee="at_least_once",
-            web_enabled=False,
-            datadir=str(settings.data_dir / "{conf.name}-data"),
-            store="memory://",
-            topic_partitions=kafka.partitions,
-            topic_replication_factor=kafka.replication_factor,
-            consumer_auto_offset_reset="earliest",
-            key_serializer="raw",
-            value_serializer="raw",
-        )
+        self.app = HenvisApp(settings.faust_app_id(), **app_options(kafka, settings.data_dir))
         self.facts = self.app.topic(topic_name(REFERRAL_FACTS.name, kafka), key_type=bytes, value_type=bytes)
         self.outcomes = self.app.topic(topic_name(REFERRAL_OUTCOMES.name, kafka), key_type=bytes, value_type=bytes)
         self._register()

@@ -11,9 +11,8 @@ import structlog
 
 def run_worker(settings=None) -> int:
     """Run the stats worker in the foreground until SIGTERM/SIGINT; returns the exit code."""
-    import faust
-
     from henvis.db import make_engine, migrate
+    from henvis.faust_app import run_worker as run_faust_worker
     from henvis.kafka import ensure_topics, henvis_topics
     from henvis.logging import configure_logging
     from henvis.metrics import serve_metrics
@@ -32,21 +31,7 @@ def run_worker(settings=None) -> int:
     serve_metrics(settings.metrics_port)
     worker_app = StatsWorker(settings, registry, StatsStore(make_engine(settings.database_url)))
     log.info("stats_worker_starting", app_id=settings.faust_app_id(), partitions=settings.kafka.partitions)
-    worker = faust.Worker(
-        worker_app.app,
-        loglevel=settings.log_level.upper(),
-        # configure_logging owns the handlers (JSON + redaction); faust must not replace them.
-        override_logging=False,
-        redirect_stdouts=False,
-        quiet=True,
-    )
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        log.info("stats_worker_stopped", exit_code=code)
-        return code
-    return 0
+    return run_faust_worker(worker_app.app, settings.log_level, "stats_worker")
 
 
 def serve(host: str, port: int) -> int:

@@ -213,6 +213,11 @@ port, isolated centre).
 - name: HENVIS_ROUTER_MANUAL_PUBLIC_KEY
   value: {{ $values.manualPublicKey | quote }}
 {{- end }}
+{{- if and (eq $service "centre") (eq $kind "api") $root.Values.router.manualPublicKey }}
+{{- /* A referral a caseworker returns as wrong centre goes to manual handling sealed with the same key. */}}
+- name: HENVIS_MANUAL_PUBLIC_KEY
+  value: {{ $root.Values.router.manualPublicKey | quote }}
+{{- end }}
 {{- if eq $service "centre" }}
 {{- if eq $kind "api" }}
 {{- /* Only the web app signs session cookies; the worker and the Job never see the key. */}}
