@@ -209,6 +209,15 @@ def test_rejections_are_counted_by_reason(api: TestClient) -> None:
     assert _metric("henvis_consent_rejected_total", reason="unknown_centre") == before + 1
 
 
+def test_refusals_without_a_handler_reason_are_counted_by_status(api: TestClient) -> None:
+    before = {reason: _metric("henvis_consent_rejected_total", reason=reason) for reason in ("unauthenticated", "too_large")}
+    assert api.post("/v1/decisions", json=examples.consent_given()).status_code == 401
+    oversized = b"{" + b" " * (70 * 1024) + b"}"
+    assert api.post("/v1/decisions", content=oversized, headers={**POLICE, "Content-Type": "application/json"}).status_code == 413
+    assert _metric("henvis_consent_rejected_total", reason="unauthenticated") == before["unauthenticated"] + 1
+    assert _metric("henvis_consent_rejected_total", reason="too_large") == before["too_large"] + 1
+
+
 def test_when_the_database_is_unreachable_it_is_503_never_2xx(tmp_path) -> None:
     from henvis.db import make_engine
     from henvis.services.consent.api import create_consent_app
