@@ -140,9 +140,9 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
             "BROKER_HEARTBEAT_INTERVAL": "1",
         }
         if os.environ.get("HENVIS_FAULT_DYNAMIC_MEMBERSHIP") != "1":
-            # Static group membership, as a StatefulSet pod name gives it in Kubernetes
-            # (docs/delivery-guarantees.md): a restarted router takes its partitions back
-            # without the second rebalance in which faust can skip input.
+            # Static group membership, as the Helm chart gives the router (its pod name):
+            # a restarted router takes its partitions back without the second rebalance in
+            # which faust can skip input (docs/delivery-guarantees.md).
             # HENVIS_FAULT_DYNAMIC_MEMBERSHIP=1 leaves it unset, to reproduce that gap.
             env["HENVIS_ROUTER_INSTANCE_ID"] = "fault-router-0"
         supervisor = Supervisor(run_dir, env)

@@ -209,6 +209,14 @@ port, isolated centre).
       name: {{ $values.database.existingSecret }}
       key: {{ $values.database.key }}
 {{- end }}
+{{- if eq $service "router" }}
+{{- /* Static group membership: a restarted router container takes its partitions back
+       without the double rebalance in which faust can lose input (docs/delivery-guarantees.md). */}}
+- name: HENVIS_ROUTER_INSTANCE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
 {{- if and (eq $service "router") $values.manualPublicKey }}
 - name: HENVIS_ROUTER_MANUAL_PUBLIC_KEY
   value: {{ $values.manualPublicKey | quote }}
