@@ -318,6 +318,11 @@ def _server_properties(run_dir: Path, port: int, controller_port: int) -> str:
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
 
 
+# Kafka's own default.  256 MB ran out (OutOfMemoryError) after a few thousand partitions: a
+# full test session creates fifteen topics per test, and the local broker keeps them.
+DEFAULT_HEAP = "1g"
+
+
 def _jvm_options(run_dir: Path, heap: str) -> list[str]:
     """Heap, and log4j2 pointed at our config writing into the run folder."""
     return [
@@ -424,7 +429,7 @@ def start(
     run_dir: Path,
     port: int = 9092,
     controller_port: int | None = None,
-    heap: str = "256m",
+    heap: str = DEFAULT_HEAP,
     progress: Progress = print,
 ) -> BrokerHandle:
     """Start (or find) the broker of run_dir and return once it answers metadata requests."""
@@ -524,7 +529,7 @@ def _parser() -> argparse.ArgumentParser:
                 "--controller-port", type=int, default=None,
                 help="KRaft controller port (default: port+1, else any free port)",
             )
-            cmd.add_argument("--heap", default="256m", help="JVM heap, e.g. 256m or 1g (default 256m)")
+            cmd.add_argument("--heap", default=DEFAULT_HEAP, help=f"JVM heap, e.g. 512m or 2g (default {DEFAULT_HEAP})")
     return parser
 
 

@@ -97,11 +97,9 @@ class Router:
 
         @app.agent(self.decisions, concurrency=1, name="route-decisions")
         async def route_decisions(stream):
-            # One event at a time: faust acks it when the loop asks for the next one, i.e. only
-            # after handle() has published its outputs and stored its state. (Batching with
-            # stream.take_events() was tried: after SIGKILL/restart its commits stalled for
-            # minutes on this broker; see docs/delivery-guarantees.md.)
-            async for event in stream.events():
+            # One event at a time, each partition in offset order: the offset is committable
+            # only once handle() has published its outputs and stored its state (in_order).
+            async for event in app.in_order(stream):
                 await self.handle(event.value, event.message.partition)
 
         @app.agent(self.ticks, concurrency=1, name="expire-withdrawals")

@@ -69,12 +69,12 @@ class StatsWorker:
 
         @app.agent(self.facts, concurrency=1, name="ingest-facts")
         async def ingest_facts(stream):
-            async for event in stream.events():
+            async for event in app.in_order(stream):
                 await self.handle(event.value, "facts", event.message.timestamp)
 
         @app.agent(self.outcomes, concurrency=1, name="ingest-outcomes")
         async def ingest_outcomes(stream):
-            async for event in stream.events():
+            async for event in app.in_order(stream):
                 await self.handle(event.value, "outcomes", event.message.timestamp)
 
         @app.timer(self.settings.rate_gauge_interval_seconds)

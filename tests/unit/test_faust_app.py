@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from henvis.faust_app import HenvisApp, IdempotentProducer, app_options
+from faust.types import TP
+
+from henvis.faust_app import HenvisApp, IdempotentProducer, PositionConsumer, app_options
 from henvis.settings import KafkaSettings
 
 
@@ -22,3 +24,27 @@ def test_apps_are_at_least_once_without_a_web_port(tmp_path):
     assert options["processing_guarantee"] == "at_least_once"
     assert options["web_enabled"] is False
     assert options["broker_session_timeout"] == 9 and options["broker_heartbeat_interval"] == 3
+
+
+def test_the_consumer_commits_what_the_agent_handled_not_what_faust_acked(tmp_path):
+    consumer = app(tmp_path).consumer
+    decisions = TP("consent.decisions.v1", 0)
+    consumer.positions.track(decisions.topic)
+    consumer.positions.reset({decisions: 10}, now=0.0)
+    consumer._committed_offset[decisions] = 10
+    # faust acked 11..13 (e.g. skipped as a stale generation); the agent never had 10..13.
+    consumer._acked[decisions].extend([11, 12, 13])
+    assert consumer._filter_committable_offsets([decisions]) == {}
+    consumer.positions.handled(decisions, 10, now=1.0)
+    assert consumer._filter_committable_offsets([decisions]) == {decisions: 11}
+
+
+def test_untracked_topics_keep_fausts_own_commit_rule(tmp_path):
+    consumer = app(tmp_path).consumer
+    ticks = TP("henvis-router-withdrawal-ticks", 0)
+    consumer._acked[ticks].extend([0, 1, 2])
+    assert consumer._filter_committable_offsets([ticks]) == {ticks: 3}
+
+
+def test_every_henvis_app_uses_the_position_consumer(tmp_path):
+    assert isinstance(app(tmp_path).consumer, PositionConsumer)
