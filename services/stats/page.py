@@ -158,22 +158,40 @@ def _token_from(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+INVALID_TOKEN = "Ugyldig adgangsnøgle / Invalid token (researcher role required)."
+WRONG_ROLE = (
+    "Denne adgangsnøgle må ikke se statistikken; log ind med en forskers nøgle. / "
+    "This credential's role may not see the statistics; log in with a researcher token."
+)
+
+
 def mount_page(app: FastAPI, reader, clients: ClientRegistry, *, secure_cookies: bool) -> None:
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="stats-static")
 
-    def researcher_or_none(request: Request) -> ApiClient | None:
-        client = clients.authenticate(_token_from(request))
+    def authenticate(request: Request, token: str | None) -> ApiClient | None:
+        client = clients.authenticate(token)
         if client is not None:
             request.state.client_name = client.name
-        return client if client is not None and client.role == "researcher" else None
+        return client
+
+    def client_or_none(request: Request) -> ApiClient | None:
+        return authenticate(request, _token_from(request))
 
     def login_page(request: Request, status: int, message: str | None = None) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(request, "login.html", {"message": message}, status_code=status)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page(request: Request, client: ApiClient | None = Depends(researcher_or_none)) -> Response:
+    def refusal(request: Request, client: ApiClient | None, message: str | None = None) -> HTMLResponse | None:
+        """401 for no or an unknown token, 403 for a real credential of another role."""
         if client is None:
-            return login_page(request, 401)
+            return login_page(request, 401, message)
+        if client.role != "researcher":
+            return login_page(request, 403, WRONG_ROLE)
+        return None
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(request: Request, client: ApiClient | None = Depends(client_or_none)) -> Response:
+        if (refused := refusal(request, client)) is not None:
+            return refused
         from henvis.services.stats.api import parse_filters
 
         params = request.query_params
@@ -214,10 +232,9 @@ def mount_page(app: FastAPI, reader, clients: ClientRegistry, *, secure_cookies:
 
     @app.post("/login", include_in_schema=False)
     def login(request: Request, token: Annotated[str, Form(max_length=200)] = "") -> Response:
-        client = clients.authenticate(token.strip())
-        if client is None or client.role != "researcher":
-            return login_page(request, 401, "Ugyldig adgangsnøgle / Invalid token (researcher role required).")
-        request.state.client_name = client.name
+        client = authenticate(request, token.strip())
+        if (refused := refusal(request, client, INVALID_TOKEN)) is not None:
+            return refused
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             SESSION_COOKIE, token.strip(), httponly=True, samesite="strict", secure=secure_cookies, path="/"

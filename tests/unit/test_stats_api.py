@@ -153,8 +153,11 @@ def test_the_page_needs_a_login_and_then_shows_svg_charts_with_suppression(stats
     client.cookies.clear()
     anonymous = client.get("/")
     assert anonymous.status_code == 401 and "<form" in anonymous.text and "<svg" not in anonymous.text
+    unknown = client.post("/login", data={"token": "not-a-token"}, follow_redirects=False)
+    assert unknown.status_code == 401 and "not-a-token" not in unknown.text
     refused = client.post("/login", data={"token": POLICE}, follow_redirects=False)
-    assert refused.status_code == 401
+    assert refused.status_code == 403 and "researcher token" in refused.text
+    assert "set-cookie" not in refused.headers
     login = client.post("/login", data={"token": RESEARCHER}, follow_redirects=False)
     assert login.status_code == 303
     cookie = login.headers["set-cookie"].lower()
@@ -169,6 +172,14 @@ def test_the_page_needs_a_login_and_then_shows_svg_charts_with_suppression(stats
     assert logout.status_code == 303
     client.cookies.clear()
     assert client.get("/").status_code == 401
+
+
+def test_the_page_tells_another_role_it_is_refused_not_unknown(stats):
+    client, _ = stats
+    client.cookies.clear()
+    refused = client.get("/", headers={"authorization": f"Bearer {POLICE}"})
+    assert refused.status_code == 403
+    assert "researcher token" in refused.text and "<svg" not in refused.text
 
 
 def test_the_page_also_takes_a_bearer_header_and_filters(stats):
