@@ -210,3 +210,17 @@ def bearer_auth(clients: ClientRegistry, allowed: Iterable[str] | Callable[[str]
         return client
 
     return dependency
+
+
+def serve(app: FastAPI, host: str, port: int) -> int:
+    """Run ``app`` with uvicorn the one henvis way, until SIGTERM/SIGINT.
+
+    ``log_config=None`` keeps the JSON logging of :mod:`henvis.logging` (uvicorn must not
+    install its own handlers); no access log, because :func:`create_app` logs every request
+    by route template, never by raw path or query; no proxy headers, so a client cannot
+    claim another address with ``X-Forwarded-For``.
+    """
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
+    return 0

@@ -35,13 +35,10 @@ def main(argv: list[str]) -> int:
 
         return run_worker(settings)
     if args.command == "serve":
-        import uvicorn
-
+        from henvis.http import serve
         from henvis.services.centre.api import build_app
 
-        app = build_app(settings, local_only=args.host in ("127.0.0.1", "localhost", "::1"))
-        uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=False)
-        return 0
+        return serve(build_app(settings, local_only=args.host in ("127.0.0.1", "localhost", "::1")), args.host, args.port)
 
     from henvis.db import migrate
 

@@ -66,14 +66,10 @@ def main(argv: list[str]) -> int:
         print("consent database is at the latest schema")
         return 0
     if args.command == "serve":
-        import uvicorn
-
+        from henvis.http import serve
         from henvis.services.consent.api import create_consent_app
 
-        app = create_consent_app(settings)
-        # log_config=None keeps our JSON logging; access_log off: create_app logs each request.
-        uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
-        return 0
+        return serve(create_consent_app(settings), args.host, args.port)
     if args.command == "relay":
         from henvis.services.consent.relay import run_relay
 

@@ -35,17 +35,14 @@ def run_worker(settings=None) -> int:
 
 
 def serve(host: str, port: int) -> int:
-    import uvicorn
-
+    from henvis.http import serve
     from henvis.logging import configure_logging
     from henvis.services.stats.api import create_stats_app
     from henvis.services.stats.settings import StatsSettings
 
     settings = StatsSettings()
     configure_logging("stats", settings.log_level)
-    app = create_stats_app(settings)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
-    return 0
+    return serve(create_stats_app(settings), host, port)
 
 
 def migrate_only() -> int:
