@@ -24,6 +24,12 @@ CentreSlug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,39}$", description
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
+def derived_id(namespace: uuid.UUID, *parts: object) -> uuid.UUID:
+    """A deterministic id from its parts: a replay or a retry derives the same id, so
+    downstream dedupe by id works.  Each service has its own namespace, fixed forever."""
+    return uuid.uuid5(namespace, ":".join(str(part) for part in parts))
+
+
 def referral_id_for(consent_event_id: uuid.UUID) -> uuid.UUID:
     """The referral id of a consent: deterministic, so a replayed consent gets the same id."""
     return uuid.uuid5(REFERRAL_NAMESPACE, str(consent_event_id))

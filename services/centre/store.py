@@ -25,6 +25,7 @@ from henvis.schemas.events import (
     ReferralIssued,
     ReferralOutcome,
     ReferralWithdrawn,
+    derived_id,
 )
 from henvis.schemas.topics import MANUAL_HANDLING, REFERRAL_OUTCOMES
 from henvis.services.centre import domain
@@ -76,10 +77,6 @@ def make_centre_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def derived_id(kind: str, source: uuid.UUID | str) -> uuid.UUID:
-    return uuid.uuid5(CENTRE_NAMESPACE, f"{kind}:{source}")
 
 
 class NotFound(Exception):
@@ -141,7 +138,7 @@ def _erase_values(now: datetime) -> dict:
 
 def _acknowledge_withdrawal(conn: Connection, referral_id: str, centre: str, now: datetime, *, stored: bool) -> ReferralOutcome:
     ack = ReferralOutcome(
-        event_id=derived_id("withdrawal-acknowledged", referral_id),
+        event_id=derived_id(CENTRE_NAMESPACE, "withdrawal-acknowledged", referral_id),
         occurred_at=now,
         referral_id=uuid.UUID(referral_id),
         centre=centre,
@@ -171,7 +168,7 @@ def ingest_issued(engine: Engine, event: ReferralIssued, topic_centre: str, now:
             # A referral for another centre on this centre's topic: do not keep the contact
             # details here; a person re-routes it (no personal data in the notice).
             notice = ManualHandling(
-                event_id=derived_id("misrouted", event.event_id),
+                event_id=derived_id(CENTRE_NAMESPACE, "misrouted", event.event_id),
                 occurred_at=now,
                 reason=ManualReason.INVALID_EVENT,
                 source_event_id=event.event_id,
@@ -524,7 +521,7 @@ def _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind
             # Back to manual handling for re-routing. Contact details travel only sealed for
             # the manual-handling role; without a key the desk finds the case by referral id.
             notice = ManualHandling(
-                event_id=derived_id("returned", event_id),
+                event_id=derived_id(CENTRE_NAMESPACE, "returned", event_id),
                 occurred_at=now,
                 reason=ManualReason.RETURNED_WRONG_CENTRE,
                 referral_id=uuid.UUID(referral_id),

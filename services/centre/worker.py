@@ -27,7 +27,14 @@ from henvis.db import migrate
 from henvis.kafka import centre_topic_name, consumer_config, ensure_topics, henvis_topics, make_producer, topic_name
 from henvis.metrics import WORKER_READY, serve_metrics
 from henvis.registry import load_registry
-from henvis.schemas.events import ManualHandling, ManualReason, ReferralIssued, ReferralWithdrawn, parse_event
+from henvis.schemas.events import (
+    ManualHandling,
+    ManualReason,
+    ReferralIssued,
+    ReferralWithdrawn,
+    derived_id,
+    parse_event,
+)
 from henvis.schemas.topics import MANUAL_HANDLING
 from henvis.services.centre import store
 from henvis.services.centre.metrics import OUTCOMES_RECORDED, REFERRALS_INGESTED, watch_inbox
@@ -75,7 +82,7 @@ def apply_message(engine, topic_centre: str, value: bytes, where: str) -> str:
 def _queue_invalid(engine, topic_centre: str, where: str, detail: str) -> None:
     now = datetime.now(UTC)
     notice = ManualHandling(
-        event_id=store.derived_id("invalid", where), occurred_at=now, reason=ManualReason.INVALID_EVENT, detail=f"{detail} ({where})"
+        event_id=derived_id(store.CENTRE_NAMESPACE, "invalid", where), occurred_at=now, reason=ManualReason.INVALID_EVENT, detail=f"{detail} ({where})"
     )
     with engine.begin() as conn:
         store._enqueue(conn, MANUAL_HANDLING.name, notice, now)

@@ -40,6 +40,7 @@ from henvis.schemas.events import (
     ReferralWithdrawn,
     RoutedBy,
     WithdrawalReason,
+    derived_id,
     parse_event,
     referral_id_for,
 )
@@ -52,11 +53,6 @@ ROUTER_NAMESPACE = uuid.UUID("0b7f3a52-3c1e-5b8a-8d6e-7a4f2c9e1d35")
 Sealer = Callable[[bytes], "str | None"]
 
 _ACCEPTED_ON_TOPIC = tuple(CONSENT_DECISIONS.messages)
-
-
-def derived_id(source_id: uuid.UUID | str, purpose: str) -> uuid.UUID:
-    """The id of an output derived from ``source_id`` for ``purpose``: same input, same id."""
-    return uuid.uuid5(ROUTER_NAMESPACE, f"{source_id}:{purpose}")
 
 
 def case_key(case_ref: str) -> str:
@@ -195,7 +191,7 @@ def invalid_message(raw: bytes | None, ctx: Context, detail: str, source: Event 
         source_id, source_type = source.event_id, getattr(source, "event_type", None)
     else:
         source_id, source_type = _best_effort_id(raw), _best_effort_type(raw)
-    manual_id = derived_id(source_id or _raw_fingerprint(raw), ManualReason.INVALID_EVENT.value)
+    manual_id = derived_id(ROUTER_NAMESPACE, source_id or _raw_fingerprint(raw), ManualReason.INVALID_EVENT.value)
     event = ManualHandling(
         event_id=manual_id,
         occurred_at=ctx.now,
@@ -291,7 +287,7 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
                 _out(
                     centre.topic_base,
                     ReferralIssued(
-                        event_id=derived_id(referral_id, "issued"),
+                        event_id=derived_id(ROUTER_NAMESPACE, referral_id, "issued"),
                         occurred_at=event.occurred_at,
                         referral_id=referral_id,
                         consent_event_id=event.event_id,
@@ -312,7 +308,7 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
         outputs.append(
             _manual(
                 ManualHandling(
-                    event_id=derived_id(event.event_id, manual_reason.value),
+                    event_id=derived_id(ROUTER_NAMESPACE, event.event_id, manual_reason.value),
                     occurred_at=ctx.now,
                     reason=manual_reason,
                     source_event_id=event.event_id,
@@ -329,7 +325,7 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
     outputs.append(
         _fact(
             ReferralFact(
-                event_id=derived_id(referral_id, "fact-accepted"),
+                event_id=derived_id(ROUTER_NAMESPACE, referral_id, "fact-accepted"),
                 occurred_at=event.occurred_at,
                 referral_id=referral_id,
                 decision=Decision.ACCEPTED,
@@ -372,7 +368,7 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
 def _withdrawn_fact(record: ReferralRecord, withdrawn_at: datetime, centre: str | None) -> Output:
     return _fact(
         ReferralFact(
-            event_id=derived_id(record.referral_id, "fact-withdrawn"),
+            event_id=derived_id(ROUTER_NAMESPACE, record.referral_id, "fact-withdrawn"),
             occurred_at=withdrawn_at,
             referral_id=record.referral_id,
             decision=Decision.WITHDRAWN,
@@ -393,7 +389,7 @@ def _consent_declined(event: ConsentDeclined, states: dict[str, CaseState | None
     if state.has_seen(event.event_id):
         return Result(duplicate=True)
     fact = ReferralFact(
-        event_id=derived_id(event.event_id, "fact-declined"),
+        event_id=derived_id(ROUTER_NAMESPACE, event.event_id, "fact-declined"),
         occurred_at=event.occurred_at,
         # The id the referral would have had: stats count each decision once.
         referral_id=referral_id_for(event.event_id),
@@ -473,7 +469,7 @@ def _withdraw(record: ReferralRecord, event: ConsentWithdrawn, ctx: Context) -> 
             _out(
                 topic,
                 ReferralWithdrawn(
-                    event_id=derived_id(record.referral_id, "withdrawn"),
+                    event_id=derived_id(ROUTER_NAMESPACE, record.referral_id, "withdrawn"),
                     occurred_at=event.occurred_at,
                     referral_id=record.referral_id,
                     centre=record.centre,
@@ -486,7 +482,7 @@ def _withdraw(record: ReferralRecord, event: ConsentWithdrawn, ctx: Context) -> 
         outputs.append(
             _manual(
                 ManualHandling(
-                    event_id=derived_id(event.event_id, f"withdrawn-in-manual:{record.referral_id}"),
+                    event_id=derived_id(ROUTER_NAMESPACE, event.event_id, f"withdrawn-in-manual:{record.referral_id}"),
                     occurred_at=ctx.now,
                     reason=ManualReason.WITHDRAWAL_UNMATCHED,
                     source_event_id=event.event_id,
@@ -519,7 +515,7 @@ def expire_pending(key: str, state: CaseState, ctx: Context, wait: timedelta) ->
     if pending is None or ctx.now - pending.received_at < wait:
         return None
     event = ManualHandling(
-        event_id=derived_id(pending.event_id, ManualReason.WITHDRAWAL_UNMATCHED.value),
+        event_id=derived_id(ROUTER_NAMESPACE, pending.event_id, ManualReason.WITHDRAWAL_UNMATCHED.value),
         occurred_at=ctx.now,
         reason=ManualReason.WITHDRAWAL_UNMATCHED,
         source_event_id=pending.event_id,
