@@ -9,6 +9,12 @@ Redaction works on two levels:
   ``case_ref`` ...) is replaced, at any depth of the event dict;
 * values: strings are scanned for the shapes of Danish phone numbers, CPR numbers and
   e-mail addresses, which are masked wherever they appear.
+
+While the Kafka broker is unreachable, aiokafka, kafka-python and faust's transport log every
+failed reconnect attempt, about a thousand near-identical lines a minute per worker.
+:class:`RepeatThrottle` lets the first of a kind through and counts the identical repeats
+that follow within a window; the next line of that kind after the window carries
+``repeated=N``.  henvis's own loggers are never throttled.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -110,6 +118,77 @@ def _redact_stdlib_arguments(_logger: Any, _method: str, event_dict: dict[str, A
     return event_dict
 
 
+# Third-party loggers that repeat themselves while the broker is away (a name matches
+# itself and its children: "kafka" covers "kafka.conn", not "kafka_foo").
+THROTTLED_LOGGERS = ("aiokafka", "kafka", "faust.transport")
+REPEAT_WINDOW_SECONDS = 30.0
+
+
+def _logger_matches(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+class RepeatThrottle(logging.Filter):
+    """Drop identical repeats of noisy third-party log records, and say how many were dropped.
+
+    Records are of one kind when logger name, level and message template (``record.msg``,
+    not the formatted arguments) are equal, so "Unable connect to %s" for different hosts
+    or errors is one kind.  The first record of a kind passes and opens a window of
+    ``window`` seconds; repeats inside it are dropped and counted.  The first record of the
+    kind after the window passes with ``record.repeated`` set to the count (when non-zero)
+    and opens the next window.  Only loggers in ``loggers`` (and their children) are
+    throttled; ``henvis`` and its children never are.
+    """
+
+    MAX_KINDS = 512
+
+    def __init__(
+        self,
+        window: float = REPEAT_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        loggers: tuple[str, ...] = THROTTLED_LOGGERS,
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self.loggers = tuple(loggers)
+        self._lock = threading.Lock()
+        # kind -> [start of its window, records suppressed since]
+        self._kinds: dict[tuple[str, int, str], list[float | int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _logger_matches(record.name, ("henvis",)) or not _logger_matches(record.name, self.loggers):
+            return True
+        kind = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        with self._lock:
+            state = self._kinds.get(kind)
+            if state is not None and now - state[0] < self.window:
+                state[1] += 1
+                return False
+            if state is not None and state[1]:
+                record.repeated = state[1]
+            if state is None and len(self._kinds) >= self.MAX_KINDS:
+                self._forget_expired(now)
+            self._kinds[kind] = [now, 0]
+        return True
+
+    def _forget_expired(self, now: float) -> None:
+        # Kinds are templates, a bounded set in practice; this guards against a library
+        # that puts variable text into the template.  A dropped count is never reported.
+        for kind in [k for k, (start, _) in self._kinds.items() if now - start >= self.window]:
+            del self._kinds[kind]
+
+
+def _add_repeated(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Carry the count of suppressed repeats (set by :class:`RepeatThrottle`) into the line."""
+    record = event_dict.get("_record")
+    repeated = getattr(record, "repeated", None)
+    if repeated:
+        event_dict["repeated"] = repeated
+    return event_dict
+
+
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -119,12 +198,23 @@ _SHARED_PROCESSORS: list[Any] = [
 ]
 
 
-def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
-    """Send every log record of this process as a redacted JSON line to ``stream`` (stdout)."""
+def configure_logging(
+    service: str,
+    level: str = "INFO",
+    stream=None,
+    *,
+    repeat_window: float = REPEAT_WINDOW_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Send every log record of this process as a redacted JSON line to ``stream`` (stdout).
+
+    Identical repeats from the noisy third-party loggers are throttled (:class:`RepeatThrottle`,
+    ``repeat_window`` seconds measured on ``clock``).
+    """
     stream = stream or sys.stdout
     renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_SHARED_PROCESSORS, _redact_stdlib_arguments],
+        foreign_pre_chain=[*_SHARED_PROCESSORS, _redact_stdlib_arguments, _add_repeated],
         pass_foreign_args=True,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -134,6 +224,7 @@ def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(RepeatThrottle(window=repeat_window, clock=clock))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
