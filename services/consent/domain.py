@@ -110,9 +110,12 @@ def registry_errors(event: ConsentGiven | ConsentDeclined, registry: Registry) -
 
 @dataclass(frozen=True)
 class KnownReferral:
-    """What the store knows about a referral_id: the case it belongs to."""
+    """What the store knows about a referral_id: the case it belongs to.
 
-    case_ref: str
+    ``case_ref`` is None once the case number was erased after ``case_ref_retention_days``.
+    """
+
+    case_ref: str | None
 
 
 def resolve_withdrawal(
@@ -122,12 +125,21 @@ def resolve_withdrawal(
 
     A withdrawal naming only the case is passed on as it is (the router decides whether it
     matches anything). One naming a referral must name one this service accepted, and if
-    it names the case too, the two must agree.
+    it names the case too, the two must agree. Once the referral's case number was erased
+    (retention), the two can no longer be matched: the withdrawal must name the case alone.
     """
     if withdrawal.referral_id is None:
         return withdrawal, []
     if known is None:
         return None, [error("referral_id", "does not name a consent accepted by this service", "referral_unknown")]
+    if known.case_ref is None:
+        return None, [
+            error(
+                "referral_id",
+                "is too old to withdraw by referral_id; withdraw by case_ref (without referral_id)",
+                "referral_expired",
+            )
+        ]
     if withdrawal.case_ref is not None and withdrawal.case_ref != known.case_ref:
         return None, [error("referral_id", "belongs to another case than case_ref", "referral_case_mismatch")]
     return withdrawal.model_copy(update={"case_ref": known.case_ref}), []

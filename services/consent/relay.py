@@ -194,6 +194,9 @@ class Relay:
             pruned = store.prune_sent(self.engine, timedelta(hours=self.settings.sent_retention_hours))
             if pruned:
                 log.info("outbox_pruned", rows=pruned)
+            forgotten = store.forget_case_refs(self.engine, timedelta(days=self.settings.case_ref_retention_days))
+            if forgotten:
+                log.info("case_refs_forgotten", rows=forgotten)
 
     def _safe_backlog(self) -> None:
         self._last_backlog = time.monotonic()

@@ -43,3 +43,12 @@ class ConsentSettings(ServiceSettings):
     sent_retention_hours: float = Field(
         default=24.0, ge=0, description="Published outbox rows (which hold the payload) are deleted after this."
     )
+    case_ref_retention_days: float = Field(
+        default=365.0,
+        gt=0,
+        description=(
+            "Days after receipt after which the case number (case_ref, personal data) is erased from the"
+            " idempotency records. It is kept only so a withdrawal naming just referral_id can be published"
+            " keyed by its case; after this, such a withdrawal is refused and must name case_ref."
+        ),
+    )

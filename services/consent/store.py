@@ -93,15 +93,19 @@ def _stored_hash(engine: Engine, event_id: str) -> str | None:
 
 
 def known_referral(engine: Engine, referral_id: uuid.UUID) -> domain.KnownReferral | None:
-    """The case of a referral_id this service accepted a consent.given for."""
+    """The case of a referral_id this service accepted a consent.given for.
+
+    None for a referral_id never accepted; a ``KnownReferral`` without a case_ref when the
+    case number was erased by ``forget_case_refs``.
+    """
     with engine.connect() as conn:
-        case_ref = conn.execute(
+        row = conn.execute(
             select(consent_events.c.case_ref).where(
                 consent_events.c.referral_id == str(referral_id),
                 consent_events.c.event_type == ConsentGiven.model_fields["event_type"].default,
             )
-        ).scalar_one_or_none()
-    return domain.KnownReferral(case_ref) if case_ref is not None else None
+        ).one_or_none()
+    return domain.KnownReferral(row.case_ref) if row is not None else None
 
 
 def ping(engine: Engine) -> bool:
@@ -205,6 +209,21 @@ def prune_sent(engine: Engine, older_than: timedelta, now: datetime | None = Non
     cutoff = (now or utcnow()) - older_than
     with engine.begin() as conn:
         return conn.execute(delete(consent_outbox).where(consent_outbox.c.sent_at < cutoff)).rowcount
+
+
+def forget_case_refs(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
+    """Erase the case number (personal data) of events received before the retention; the row count.
+
+    The idempotency record itself stays (replays and conflicts are still recognised); only a
+    withdrawal naming just the referral_id can no longer be resolved to its case.
+    """
+    cutoff = (now or utcnow()) - older_than
+    with engine.begin() as conn:
+        return conn.execute(
+            update(consent_events)
+            .where(consent_events.c.received_at < cutoff, consent_events.c.case_ref.is_not(None))
+            .values(case_ref=None)
+        ).rowcount
 
 
 def _chunks(items: list, size: int):
