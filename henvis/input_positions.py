@@ -15,7 +15,8 @@ agent handle each partition strictly in offset order:
 
 A partition whose position lags its high-water mark without progress for a while (the
 skipped messages were the last ones fetched, so nothing later reveals the gap) is rewound
-by a watchdog too.  Everything here is pure bookkeeping; the faust adapter does the seeks.
+by a watchdog too; while it still makes no progress the wait doubles (a partition whose
+re-fetched messages queue behind other partitions' backlog needs time, not more seeks).  Everything here is pure bookkeeping; the faust adapter does the seeks.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class InputPositions:
         self._next: dict[Hashable, int | None] = {}
         self._progress_at: dict[Hashable, float] = {}
         self._rewound_to: dict[Hashable, int] = {}
+        self._stall_waits: dict[Hashable, int] = {}  # stalled rewinds since the last progress
 
     def track(self, topic: str) -> None:
         self.topics.add(topic)
@@ -52,12 +54,14 @@ class InputPositions:
             self._next[tp] = offset if offset is not None and offset >= 0 else None
             self._progress_at[tp] = now
             self._rewound_to.pop(tp, None)
+            self._stall_waits.pop(tp, None)
 
     def forget(self, tps: Iterable[Hashable]) -> None:
         for tp in tps:
             self._next.pop(tp, None)
             self._progress_at.pop(tp, None)
             self._rewound_to.pop(tp, None)
+            self._stall_waits.pop(tp, None)
 
     def next_offset(self, tp: Hashable) -> int | None:
         return self._next.get(tp)
@@ -75,6 +79,7 @@ class InputPositions:
             self._next[tp] = offset + 1
             self._progress_at[tp] = now
             self._rewound_to.pop(tp, None)
+            self._stall_waits.pop(tp, None)
 
     def rewind_for_gap(self, tp: Hashable, now: float) -> int | None:
         """The offset to seek to after a gap, once per position (the rest of a skipped
@@ -86,16 +91,22 @@ class InputPositions:
         self._progress_at[tp] = now
         return expected
 
-    def stalled(self, highwaters: Mapping[Hashable, int | None], now: float, after: float) -> dict[Hashable, int]:
-        """Partitions with unhandled input and no progress for ``after`` seconds, and the
-        offset to rewind each to.  Counts the rewind as progress, so one per ``after``."""
+    def stalled(
+        self, highwaters: Mapping[Hashable, int | None], now: float, after: float, longest: float | None = None
+    ) -> dict[Hashable, int]:
+        """Partitions with unhandled input and no progress for a while, and the offset to
+        rewind each to.  The wait is ``after`` seconds, doubling with every rewind that brought
+        no progress, up to ``longest`` (default ``10 * after``)."""
+        longest = 10 * after if longest is None else longest
         rewinds = {}
         for tp, highwater in highwaters.items():
             expected = self._next.get(tp)
             if expected is None or highwater is None or expected >= highwater:
                 continue
-            if now - self._progress_at.get(tp, now) >= after:
+            waits = self._stall_waits.get(tp, 0)
+            if now - self._progress_at.get(tp, now) >= min(after * 2**waits, longest):
                 rewinds[tp] = expected
                 self._progress_at[tp] = now
                 self._rewound_to[tp] = expected
+                self._stall_waits[tp] = waits + 1
         return rewinds

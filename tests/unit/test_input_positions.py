@@ -82,12 +82,25 @@ def test_a_revoked_partition_commits_nothing_until_it_is_assigned_again():
     assert tracked.admit(DECISIONS, 41) is Admission.SEEN
 
 
-def test_a_lagging_partition_without_progress_is_rewound_once_per_period():
+def test_a_lagging_partition_without_progress_is_rewound_with_a_doubling_wait():
     tracked = positions(committed=10)
     assert tracked.stalled({DECISIONS: 20}, now=5.0, after=6.0) == {}  # not long enough
     assert tracked.stalled({DECISIONS: 20}, now=6.0, after=6.0) == {DECISIONS: 10}
     assert tracked.stalled({DECISIONS: 20}, now=7.0, after=6.0) == {}  # just rewound
-    assert tracked.stalled({DECISIONS: 20}, now=12.0, after=6.0) == {DECISIONS: 10}
+    assert tracked.stalled({DECISIONS: 20}, now=17.0, after=6.0) == {}  # now waits 12 s
+    assert tracked.stalled({DECISIONS: 20}, now=18.0, after=6.0) == {DECISIONS: 10}
+    assert tracked.stalled({DECISIONS: 20}, now=41.0, after=6.0) == {}  # then 24 s
+    assert tracked.stalled({DECISIONS: 20}, now=42.0, after=6.0) == {DECISIONS: 10}
+
+
+def test_the_stall_wait_is_capped_and_progress_resets_it():
+    tracked = positions(committed=10)
+    now = 0.0
+    for _ in range(8):  # 6, 12, 24, 48, then capped at 60
+        now += 60.0
+        assert tracked.stalled({DECISIONS: 20}, now=now, after=6.0) == {DECISIONS: 10}
+    tracked.handled(DECISIONS, 10, now=now)
+    assert tracked.stalled({DECISIONS: 20}, now=now + 6.0, after=6.0) == {DECISIONS: 11}
 
 
 def test_a_caught_up_or_progressing_partition_is_left_alone():
