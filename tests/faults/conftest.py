@@ -141,9 +141,9 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
         }
         if os.environ.get("HENVIS_FAULT_DYNAMIC_MEMBERSHIP") != "1":
             # Static group membership, as the Helm chart gives the router (its pod name):
-            # a restarted router takes its partitions back without the second rebalance in
-            # which faust can skip input (docs/delivery-guarantees.md).
-            # HENVIS_FAULT_DYNAMIC_MEMBERSHIP=1 leaves it unset, to reproduce that gap.
+            # a restarted router takes its partitions back without a rebalance.
+            # HENVIS_FAULT_DYNAMIC_MEMBERSHIP=1 leaves it unset: two rebalances per restart,
+            # where faust skips input that the router must rewind over.
             env["HENVIS_ROUTER_INSTANCE_ID"] = "fault-router-0"
         supervisor = Supervisor(run_dir, env)
         add_caseworkers(supervisor, credentials)

@@ -211,7 +211,7 @@ port, isolated centre).
 {{- end }}
 {{- if eq $service "router" }}
 {{- /* Static group membership: a restarted router container takes its partitions back
-       without the double rebalance in which faust can lose input (docs/delivery-guarantees.md). */}}
+       without a rebalance, in ~2 s instead of a session timeout (docs/delivery-guarantees.md). */}}
 - name: HENVIS_ROUTER_INSTANCE_ID
   valueFrom:
     fieldRef:
