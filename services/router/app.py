@@ -2,9 +2,10 @@
 
 Delivery (see ``docs/delivery-guarantees.md``):
 
-* ``processing_guarantee="at_least_once"`` and ``concurrency=1`` on both agents: an offset is
-  committed only after the agent has finished the message (faust acks an event when the
-  loop moves on to the next one), and never past a message still in flight.
+* ``processing_guarantee="at_least_once"`` and ``concurrency=1`` on both agents; the input
+  agent iterates ``app.in_order(stream)``: each partition strictly in offset order, and an
+  offset is committed only after the agent has finished it (never faust's own ack-based
+  offset, which can pass skipped messages; see ``henvis/faust_app.py``).
 * Every output is awaited until the broker acknowledged it (``acks=all``, idempotent producer)
   *before* the table is updated and before the loop moves on, so a kill at any moment can
   only cause a re-send of the same deterministic events, never a loss.

@@ -2,8 +2,9 @@
 
 Delivery:
 
-* ``processing_guarantee="at_least_once"``, ``concurrency=1``: an offset is committed only
-  after the agent has finished the message, so a kill re-delivers, never loses.
+* ``processing_guarantee="at_least_once"``, ``concurrency=1``, ``app.in_order(stream)``: each
+  partition in offset order, an offset committed only after the agent has finished it, so a
+  kill or a rebalance re-delivers, never loses (``henvis/faust_app.py``).
 * Applying is idempotent by event_id (``processed_events`` row in the same transaction as
   the referral's change), so a re-delivery changes nothing.
 * The SQL runs in a thread (``asyncio.to_thread``) so the event loop keeps heartbeating.
