@@ -9,12 +9,22 @@ this module handles two of them:
   messages they skipped.  An agent that iterates ``app.in_order(stream)`` handles each
   partition strictly in offset order, and :class:`PositionConsumer` commits, for its topics,
   only the offsets the agent finished (:mod:`henvis.input_positions`).
+* **A consumer that stops fetching.**  Rarely, after a broker outage, a faust worker stayed a
+  group member but fetched nothing more.  A worker whose input lags the broker's real end
+  offset without progress for ``STUCK_SECONDS`` logs ``input_stuck`` (with its thread and task
+  stacks) and exits with :data:`henvis.supervisor.EXIT_RESTART`, so its process manager
+  restarts it; committed offsets are only ever handled ones, so a restart is safe.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import time
-from collections.abc import AsyncIterator
+import traceback
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import faust
@@ -25,8 +35,9 @@ from faust.types import TP, EventT, StreamT
 from prometheus_client import Counter
 
 from henvis.input_positions import Admission, InputPositions
-from henvis.kafka import faust_broker_options
+from henvis.kafka import EndOffsetReader, faust_broker_options
 from henvis.settings import KafkaSettings
+from henvis.supervisor import EXIT_RESTART
 
 log = structlog.get_logger("henvis.faust")
 
@@ -40,6 +51,10 @@ REWINDS = Counter(
 # it is rewound (a rewind of a healthy but slow partition only costs a re-fetch).
 WATCHDOG_INTERVAL_SECONDS = 2.0
 STALL_SECONDS = 6.0
+# Far beyond any rewind backoff (at most 60 s) and any broker restart: a consumer this late
+# with input waiting will not recover by itself.
+STUCK_CHECK_SECONDS = 15.0
+STUCK_SECONDS = 180.0
 
 
 class IdempotentProducer(AIOKafkaProducer):
@@ -49,12 +64,30 @@ class IdempotentProducer(AIOKafkaProducer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
+class _ReadOffsets(defaultdict):
+    """faust's last-read offsets, except for tracked partitions.
+
+    faust's fetch loop drops a fetched message below the partition's last read offset; after
+    a rewind, messages fetched before the seek can move that mark past the ones the seek
+    re-fetches, which would then be dropped.  For tracked partitions ``in_order`` does the
+    ordering and drops re-deliveries itself, so faust's mark is always "none".
+    """
+
+    def __init__(self, tracks: Callable[[TP], bool]):
+        super().__init__(lambda: None)
+        self._tracks = tracks
+
+    def __getitem__(self, tp):
+        return None if self._tracks(tp) else super().__getitem__(tp)
+
+
 class PositionConsumer(AIOKafkaConsumer):
     """faust's aiokafka consumer that commits, for tracked topics, only handled offsets."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.positions = InputPositions()
+        self._read_offset = _ReadOffsets(self.positions.tracks)
 
     async def seek_to_committed(self):
         committed = await super().seek_to_committed()
@@ -85,7 +118,9 @@ class PositionConsumer(AIOKafkaConsumer):
     async def rewind(self, tp: TP, offset: int, cause: str) -> None:
         REWINDS.labels(topic=tp.topic, cause=cause).inc()
         log.info("input_rewound", topic=tp.topic, partition=tp.partition, offset=offset, cause=cause)
-        await self.seek_wait({tp: offset})
+        # faust's plain seek sets the fetch position at once; seek_wait would also wait, in the
+        # consumer thread's two-worker call queue that fetching shares, for the new position.
+        await self.seek(tp, offset)
 
     async def rewind_stalled(self) -> None:
         tracked = [tp for tp in self.assignment() if self.positions.tracks(tp)]
@@ -97,9 +132,12 @@ class PositionConsumer(AIOKafkaConsumer):
 class HenvisApp(faust.App):
     """faust.App with an idempotent producer and in-order input (see the module docstring)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, kafka: KafkaSettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.timer(WATCHDOG_INTERVAL_SECONDS, name="henvis-input-watchdog")(self._rewind_stalled_input)
+        self._end_offsets = EndOffsetReader(kafka, client_id=f"{self.conf.id}-watchdog") if kafka else None
+        if self._end_offsets is not None:
+            self.timer(STUCK_CHECK_SECONDS, name="henvis-stuck-input")(self._exit_if_stuck)
 
     def _new_producer(self):
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
@@ -120,6 +158,43 @@ class HenvisApp(faust.App):
                 await self.consumer.rewind_stalled()
             except Exception as exc:  # noqa: BLE001 - rebalancing or broker away: next round
                 log.debug("input_watchdog_skipped", error_type=type(exc).__name__)
+
+    async def _exit_if_stuck(self) -> None:
+        consumer: PositionConsumer = self.consumer
+        tracked = [tp for tp in consumer.assignment() if consumer.positions.tracks(tp)]
+        if not tracked:
+            return
+        try:
+            ends = await asyncio.to_thread(self._end_offsets.read, [(tp.topic, tp.partition) for tp in tracked])
+        except Exception as exc:  # noqa: BLE001 - broker away: an outage is not a stuck consumer
+            log.debug("end_offsets_unavailable", error_type=type(exc).__name__)
+            return
+        end_by_tp = {tp: ends.get((tp.topic, tp.partition)) for tp in tracked}
+        stuck = consumer.positions.stuck(end_by_tp, time.monotonic(), STUCK_SECONDS)
+        if stuck:
+            self._exit_stuck(consumer, stuck)
+
+    def _exit_stuck(self, consumer: PositionConsumer, stuck: dict) -> None:
+        log.error(
+            "input_stuck",
+            partitions=[
+                {"topic": tp.topic, "partition": tp.partition, "next_offset": nxt, "end_offset": end}
+                for tp, (nxt, end) in sorted(stuck.items())
+            ],
+            seconds_without_progress=STUCK_SECONDS,
+            flow_active=consumer.flow_active,
+            app_flow_active=self.flow_control.is_active(),
+            paused_partitions=len(consumer._paused_partitions),
+            exit_code=EXIT_RESTART,
+        )
+        # Stacks show code locations only, never data: evidence for why faust stopped.
+        for thread_id, frame in sys._current_frames().items():
+            print(f"thread {thread_id}:", file=sys.stderr)
+            traceback.print_stack(frame, limit=12, file=sys.stderr)
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(EXIT_RESTART)  # no graceful stop: it would wait on the same stuck machinery
 
     async def in_order(self, stream: StreamT) -> AsyncIterator[EventT]:
         """The stream's events, each partition strictly in offset order, each once.

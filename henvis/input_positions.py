@@ -16,7 +16,9 @@ agent handle each partition strictly in offset order:
 A partition whose position lags its high-water mark without progress for a while (the
 skipped messages were the last ones fetched, so nothing later reveals the gap) is rewound
 by a watchdog too; while it still makes no progress the wait doubles (a partition whose
-re-fetched messages queue behind other partitions' backlog needs time, not more seeks).  Everything here is pure bookkeeping; the faust adapter does the seeks.
+re-fetched messages queue behind other partitions' backlog needs time, not more seeks).
+A partition that lags the broker's real end offset without handling anything for much
+longer is *stuck*: rewinds did not help, and the worker should be restarted.  Everything here is pure bookkeeping; the faust adapter does the seeks.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class InputPositions:
         self._progress_at: dict[Hashable, float] = {}
         self._rewound_to: dict[Hashable, int] = {}
         self._stall_waits: dict[Hashable, int] = {}  # stalled rewinds since the last progress
+        self._handled_at: dict[Hashable, float] = {}  # last real progress (rewinds do not count)
 
     def track(self, topic: str) -> None:
         self.topics.add(topic)
@@ -53,6 +56,7 @@ class InputPositions:
         for tp, offset in committed.items():
             self._next[tp] = offset if offset is not None and offset >= 0 else None
             self._progress_at[tp] = now
+            self._handled_at[tp] = now
             self._rewound_to.pop(tp, None)
             self._stall_waits.pop(tp, None)
 
@@ -62,6 +66,7 @@ class InputPositions:
             self._progress_at.pop(tp, None)
             self._rewound_to.pop(tp, None)
             self._stall_waits.pop(tp, None)
+            self._handled_at.pop(tp, None)
 
     def next_offset(self, tp: Hashable) -> int | None:
         return self._next.get(tp)
@@ -78,6 +83,7 @@ class InputPositions:
         if expected is None or offset == expected:
             self._next[tp] = offset + 1
             self._progress_at[tp] = now
+            self._handled_at[tp] = now
             self._rewound_to.pop(tp, None)
             self._stall_waits.pop(tp, None)
 
@@ -110,3 +116,15 @@ class InputPositions:
                 self._rewound_to[tp] = expected
                 self._stall_waits[tp] = waits + 1
         return rewinds
+
+    def stuck(self, end_offsets: Mapping[Hashable, int | None], now: float, after: float) -> dict[Hashable, tuple[int, int]]:
+        """Partitions whose next offset lies below the broker's end offset and that handled
+        nothing for ``after`` seconds: ``{tp: (next offset, end offset)}``."""
+        stuck = {}
+        for tp, end in end_offsets.items():
+            expected = self._next.get(tp)
+            if expected is None or end is None or expected >= end:
+                continue
+            if now - self._handled_at.get(tp, now) >= after:
+                stuck[tp] = (expected, end)
+        return stuck

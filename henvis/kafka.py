@@ -8,7 +8,7 @@ security settings from the same :class:`henvis.settings.KafkaSettings`.
 from __future__ import annotations
 
 import structlog
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from henvis.registry import Registry
 from henvis.schemas.topics import (
@@ -70,7 +70,7 @@ def make_producer(settings: KafkaSettings, client_id: str) -> KafkaProducer:
     return KafkaProducer(**producer_config(settings, client_id))
 
 
-def consumer_config(settings: KafkaSettings, group_id: str, client_id: str) -> dict:
+def consumer_config(settings: KafkaSettings, group_id: str | None, client_id: str) -> dict:
     """A consumer that commits only what it has processed and sees only committed data."""
     return {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
@@ -81,6 +81,32 @@ def consumer_config(settings: KafkaSettings, group_id: str, client_id: str) -> d
         "isolation_level": "read_committed",
         **security_config(settings),
     }
+
+
+class EndOffsetReader:
+    """The broker's end offsets, read on a connection of its own (not a worker's consumer,
+    whose view can be stale exactly when it matters: when that consumer stopped fetching)."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str):
+        self.settings = settings
+        self.client_id = client_id
+        self._consumer: KafkaConsumer | None = None
+
+    def read(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        if self._consumer is None:
+            config = consumer_config(self.settings, group_id=None, client_id=self.client_id)
+            self._consumer = KafkaConsumer(**config, request_timeout_ms=10_000)
+        try:
+            offsets = self._consumer.end_offsets([TopicPartition(topic, p) for topic, p in partitions])
+        except Exception:
+            self.close()  # a fresh connection next time
+            raise
+        return {(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            consumer.close()
 
 
 def faust_broker_options(settings: KafkaSettings) -> dict:

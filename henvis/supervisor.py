@@ -20,6 +20,12 @@ from pathlib import Path
 import httpx
 
 
+#: Exit code of a part that found itself unable to go on (e.g. a faust consumer that stopped
+#: fetching) and asks to be started again, as Kubernetes' restartPolicy would do.  Any other
+#: exit of a part nobody stopped is a failure.  (EX_TEMPFAIL of sysexits.h.)
+EXIT_RESTART = 75
+
+
 class SupervisorError(RuntimeError):
     """A part did not start, did not become ready, or died."""
 
@@ -55,6 +61,7 @@ class Supervisor:
         self.env = env
         self.python = python
         self.children: dict[str, Child] = {}
+        self.self_restarts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ start / stop
 
@@ -130,11 +137,17 @@ class Supervisor:
         for name in reversed(list(self.children)):
             self.stop(name, timeout)
 
-    def check_alive(self) -> None:
-        dead = [child for child in self.children.values() if not child.alive]
-        if dead:
-            child = dead[0]
-            raise SupervisorError(f"{child.part.name} died (exit {child.process.returncode}):\n{self.tail(child)}")
+    def check_alive(self, restart_timeout: float = 90) -> None:
+        """Raise if a part died; start again a part that exited asking for it (EXIT_RESTART)."""
+        for child in list(self.children.values()):
+            if child.alive:
+                continue
+            if child.process.returncode != EXIT_RESTART:
+                raise SupervisorError(f"{child.part.name} died (exit {child.process.returncode}):\n{self.tail(child)}")
+            name = child.part.name
+            self.self_restarts[name] = self.self_restarts.get(name, 0) + 1
+            print(f"{name} exited asking to be restarted (exit {EXIT_RESTART}); restarting it", file=sys.stderr)
+            self.start(child.part, restart_timeout)
 
     # ------------------------------------------------------------------ logs
 

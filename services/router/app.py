@@ -62,6 +62,7 @@ class Router:
             # Optional static membership: a restarted pod takes its partitions back without
             # a rebalance (fewer rebalances, fewer re-deliveries).
             consumer_group_instance_id=settings.instance_id,
+            kafka=kafka,
         )
         self.decisions = self.app.topic(
             topic_name(CONSENT_DECISIONS.name, kafka), key_type=bytes, value_type=bytes

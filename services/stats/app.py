@@ -60,7 +60,7 @@ class StatsWorker:
         self.store = store
         self.ready = False
         kafka = settings.kafka
-        self.app = HenvisApp(settings.faust_app_id(), **app_options(kafka, settings.data_dir))
+        self.app = HenvisApp(settings.faust_app_id(), **app_options(kafka, settings.data_dir), kafka=kafka)
         self.facts = self.app.topic(topic_name(REFERRAL_FACTS.name, kafka), key_type=bytes, value_type=bytes)
         self.outcomes = self.app.topic(topic_name(REFERRAL_OUTCOMES.name, kafka), key_type=bytes, value_type=bytes)
         self._register()

@@ -320,6 +320,9 @@ def fault_run(fault_pipeline: FaultPipeline) -> FaultRun:
     snapshot_holder: list[Snapshot] = []
 
     def is_drained() -> bool:
+        # A worker that found its consumer stuck exits asking for a restart (EXIT_RESTART), as
+        # Kubernetes would restart it; any other death fails here.  Counted in the summary.
+        pipeline.supervisor.check_alive()
         snapshot_holder[:] = [observer.snapshot()]
         return drained(snapshot_holder[0], expected)
 
@@ -351,6 +354,7 @@ def fault_run(fault_pipeline: FaultPipeline) -> FaultRun:
         "kills": dict(record.kills),
         "kills_total": sum(record.kills.values()),
         "restarts_total": sum(record.restarts.values()),
+        "self_restarts": dict(pipeline.supervisor.self_restarts),
         "broker_restarts": record.broker_restarts,
         "postgres_restarts": record.postgres_restarts,
         "accepted_while_broker_down": record.accepted_while_broker_down,

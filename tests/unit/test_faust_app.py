@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from faust.types import TP
 
+import henvis.faust_app as faust_app
 from henvis.faust_app import HenvisApp, IdempotentProducer, PositionConsumer, app_options
 from henvis.settings import KafkaSettings
+from henvis.supervisor import EXIT_RESTART
 
 
 def app(tmp_path) -> HenvisApp:
@@ -48,3 +52,37 @@ def test_untracked_topics_keep_fausts_own_commit_rule(tmp_path):
 
 def test_every_henvis_app_uses_the_position_consumer(tmp_path):
     assert isinstance(app(tmp_path).consumer, PositionConsumer)
+
+
+def test_a_worker_whose_input_is_stuck_exits_asking_for_a_restart(tmp_path, monkeypatch, capsys):
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    worker = HenvisApp("test-app", **app_options(kafka, tmp_path), kafka=kafka)
+    consumer = worker.consumer
+    decisions = TP("consent.decisions.v1", 0)
+    consumer.positions.track(decisions.topic)
+    consumer.positions.reset({decisions: 10}, now=0.0)  # nothing handled since t=0
+    monkeypatch.setattr(consumer, "assignment", lambda: {decisions})
+    monkeypatch.setattr(worker._end_offsets, "read", lambda partitions: {("consent.decisions.v1", 0): 25})
+    monkeypatch.setattr(faust_app.time, "monotonic", lambda: faust_app.STUCK_SECONDS + 1)
+    exits = []
+    monkeypatch.setattr(faust_app.os, "_exit", exits.append)
+    asyncio.run(worker._exit_if_stuck())
+    assert exits == [EXIT_RESTART]
+    out = capsys.readouterr()
+    assert "input_stuck" in out.out and "next_offset" in out.out and "thread" in out.err
+
+
+def test_a_caught_up_worker_is_idle_not_stuck(tmp_path, monkeypatch):
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    worker = HenvisApp("test-app", **app_options(kafka, tmp_path), kafka=kafka)
+    consumer = worker.consumer
+    decisions = TP("consent.decisions.v1", 0)
+    consumer.positions.track(decisions.topic)
+    consumer.positions.reset({decisions: 25}, now=0.0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {decisions})
+    monkeypatch.setattr(worker._end_offsets, "read", lambda partitions: {("consent.decisions.v1", 0): 25})
+    monkeypatch.setattr(faust_app.time, "monotonic", lambda: 10 * faust_app.STUCK_SECONDS)
+    exits = []
+    monkeypatch.setattr(faust_app.os, "_exit", exits.append)
+    asyncio.run(worker._exit_if_stuck())
+    assert exits == []

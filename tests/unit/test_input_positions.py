@@ -133,3 +133,13 @@ def test_whatever_is_skipped_the_position_never_passes_an_unhandled_offset(skipp
     for offset in range(50):
         deliver(offset)
     assert tracked.next_offset(DECISIONS) == 50
+
+
+def test_a_partition_lagging_the_broker_without_handling_anything_is_stuck():
+    tracked = positions(committed=10)
+    assert tracked.stuck({DECISIONS: 20}, now=119.0, after=120.0) == {}
+    tracked.stalled({DECISIONS: 20}, now=60.0, after=6.0)  # a rewind is not progress
+    assert tracked.stuck({DECISIONS: 20}, now=120.0, after=120.0) == {DECISIONS: (10, 20)}
+    assert tracked.stuck({DECISIONS: 10}, now=500.0, after=120.0) == {}  # caught up: idle, not stuck
+    tracked.handled(DECISIONS, 10, now=130.0)
+    assert tracked.stuck({DECISIONS: 20}, now=200.0, after=120.0) == {}
