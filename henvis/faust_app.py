@@ -136,6 +136,7 @@ class HenvisApp(faust.App):
         super().__init__(*args, **kwargs)
         self.timer(WATCHDOG_INTERVAL_SECONDS, name="henvis-input-watchdog")(self._rewind_stalled_input)
         self._end_offsets = EndOffsetReader(kafka, client_id=f"{self.conf.id}-watchdog") if kafka else None
+        self._broker_reachable_since: float | None = None
         if self._end_offsets is not None:
             self.timer(STUCK_CHECK_SECONDS, name="henvis-stuck-input")(self._exit_if_stuck)
 
@@ -161,16 +162,21 @@ class HenvisApp(faust.App):
 
     async def _exit_if_stuck(self) -> None:
         consumer: PositionConsumer = self.consumer
-        tracked = [tp for tp in consumer.assignment() if consumer.positions.tracks(tp)]
-        if not tracked:
-            return
         try:
+            tracked = [tp for tp in consumer.assignment() if consumer.positions.tracks(tp)]
             ends = await asyncio.to_thread(self._end_offsets.read, [(tp.topic, tp.partition) for tp in tracked])
-        except Exception as exc:  # noqa: BLE001 - broker away: an outage is not a stuck consumer
+        except Exception as exc:  # noqa: BLE001 - broker away or rebalancing: not a stuck consumer
+            self._broker_reachable_since = None
             log.debug("end_offsets_unavailable", error_type=type(exc).__name__)
             return
+        now = time.monotonic()
+        if self._broker_reachable_since is None:
+            self._broker_reachable_since = now
+        # After an outage, give the consumer the full time from the broker's return.
+        if now - self._broker_reachable_since < STUCK_SECONDS:
+            return
         end_by_tp = {tp: ends.get((tp.topic, tp.partition)) for tp in tracked}
-        stuck = consumer.positions.stuck(end_by_tp, time.monotonic(), STUCK_SECONDS)
+        stuck = consumer.positions.stuck(end_by_tp, now, STUCK_SECONDS)
         if stuck:
             self._exit_stuck(consumer, stuck)
 
