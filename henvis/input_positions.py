@@ -18,13 +18,15 @@ skipped messages were the last ones fetched, so nothing later reveals the gap) i
 by a watchdog too; while it still makes no progress the wait doubles (a partition whose
 re-fetched messages queue behind other partitions' backlog needs time, not more seeks).
 A partition that lags the broker's real end offset without handling anything for much
-longer is *stuck*: rewinds did not help, and the worker should be restarted.  Everything here is pure bookkeeping; the faust adapter does the seeks.
+longer is *stuck*: rewinds did not help, and the worker should be restarted.  Everything
+here is pure bookkeeping; the faust adapter does the seeks.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Hashable
 
 
@@ -34,16 +36,24 @@ class Admission(enum.Enum):
     GAP = "gap"  # something before it was skipped: rewind, handle nothing yet
 
 
+@dataclass
+class _Partition:
+    next_offset: int | None  # None: not known until the first message
+    progress_at: float  # last handled offset or rewind: paces the stall rewinds
+    handled_at: float  # last handled offset only: measures "stuck"
+    rewound_to: int | None = None  # the position a gap rewind already sought to
+    stall_waits: int = 0  # stalled rewinds since the last handled offset
+
+    def lags(self, end: int | None) -> bool:
+        return self.next_offset is not None and end is not None and self.next_offset < end
+
+
 class InputPositions:
-    """Per partition, the next offset to handle (``None``: not known until the first message)."""
+    """Per partition, the next offset to handle."""
 
     def __init__(self) -> None:
         self.topics: set[str] = set()
-        self._next: dict[Hashable, int | None] = {}
-        self._progress_at: dict[Hashable, float] = {}
-        self._rewound_to: dict[Hashable, int] = {}
-        self._stall_waits: dict[Hashable, int] = {}  # stalled rewinds since the last progress
-        self._handled_at: dict[Hashable, float] = {}  # last real progress (rewinds do not count)
+        self._partitions: dict[Hashable, _Partition] = {}
 
     def track(self, topic: str) -> None:
         self.topics.add(topic)
@@ -54,48 +64,38 @@ class InputPositions:
     def reset(self, committed: Mapping[Hashable, int | None], now: float) -> None:
         """The consumer sought to the group's committed offsets: handle from there."""
         for tp, offset in committed.items():
-            self._next[tp] = offset if offset is not None and offset >= 0 else None
-            self._progress_at[tp] = now
-            self._handled_at[tp] = now
-            self._rewound_to.pop(tp, None)
-            self._stall_waits.pop(tp, None)
+            known = offset if offset is not None and offset >= 0 else None
+            self._partitions[tp] = _Partition(known, progress_at=now, handled_at=now)
 
     def forget(self, tps: Iterable[Hashable]) -> None:
         for tp in tps:
-            self._next.pop(tp, None)
-            self._progress_at.pop(tp, None)
-            self._rewound_to.pop(tp, None)
-            self._stall_waits.pop(tp, None)
-            self._handled_at.pop(tp, None)
+            self._partitions.pop(tp, None)
 
     def next_offset(self, tp: Hashable) -> int | None:
-        return self._next.get(tp)
+        partition = self._partitions.get(tp)
+        return partition.next_offset if partition else None
 
     def admit(self, tp: Hashable, offset: int) -> Admission:
-        expected = self._next.get(tp)
+        expected = self.next_offset(tp)
         if expected is None or offset == expected:
             return Admission.HANDLE
         return Admission.SEEN if offset < expected else Admission.GAP
 
     def handled(self, tp: Hashable, offset: int, now: float) -> None:
         """The agent finished ``offset``; ignored unless it is the partition's next offset."""
-        expected = self._next.get(tp)
+        expected = self.next_offset(tp)
         if expected is None or offset == expected:
-            self._next[tp] = offset + 1
-            self._progress_at[tp] = now
-            self._handled_at[tp] = now
-            self._rewound_to.pop(tp, None)
-            self._stall_waits.pop(tp, None)
+            self._partitions[tp] = _Partition(offset + 1, progress_at=now, handled_at=now)
 
     def rewind_for_gap(self, tp: Hashable, now: float) -> int | None:
         """The offset to seek to after a gap, once per position (the rest of a skipped
         buffer shows the same gap and must not seek again)."""
-        expected = self._next.get(tp)
-        if expected is None or self._rewound_to.get(tp) == expected:
+        partition = self._partitions.get(tp)
+        if partition is None or partition.next_offset is None or partition.rewound_to == partition.next_offset:
             return None
-        self._rewound_to[tp] = expected
-        self._progress_at[tp] = now
-        return expected
+        partition.rewound_to = partition.next_offset
+        partition.progress_at = now
+        return partition.next_offset
 
     def stalled(
         self, highwaters: Mapping[Hashable, int | None], now: float, after: float, longest: float | None = None
@@ -106,25 +106,22 @@ class InputPositions:
         longest = 10 * after if longest is None else longest
         rewinds = {}
         for tp, highwater in highwaters.items():
-            expected = self._next.get(tp)
-            if expected is None or highwater is None or expected >= highwater:
+            partition = self._partitions.get(tp)
+            if partition is None or not partition.lags(highwater):
                 continue
-            waits = self._stall_waits.get(tp, 0)
-            if now - self._progress_at.get(tp, now) >= min(after * 2**waits, longest):
-                rewinds[tp] = expected
-                self._progress_at[tp] = now
-                self._rewound_to[tp] = expected
-                self._stall_waits[tp] = waits + 1
+            if now - partition.progress_at >= min(after * 2**partition.stall_waits, longest):
+                rewinds[tp] = partition.rewound_to = partition.next_offset
+                partition.progress_at = now
+                partition.stall_waits += 1
         return rewinds
 
     def stuck(self, end_offsets: Mapping[Hashable, int | None], now: float, after: float) -> dict[Hashable, tuple[int, int]]:
         """Partitions whose next offset lies below the broker's end offset and that handled
         nothing for ``after`` seconds: ``{tp: (next offset, end offset)}``."""
-        stuck = {}
-        for tp, end in end_offsets.items():
-            expected = self._next.get(tp)
-            if expected is None or end is None or expected >= end:
-                continue
-            if now - self._handled_at.get(tp, now) >= after:
-                stuck[tp] = (expected, end)
-        return stuck
+        return {
+            tp: (partition.next_offset, end)
+            for tp, end in end_offsets.items()
+            if (partition := self._partitions.get(tp)) is not None
+            and partition.lags(end)
+            and now - partition.handled_at >= after
+        }
