@@ -54,72 +54,55 @@ def test_every_henvis_app_uses_the_position_consumer(tmp_path):
     assert isinstance(app(tmp_path).consumer, PositionConsumer)
 
 
+class Watchdog:
+    """A worker whose one input partition sits at ``committed`` while the broker's end offset
+    is ``end``; the clock, the broker's availability and the process exit are the test's."""
+
+    def __init__(self, tmp_path, monkeypatch, committed: int, end: int):
+        self.end, self.clock, self.broker_up, self.exits = end, 0.0, True, []
+        kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+        self.worker = HenvisApp("test-app", **app_options(kafka, tmp_path), kafka=kafka)
+        consumer = self.worker.consumer
+        decisions = TP("consent.decisions.v1", 0)
+        consumer.positions.track(decisions.topic)
+        consumer.positions.reset({decisions: committed}, now=0.0)  # nothing handled since t=0
+        monkeypatch.setattr(consumer, "assignment", lambda: {decisions})
+        monkeypatch.setattr(self.worker._end_offsets, "read", self._read)
+        monkeypatch.setattr(faust_app.time, "monotonic", lambda: self.clock)
+        monkeypatch.setattr(faust_app.os, "_exit", self.exits.append)
+
+    def _read(self, partitions):
+        if not self.broker_up:
+            raise ConnectionError("broker away")
+        return {("consent.decisions.v1", 0): self.end}
+
+    def check(self, at: float) -> list[int]:
+        self.clock = at
+        asyncio.run(self.worker._exit_if_stuck())
+        return self.exits
+
+
 def test_a_worker_whose_input_is_stuck_exits_asking_for_a_restart(tmp_path, monkeypatch, capsys):
-    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
-    worker = HenvisApp("test-app", **app_options(kafka, tmp_path), kafka=kafka)
-    consumer = worker.consumer
-    decisions = TP("consent.decisions.v1", 0)
-    consumer.positions.track(decisions.topic)
-    consumer.positions.reset({decisions: 10}, now=0.0)  # nothing handled since t=0
-    monkeypatch.setattr(consumer, "assignment", lambda: {decisions})
-    monkeypatch.setattr(worker._end_offsets, "read", lambda partitions: {("consent.decisions.v1", 0): 25})
-    clock = [0.0]
-    monkeypatch.setattr(faust_app.time, "monotonic", lambda: clock[0])
-    exits = []
-    monkeypatch.setattr(faust_app.os, "_exit", exits.append)
-    asyncio.run(worker._exit_if_stuck())  # t=0: the broker answers; the clock starts
-    clock[0] = faust_app.STUCK_SECONDS - 1
-    asyncio.run(worker._exit_if_stuck())
-    assert exits == []
-    clock[0] = faust_app.STUCK_SECONDS + 1
-    asyncio.run(worker._exit_if_stuck())
-    assert exits == [EXIT_RESTART]
+    watchdog = Watchdog(tmp_path, monkeypatch, committed=10, end=25)
+    watchdog.check(at=0.0)  # the broker answers; the clock starts
+    assert watchdog.check(at=faust_app.STUCK_SECONDS - 1) == []
+    assert watchdog.check(at=faust_app.STUCK_SECONDS + 1) == [EXIT_RESTART]
     out = capsys.readouterr()
     assert "input_stuck" in out.out and "next_offset" in out.out and "thread" in out.err
 
 
 def test_after_a_broker_outage_the_worker_gets_the_full_time_again(tmp_path, monkeypatch):
-    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
-    worker = HenvisApp("test-app", **app_options(kafka, tmp_path), kafka=kafka)
-    consumer = worker.consumer
-    decisions = TP("consent.decisions.v1", 0)
-    consumer.positions.track(decisions.topic)
-    consumer.positions.reset({decisions: 10}, now=0.0)  # nothing handled since t=0
-    monkeypatch.setattr(consumer, "assignment", lambda: {decisions})
-    broker_up = [False]
-
-    def read(partitions):
-        if not broker_up[0]:
-            raise ConnectionError("broker away")
-        return {("consent.decisions.v1", 0): 25}
-
-    monkeypatch.setattr(worker._end_offsets, "read", read)
-    clock = [10 * faust_app.STUCK_SECONDS]  # a long outage, nothing handled during it
-    monkeypatch.setattr(faust_app.time, "monotonic", lambda: clock[0])
-    exits = []
-    monkeypatch.setattr(faust_app.os, "_exit", exits.append)
-    asyncio.run(worker._exit_if_stuck())
-    broker_up[0] = True
-    asyncio.run(worker._exit_if_stuck())  # back: the consumer is not stuck yet, it just got its broker
-    clock[0] += 30
-    asyncio.run(worker._exit_if_stuck())
-    assert exits == []
+    watchdog = Watchdog(tmp_path, monkeypatch, committed=10, end=25)
+    watchdog.broker_up = False
+    outage_end = 10 * faust_app.STUCK_SECONDS  # a long outage, nothing handled during it
+    watchdog.check(at=outage_end)
+    watchdog.broker_up = True
+    watchdog.check(at=outage_end)  # back: the consumer is not stuck yet, it just got its broker
+    assert watchdog.check(at=outage_end + 30) == []
 
 
 def test_a_caught_up_worker_is_idle_not_stuck(tmp_path, monkeypatch):
-    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
-    worker = HenvisApp("test-app", **app_options(kafka, tmp_path), kafka=kafka)
-    consumer = worker.consumer
-    decisions = TP("consent.decisions.v1", 0)
-    consumer.positions.track(decisions.topic)
-    consumer.positions.reset({decisions: 25}, now=0.0)
-    monkeypatch.setattr(consumer, "assignment", lambda: {decisions})
-    monkeypatch.setattr(worker._end_offsets, "read", lambda partitions: {("consent.decisions.v1", 0): 25})
-    clock = [0.0]
-    monkeypatch.setattr(faust_app.time, "monotonic", lambda: clock[0])
-    exits = []
-    monkeypatch.setattr(faust_app.os, "_exit", exits.append)
-    asyncio.run(worker._exit_if_stuck())
-    clock[0] = 10 * faust_app.STUCK_SECONDS  # nothing handled for long, but nothing to handle
-    asyncio.run(worker._exit_if_stuck())
-    assert exits == []
+    watchdog = Watchdog(tmp_path, monkeypatch, committed=25, end=25)
+    watchdog.check(at=0.0)
+    # nothing handled for long, but nothing to handle
+    assert watchdog.check(at=10 * faust_app.STUCK_SECONDS) == []
