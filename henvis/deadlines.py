@@ -21,6 +21,7 @@ def is_working_day(day: date) -> bool:
     return day.weekday() < 5 and day not in _danish_holidays(day.year)
 
 
+@lru_cache(maxsize=4096)
 def add_working_days(start: date, working_days: int) -> date:
     """The day ``working_days`` working days after ``start`` (start itself never counts)."""
     day = start
@@ -32,6 +33,7 @@ def add_working_days(start: date, working_days: int) -> date:
     return day
 
 
+@lru_cache(maxsize=1024)  # a consent's decision day and both its deadlines start from one moment
 def local_date(moment: datetime) -> date:
     """The calendar date in Denmark of an aware timestamp: deadlines are Danish days."""
     return moment.astimezone(DANISH_TIME).date()

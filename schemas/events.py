@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from functools import lru_cache
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -30,6 +31,7 @@ def derived_id(namespace: uuid.UUID, *parts: object) -> uuid.UUID:
     return uuid.uuid5(namespace, ":".join(str(part) for part in parts))
 
 
+@lru_cache(maxsize=1024)  # the router asks for the same consent's id several times in a row
 def referral_id_for(consent_event_id: uuid.UUID) -> uuid.UUID:
     """The referral id of a consent: deterministic, so a replayed consent gets the same id."""
     return uuid.uuid5(REFERRAL_NAMESPACE, str(consent_event_id))

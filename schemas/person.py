@@ -89,8 +89,19 @@ def _refuse_control_characters(value: str) -> None:
         raise PydanticCustomError("text_control_characters", "must not contain control or formatting characters")
 
 
+# A name in Latin-1 letters with single spaces between its parts is already clean and NFC: the
+# common case, checked by one regex instead of a Unicode lookup per character (every consent
+# is validated again by the router, so this is on its hot path).
+_PLAIN_NAME = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’.-]*(?: [A-Za-zÀ-ÖØ-öø-ÿ'’.-]+)*")
+
+
 def _check_name(value: str) -> str:
     """A person's name: letters of any script, spaces, hyphens, apostrophes and periods."""
+    return value if _PLAIN_NAME.fullmatch(value) else check_name_thoroughly(value)
+
+
+def check_name_thoroughly(value: str) -> str:
+    """:func:`_check_name` for any text: one Unicode category lookup per character."""
     _refuse_control_characters(value)
     collapsed = " ".join(part for part in value.split(" ") if part)
     if not collapsed:

@@ -193,6 +193,15 @@ def test_danish_names_pass(name):
     assert parse_decision(examples.consent_given(person=examples.person(full_name=name))).person.full_name == " ".join(name.split())
 
 
+@settings(max_examples=500)
+@given(text=st.one_of(DANISH_NAMES, st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=30)))
+def test_a_name_the_quick_path_accepts_is_one_the_thorough_check_accepts_unchanged(text):
+    from henvis.schemas.person import _PLAIN_NAME, check_name_thoroughly
+
+    if _PLAIN_NAME.fullmatch(text):
+        assert check_name_thoroughly(text) == text
+
+
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(garbage=HOSTILE)
 def test_hostile_names_fail_naming_the_field_without_echoing_it(garbage):
