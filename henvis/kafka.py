@@ -1,11 +1,14 @@
 """The one Kafka helper: topic names, client settings and topic creation.
 
-kafka-python is used by the outbox relays (consent, centre) and admin tasks; faust
-(aiokafka underneath) by the router and stats workers.  Both get their connection and
+kafka-python is used by the outbox relays (consent, centre) and admin tasks; aiokafka by the
+stream workers (router, stats: :mod:`henvis.stream`).  Both get their connection and
 security settings from the same :class:`henvis.settings.KafkaSettings`.
 """
 
 from __future__ import annotations
+
+import struct
+from functools import lru_cache
 
 import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -38,9 +41,14 @@ def centre_topic_name(centre_slug: str, settings: KafkaSettings, registry: Regis
     return topic_name(centre.topic_base if centre else centre_topic(centre_slug), settings)
 
 
-def security_config(settings: KafkaSettings) -> dict:
-    """kafka-python style security options (also accepted by aiokafka)."""
-    config: dict = {"security_protocol": settings.security_protocol}
+def connection_config(settings: KafkaSettings) -> dict:
+    """kafka-python connection options: security, and how soon to retry a lost broker."""
+    config: dict = {
+        "security_protocol": settings.security_protocol,
+        # kafka-python backs off up to 30 s between reconnects: after a broker outage a relay
+        # would sit idle that long with the broker back.  One second is cheap.
+        "reconnect_backoff_max_ms": 1000,
+    }
     if settings.sasl_mechanism:
         config["sasl_mechanism"] = settings.sasl_mechanism
         config["sasl_plain_username"] = settings.sasl_username
@@ -62,7 +70,7 @@ def producer_config(settings: KafkaSettings, client_id: str) -> dict:
         "retry_backoff_ms": 200,
         "request_timeout_ms": 15_000,
         "linger_ms": 5,
-        **security_config(settings),
+        **connection_config(settings),
     }
 
 
@@ -79,7 +87,7 @@ def consumer_config(settings: KafkaSettings, group_id: str | None, client_id: st
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
-        **security_config(settings),
+        **connection_config(settings),
     }
 
 
@@ -109,27 +117,115 @@ class EndOffsetReader:
             consumer.close()
 
 
-def faust_broker_options(settings: KafkaSettings) -> dict:
-    """Keyword arguments for ``faust.App`` to reach the same cluster."""
-    import ssl
+def default_partition(key: bytes, partitions: list[int]) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client).
 
-    import faust
+    aiokafka's own murmur2 reads one byte at a time and cost a transactional router about
+    6 µs a key, its largest single cost of producing; this one unpacks all the words at once.
+    A property test holds the two equal.
+    """
+    return partitions[(_murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
-    servers = ";".join(f"kafka://{server}" for server in settings.bootstrap_servers.split(","))
-    options: dict = {"broker": servers}
-    ssl_context = None
+
+@lru_cache(maxsize=64)
+def _words(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}I")
+
+
+def _murmur2(data: bytes) -> int:
+    mask, m = 0xFFFFFFFF, 0x5BD1E995
+    length = len(data)
+    h = 0x9747B28C ^ length
+    for k in _words(length // 4).unpack_from(data):
+        k = (k * m) & mask
+        k = ((k ^ (k >> 24)) * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail, end = length & 3, length & ~3
+    if tail >= 3:
+        h ^= data[end + 2] << 16
+    if tail >= 2:
+        h ^= data[end + 1] << 8
+    if tail >= 1:
+        h = ((h ^ data[end]) * m) & mask
+    h = ((h ^ (h >> 13)) * m) & mask
+    return h ^ (h >> 15)
+
+
+def aiokafka_options(settings: KafkaSettings, client_id: str) -> dict:
+    """Connection and security options for an aiokafka client of the same cluster."""
+    options: dict = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "client_id": client_id,
+        "security_protocol": settings.security_protocol,
+    }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        ssl_context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
     if settings.sasl_mechanism:
-        options["broker_credentials"] = faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
-            mechanism=settings.sasl_mechanism,
-            ssl_context=ssl_context,
-        )
-    elif ssl_context is not None:
-        options["broker_credentials"] = faust.SSLCredentials(ssl_context)
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
     return options
+
+
+def stream_consumer_options(
+    settings: KafkaSettings,
+    group_id: str | None,
+    client_id: str,
+    *,
+    instance_id: str | None = None,
+    session_timeout_seconds: float = 10.0,
+) -> dict:
+    """An aiokafka consumer that sees only committed data and commits nothing by itself."""
+    session_ms = int(session_timeout_seconds * 1000)
+    return {
+        **aiokafka_options(settings, client_id),
+        "group_id": group_id,
+        "group_instance_id": instance_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "session_timeout_ms": session_ms,
+        "heartbeat_interval_ms": min(3000, session_ms // 3),
+    }
+
+
+def transactional_producer_options(settings: KafkaSettings, transactional_id: str, transaction_timeout_seconds: float) -> dict:
+    """An aiokafka producer whose writes become visible only when its transaction commits."""
+    return {
+        **aiokafka_options(settings, transactional_id),
+        "transactional_id": transactional_id,
+        "transaction_timeout_ms": int(transaction_timeout_seconds * 1000),
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 0,  # a transaction's commit flushes; waiting longer only adds latency
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": 15_000,
+        # A transaction that starts right after the previous one committed finds its commit
+        # markers still being written (CONCURRENT_TRANSACTIONS, which the broker reports to
+        # this client version as NOT_ENOUGH_REPLICAS): retry in milliseconds, not 100.
+        "retry_backoff_ms": 10,
+    }
+
+
+def leave_group(settings: KafkaSettings, group_id: str, instance_id: str) -> None:
+    """Take a static member (KIP-345) out of its group now, so its partitions move at once.
+
+    A static member never leaves by itself on close; that is what lets a restarted worker
+    take its partitions back without a rebalance.  A worker that stops for good calls this.
+    """
+    from kafka.admin import MemberToRemove
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers.split(","), client_id="henvis-admin", **connection_config(settings)
+    )
+    try:
+        admin.remove_group_members(group_id, [MemberToRemove(group_instance_id=instance_id, reason="stopped")])
+    except Exception as exc:  # noqa: BLE001 - best effort: the session timeout moves them anyway
+        log.warning("leave_group_failed", error_type=type(exc).__name__)
+    finally:
+        admin.close()
 
 
 def henvis_topics(settings: KafkaSettings, registry: Registry) -> dict[str, bool]:
@@ -156,16 +252,52 @@ def ensure_topics(settings: KafkaSettings, topics: dict[str, bool]) -> list[str]
         True: str(settings.personal_data_retention_days * _DAY_MS),
         False: str(settings.pseudonymous_retention_days * _DAY_MS),
     }
-    wanted = {
-        name: {
-            "num_partitions": settings.partitions,
-            "replication_factor": settings.replication_factor,
-            "configs": {"retention.ms": retention[personal]},
-        }
-        for name, personal in topics.items()
-    }
+    return _create_topics(
+        settings,
+        {
+            name: {
+                "num_partitions": settings.partitions,
+                "replication_factor": settings.replication_factor,
+                "configs": {"retention.ms": retention[personal]},
+            }
+            for name, personal in topics.items()
+        },
+    )
+
+
+def ensure_changelog_topic(settings: KafkaSettings, name: str, partitions: int) -> None:
+    """Create a worker's state changelog: compacted (the latest value per key is the state),
+    kept forever, with exactly as many partitions as the input it is partitioned like."""
+    _create_topics(
+        settings,
+        {
+            name: {
+                "num_partitions": partitions,
+                "replication_factor": settings.replication_factor,
+                "configs": {"cleanup.policy": "compact", "retention.ms": "-1"},
+            }
+        },
+    )
+    found = partition_count(settings, name)
+    if found != partitions:
+        raise RuntimeError(
+            f"state changelog {name} has {found} partitions, its input {partitions}: they must be equal "
+            "(create it again with the input's partition count)"
+        )
+
+
+def partition_count(settings: KafkaSettings, topic: str) -> int:
+    """How many partitions ``topic`` has (0 if it does not exist)."""
+    consumer = KafkaConsumer(**consumer_config(settings, group_id=None, client_id="henvis-admin"))
+    try:
+        return len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        consumer.close()
+
+
+def _create_topics(settings: KafkaSettings, wanted: dict[str, dict]) -> list[str]:
     admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers.split(","), client_id="henvis-admin", **security_config(settings)
+        bootstrap_servers=settings.bootstrap_servers.split(","), client_id="henvis-admin", **connection_config(settings)
     )
     try:
         response = admin.create_topics(wanted, raise_errors=False, wait_for_metadata=True)

@@ -1,7 +1,7 @@
 """The one logging setup: structlog JSON lines on stdout, personal data redacted.
 
 Every service calls :func:`configure_logging` once at start.  Standard-library loggers
-(uvicorn, faust, aiokafka, kafka-python, alembic) are routed through the same processors,
+(uvicorn, aiokafka, kafka-python, alembic) are routed through the same processors,
 so a third-party log line that happens to contain a phone number is scrubbed as well.
 
 Redaction works on two levels:
@@ -10,7 +10,7 @@ Redaction works on two levels:
 * values: strings are scanned for the shapes of Danish phone numbers, CPR numbers and
   e-mail addresses, which are masked wherever they appear.
 
-While the Kafka broker is unreachable, aiokafka, kafka-python and faust's transport log every
+While the Kafka broker is unreachable, aiokafka and kafka-python log every
 failed reconnect attempt, about a thousand near-identical lines a minute per worker.
 :class:`RepeatThrottle` lets the first of a kind through and counts the identical repeats
 that follow within a window; the next line of that kind after the window carries
@@ -120,7 +120,7 @@ def _redact_stdlib_arguments(_logger: Any, _method: str, event_dict: dict[str, A
 
 # Third-party loggers that repeat themselves while the broker is away (a name matches
 # itself and its children: "kafka" covers "kafka.conn", not "kafka_foo").
-THROTTLED_LOGGERS = ("aiokafka", "kafka", "faust.transport")
+THROTTLED_LOGGERS = ("aiokafka", "kafka")
 REPEAT_WINDOW_SECONDS = 30.0
 
 
@@ -228,8 +228,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Faust and mode install their own handlers; make them propagate to ours instead.
-    for name in ("faust", "mode", "aiokafka", "kafka", "uvicorn", "uvicorn.access", "uvicorn.error", "alembic"):
+    # Libraries that install handlers of their own propagate to ours instead.
+    for name in ("aiokafka", "kafka", "uvicorn", "uvicorn.access", "uvicorn.error", "alembic"):
         lib_logger = logging.getLogger(name)
         lib_logger.handlers[:] = []
         lib_logger.propagate = True

@@ -9,10 +9,11 @@ configure the whole deployment.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,3 +58,41 @@ class ServiceSettings(BaseSettings):
         "api_clients_file", default=None, description="YAML/JSON list of API clients (name, role, token_sha256)."
     )
     api_clients: str | None = _shared("api_clients", default=None, description="The same list as inline JSON.")
+
+
+class StreamWorkerSettings(ServiceSettings):
+    """Fields every stream worker (router, stats) has, under its own service prefix."""
+
+    app_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
+        description="Consumer group id; the real group is <topic_prefix><app_id>.",
+    )
+    instance_id: str | None = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
+        description=(
+            "Static group membership (Kafka group.instance.id), default the host name (in Kubernetes the "
+            "pod name): a restarted worker takes its partitions back at once, without a rebalance. Two "
+            "workers of one group on one host need their own ids. Empty: dynamic membership."
+        ),
+    )
+    session_timeout_seconds: float = Field(
+        default=30.0,
+        ge=6,
+        description="Kafka group session timeout: how soon the partitions of a worker that died for good move on.",
+    )
+    batch_max_records: int = Field(default=2000, ge=1, description="Most input records in one batch (one transaction per partition).")
+    batch_linger_ms: int = Field(
+        default=0, ge=0, le=10_000, description="How long a batch that has records may wait for more (0: take what is there)."
+    )
+    retry_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the retry backoff.")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port; 0 = off.")
+
+    @field_validator("instance_id", mode="before")
+    @classmethod
+    def _empty_is_dynamic(cls, value: str | None) -> str | None:
+        return value.strip() or None if isinstance(value, str) else value
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.kafka.topic_prefix}{self.app_id}"

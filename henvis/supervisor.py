@@ -19,11 +19,9 @@ from pathlib import Path
 
 import httpx
 
-
-#: Exit code of a part that found itself unable to go on (e.g. a faust consumer that stopped
-#: fetching) and asks to be started again, as Kubernetes' restartPolicy would do.  Any other
-#: exit of a part nobody stopped is a failure.  (EX_TEMPFAIL of sysexits.h.)
-EXIT_RESTART = 75
+# A part that exits with EXIT_RESTART asks to be started again, as Kubernetes' restartPolicy
+# would do; any other exit of a part nobody stopped is a failure.
+from henvis.stream import EXIT_RESTART
 
 
 class SupervisorError(RuntimeError):

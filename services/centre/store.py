@@ -102,7 +102,7 @@ class Recorded:
 # --------------------------------------------------------------------------- outbox + audit
 
 
-def _enqueue(conn: Connection, topic_base: str, event, now: datetime) -> None:
+def enqueue(conn: Connection, topic_base: str, event, now: datetime) -> None:
     """Queue ``event`` for the relay; a second queueing of the same event_id is ignored."""
     exists = conn.execute(sa.select(outbox.c.id).where(outbox.c.event_id == str(event.event_id))).first()
     if exists:
@@ -151,7 +151,7 @@ def _acknowledge_withdrawal(conn: Connection, referral_id: str, centre: str, now
                 occurred_at=now, recorded_at=now, recorded_by=SYSTEM_ACTOR,
             )
         )
-    _enqueue(conn, REFERRAL_OUTCOMES.name, ack, now)
+    enqueue(conn, REFERRAL_OUTCOMES.name, ack, now)
     return ack
 
 
@@ -178,7 +178,7 @@ def ingest_issued(engine: Engine, event: ReferralIssued, topic_centre: str, now:
                 offence=event.offence,
                 detail=f"referral for centre {event.centre} arrived on the topic of centre {topic_centre}",
             )
-            _enqueue(conn, MANUAL_HANDLING.name, notice, now)
+            enqueue(conn, MANUAL_HANDLING.name, notice, now)
             return "misrouted"
         existing = conn.execute(
             sa.select(referrals.c.centre, referrals.c.state).where(referrals.c.referral_id == referral_id).with_for_update()
@@ -516,7 +516,7 @@ def _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind
             .where(referrals.c.referral_id == referral_id)
             .values(state=decision.new_state, last_outcome=outcome, ended_at=ended_at)
         )
-        _enqueue(conn, REFERRAL_OUTCOMES.name, event, now)
+        enqueue(conn, REFERRAL_OUTCOMES.name, event, now)
         if outcome == Outcome.RETURNED_WRONG_CENTRE.value:
             # Back to manual handling for re-routing. Contact details travel only sealed for
             # the manual-handling role; without a key the desk finds the case by referral id.
@@ -530,7 +530,7 @@ def _record_outcome_once(engine, centre, referral_id, outcome, actor, actor_kind
                 detail=f"returned by centre {centre}: the person is not this centre's resident",
                 sealed_payload=_sealed_contact_details(row, seal),
             )
-            _enqueue(conn, MANUAL_HANDLING.name, notice, now)
+            enqueue(conn, MANUAL_HANDLING.name, notice, now)
         _audit(conn, actor=actor, actor_kind=actor_kind, centre=centre, referral_id=referral_id,
                action=f"outcome_recorded:{outcome}", now=now)
         return answer(str(event_id), outcome, decision.new_state, True)

@@ -85,7 +85,7 @@ def _queue_invalid(engine, topic_centre: str, where: str, detail: str) -> None:
         event_id=derived_id(store.CENTRE_NAMESPACE, "invalid", where), occurred_at=now, reason=ManualReason.INVALID_EVENT, detail=f"{detail} ({where})"
     )
     with engine.begin() as conn:
-        store._enqueue(conn, MANUAL_HANDLING.name, notice, now)
+        store.enqueue(conn, MANUAL_HANDLING.name, notice, now)
     log.warning("invalid_message", centre=topic_centre, where=where)
 
 

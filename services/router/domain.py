@@ -1,6 +1,6 @@
 """Routing decisions: pure functions from one input message (and the case's state) to the
 messages the router must publish and the state it must remember.  No I/O, no clock, no
-faust: the adapter (``app.py``) passes in ``now``, the registry and a ``seal`` function.
+Kafka: the adapter (``app.py``) passes in ``now``, the registry and a ``seal`` function.
 
 Everything the router emits has a deterministic ``event_id`` derived from the input's
 ``event_id``, so when at-least-once delivery makes the router process a message twice, the
@@ -19,9 +19,10 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from henvis.deadlines import local_date
 from henvis.registry import Registry
@@ -55,6 +56,7 @@ Sealer = Callable[[bytes], "str | None"]
 _ACCEPTED_ON_TOPIC = tuple(CONSENT_DECISIONS.messages)
 
 
+@lru_cache(maxsize=1024)  # asked for each event's case more than once
 def case_key(case_ref: str) -> str:
     """Table key of a case: a one-way pseudonym, so the router's changelog topic (compacted,
     kept indefinitely) never holds a police case number."""
@@ -94,14 +96,15 @@ class PendingWithdrawal(BaseModel):
 
 
 class CaseState(BaseModel):
-    """Everything the router remembers about one case, stored as JSON in a faust Table."""
+    """Everything the router remembers about one case, stored as JSON in the router's changelog."""
 
     model_config = ConfigDict(extra="ignore")
 
     #: Input partition the case lives on: the expiry sweep of a partition only touches its own.
     partition: int | None = None
-    seen_event_ids: list[uuid.UUID] = []
-    referrals: list[ReferralRecord] = []
+    # default_factory, not ``= []``: pydantic deep-copies a literal default on every instance.
+    seen_event_ids: list[uuid.UUID] = Field(default_factory=list)
+    referrals: list[ReferralRecord] = Field(default_factory=list)
     pending_withdrawal: PendingWithdrawal | None = None
     #: For a ``referral:`` key: the case the referral belongs to.
     case: str | None = None
@@ -109,8 +112,9 @@ class CaseState(BaseModel):
     def has_seen(self, event_id: uuid.UUID) -> bool:
         return event_id in self.seen_event_ids
 
-    def seen(self, event_id: uuid.UUID) -> CaseState:
-        return self.model_copy(update={"seen_event_ids": [*self.seen_event_ids, event_id]})
+    def seen(self, event_id: uuid.UUID, **changes) -> CaseState:
+        """A copy that has seen ``event_id``, with ``changes`` applied."""
+        return self.model_copy(update={"seen_event_ids": [*self.seen_event_ids, event_id], **changes})
 
 
 # ---------------------------------------------------------------- outputs
@@ -347,12 +351,11 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
     )
     if pending is not None:
         outputs.append(_withdrawn_fact(record, pending.occurred_at, centre.slug if centre else None))
-    new_state = state.seen(event.event_id).model_copy(
-        update={
-            "partition": state.partition if state.partition is not None else ctx.partition,
-            "referrals": [*state.referrals, record],
-            "pending_withdrawal": None if (pending is not None and not consumed_referral_pending) else state.pending_withdrawal,
-        }
+    new_state = state.seen(
+        event.event_id,
+        partition=state.partition if state.partition is not None else ctx.partition,
+        referrals=[*state.referrals, record],
+        pending_withdrawal=None if (pending is not None and not consumed_referral_pending) else state.pending_withdrawal,
     )
     result_state = {key: new_state}
     # Index the referral id so a withdrawal naming only the referral finds its case.

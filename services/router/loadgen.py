@@ -9,6 +9,8 @@ service running.  Synthetic persons only: no real personal data.
 from __future__ import annotations
 
 import random
+import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -134,6 +136,53 @@ def produce(settings: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> Non
         producer.close()
 
 
+class Feeder(threading.Thread):
+    """Publishes ``messages`` to ``consent.decisions.v1`` at a steady rate in the background,
+    as the consent relay would under load, so that kills and outages fall mid-stream."""
+
+    def __init__(self, settings: KafkaSettings, messages: list[tuple[bytes, bytes]], per_second: float):
+        super().__init__(name="henvis-loadgen-feeder", daemon=True)
+        self.settings = settings
+        self.messages = messages
+        self.per_second = per_second
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        producer = make_producer(self.settings, "henvis-loadgen-feeder")
+        topic = topic_name(CONSENT_DECISIONS.name, self.settings)
+        started = time.monotonic()
+        try:
+            for index, (key, value) in enumerate(self.messages):
+                delay = started + index / self.per_second - time.monotonic()
+                if self._stopping.wait(delay) if delay > 0 else self._stopping.is_set():
+                    break
+                producer.send(topic, key=key, value=value)
+                self.sent = index + 1
+            producer.flush()
+        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+            self.error = exc
+        finally:
+            producer.close()
+
+    def running(self) -> bool:
+        return self.is_alive()
+
+    def stop(self, timeout: float = 600) -> None:
+        """Stop feeding now; return once what was sent is on the broker."""
+        self._stopping.set()
+        self.finish(timeout)
+
+    def finish(self, timeout: float = 600) -> None:
+        """Wait until every message is on the broker; raise what the feeding raised."""
+        self.join(timeout)
+        if self.is_alive():
+            raise TimeoutError(f"fed {self.sent} of {len(self.messages)} messages in {timeout} s")
+        if self.error is not None:
+            raise self.error
+
+
 def read_all(settings: KafkaSettings, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every message currently on ``topic`` (all partitions, from the beginning to the end)."""
     config = consumer_config(settings, group_id=None, client_id="henvis-loadgen-reader")
@@ -166,6 +215,8 @@ class Observed:
     centre_field_mismatch: int
     manual: Counter
     facts: Counter
+    #: referral ids whose referral.withdrawn came before their referral.issued on the topic
+    withdrawn_before_issued: list[uuid.UUID] = field(default_factory=list)
 
     def distinct_referrals(self) -> dict[uuid.UUID, str]:
         return {rid: slug for slug, ids in self.issued.items() for rid in ids}
@@ -183,16 +234,23 @@ def observe(settings: KafkaSettings, registry: Registry) -> Observed:
 
     issued: dict[str, list[uuid.UUID]] = defaultdict(list)
     withdrawn: dict[str, list[uuid.UUID]] = defaultdict(list)
+    out_of_order: list[uuid.UUID] = []
     mismatch = 0
     for slug in registry.slugs:
+        seen_issued: set[uuid.UUID] = set()
+        # One referral's messages share a key, so a partition and its order; read_all keeps
+        # each partition's order.
         for _key, value in read_all(settings, centre_topic_name(slug, settings, registry)):
             event = parse_event(value)
             if event.centre != slug:
                 mismatch += 1
             if event.event_type == "referral.issued":
                 issued[slug].append(event.referral_id)
+                seen_issued.add(event.referral_id)
             else:
                 withdrawn[slug].append(event.referral_id)
+                if event.referral_id not in seen_issued:
+                    out_of_order.append(event.referral_id)
     manual_ids: dict[uuid.UUID, str] = {}
     for _key, value in read_all(settings, topic_name(MANUAL_HANDLING.name, settings)):
         event = parse_event(value)
@@ -207,7 +265,19 @@ def observe(settings: KafkaSettings, registry: Registry) -> Observed:
         centre_field_mismatch=mismatch,
         manual=Counter(manual_ids.values()),
         facts=Counter(fact_ids.values()),
+        withdrawn_before_issued=out_of_order,
     )
+
+
+def committed_total(settings: KafkaSettings, group_id: str) -> int:
+    """How many messages of ``consent.decisions.v1`` the group has committed so far."""
+    topic = topic_name(CONSENT_DECISIONS.name, settings)
+    consumer = KafkaConsumer(**consumer_config(settings, group_id=group_id, client_id="henvis-loadgen-lag"))
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        return sum(consumer.committed(tp) or 0 for tp in tps)
+    finally:
+        consumer.close()
 
 
 def committed_lag(settings: KafkaSettings, group_id: str) -> int | None:
@@ -276,6 +346,17 @@ class RouterProcess:
     def last_assignment(self) -> list[int] | None:
         assigned = [line for line in self.log_lines() if line.get("event") in ("worker_ready", "partitions_assigned")]
         return assigned[-1].get("partitions") if assigned else None
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes mid-whatever, as a long GC pause or a stalled VM would."""
+        import signal
+
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         import signal

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from henvis.settings import ServiceSettings
+from henvis.settings import StreamWorkerSettings
 
 SEVEN_DAYS = 7 * 24 * 60 * 60
 
 
-def _default_data_dir() -> Path:
-    return Path(os.environ.get("HENVIS_RUN_DIR") or ".run") / "router"
-
-
-class RouterSettings(ServiceSettings):
+class RouterSettings(StreamWorkerSettings):
     model_config = SettingsConfigDict(env_prefix="HENVIS_ROUTER_", extra="ignore")
 
     app_id: str = Field(
         default="henvis-router",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
-        description="Consumer group / faust app id; the real id is <topic_prefix><app_id>.",
+        description="Consumer group id, and the stem of the transactional ids and the state changelog.",
     )
-    data_dir: Path = Field(default_factory=_default_data_dir, description="faust's data directory.")
     manual_public_key: str | None = Field(
         default=None,
         description=(
@@ -41,21 +34,6 @@ class RouterSettings(ServiceSettings):
     withdrawal_check_seconds: float | None = Field(
         default=None, gt=0, description="How often pending withdrawals are checked; default min(wait/4, 60 s)."
     )
-    retry_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the publish retry backoff.")
-    session_timeout_seconds: float = Field(
-        default=30.0,
-        ge=6,
-        description="Kafka group session timeout: how soon the partitions of a killed worker move to another.",
-    )
-    instance_id: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
-        description=(
-            "Static group membership (Kafka group.instance.id), e.g. the StatefulSet pod name: a restarted "
-            "worker takes its partitions back without a rebalance. Unset: dynamic membership."
-        ),
-    )
-    metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port; 0 = off.")
 
     @field_validator("manual_public_key")
     @classmethod
@@ -77,5 +55,6 @@ class RouterSettings(ServiceSettings):
         return max(0.2, min(self.withdrawal_wait_seconds / 4, 60.0))
 
     @property
-    def faust_app_id(self) -> str:
-        return f"{self.kafka.topic_prefix}{self.app_id}"
+    def changelog_topic(self) -> str:
+        """The compacted topic holding the router's case states (partitioned like its input)."""
+        return f"{self.group_id}-cases-changelog"

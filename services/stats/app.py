@@ -1,36 +1,37 @@
-"""The faust adapter: ``referral.facts.v1`` and ``referral.outcomes.v1`` into SQL.
+"""The stats worker's adapter: ``referral.facts.v1`` and ``referral.outcomes.v1`` into SQL.
 
-Delivery:
+Delivery (:class:`henvis.stream.IdempotentConsumer`):
 
-* ``processing_guarantee="at_least_once"``, ``concurrency=1``, ``app.in_order(stream)``: each
-  partition in offset order, an offset committed only after the agent has finished it, so a
-  kill or a rebalance re-delivers, never loses (``henvis/faust_app.py``).
-* Applying is idempotent by event_id (``processed_events`` row in the same transaction as
-  the referral's change), so a re-delivery changes nothing.
-* The SQL runs in a thread (``asyncio.to_thread``) so the event loop keeps heartbeating.
-* Exceptions never escape an agent (faust would ack the message): an event that is not
-  valid is logged by id/type and skipped (it can never become valid); a database error is
-  retried with backoff until it works, so nothing accepted is dropped.
+* both topics are read ``read_committed`` (the router writes facts in transactions), each
+  partition in offset order, and the offsets are committed only after the batch's events
+  are in the database, so a kill or a rebalance re-delivers, never loses;
+* applying is idempotent by event_id (``processed_events`` row in the same transaction as
+  the referral's change), so a re-delivery changes nothing;
+* the SQL runs in a thread (``asyncio.to_thread``) so the event loop keeps heartbeating;
+* nothing raises out of :meth:`StatsWorker.apply`: an event that is not valid is logged by
+  id/type and skipped (it can never become valid); a database error is retried with backoff
+  until it works, so nothing accepted is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import structlog
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from henvis.faust_app import HenvisApp, app_options
 from henvis.kafka import topic_name
-from henvis.metrics import WORKER_READY
 from henvis.registry import Registry
 from henvis.schemas.events import ReferralFact, ReferralOutcome, parse_event
 from henvis.schemas.topics import REFERRAL_FACTS, REFERRAL_OUTCOMES
 from henvis.services.stats import domain
 from henvis.services.stats.settings import StatsSettings
 from henvis.services.stats.store import Filters, StatsStore
+from henvis.stream import IdempotentConsumer, StreamOptions
 
 log = structlog.get_logger("henvis.stats")
 
@@ -52,47 +53,40 @@ _MAX_BACKOFF_SECONDS = 10.0
 
 
 class StatsWorker:
-    """One stats worker process: the faust app, its two agents and the SQL store."""
+    """One stats worker process: the consumer of both topics, the SQL store, the rate gauges."""
 
     def __init__(self, settings: StatsSettings, registry: Registry, store: StatsStore):
         self.settings = settings
         self.registry = registry
         self.store = store
-        self.ready = False
         kafka = settings.kafka
-        self.app = HenvisApp(settings.faust_app_id(), **app_options(kafka, settings.data_dir), kafka=kafka)
-        self.facts = self.app.topic(topic_name(REFERRAL_FACTS.name, kafka), key_type=bytes, value_type=bytes)
-        self.outcomes = self.app.topic(topic_name(REFERRAL_OUTCOMES.name, kafka), key_type=bytes, value_type=bytes)
-        self._register()
+        self.sources = {
+            topic_name(REFERRAL_FACTS.name, kafka): "facts",
+            topic_name(REFERRAL_OUTCOMES.name, kafka): "outcomes",
+        }
+        self.consumer = IdempotentConsumer(StreamOptions.of(settings, *self.sources), self.apply)
 
-    def _register(self) -> None:
-        app = self.app
+    async def run(self) -> int:
+        gauges = asyncio.create_task(self._refresh_rate_gauges_every(self.settings.rate_gauge_interval_seconds))
+        try:
+            return await self.consumer.run()
+        finally:
+            gauges.cancel()
 
-        @app.agent(self.facts, concurrency=1, name="ingest-facts")
-        async def ingest_facts(stream):
-            async for event in app.in_order(stream):
-                await self.handle(event.value, "facts", event.message.timestamp)
+    def stop(self) -> None:
+        self.consumer.stop()
 
-        @app.agent(self.outcomes, concurrency=1, name="ingest-outcomes")
-        async def ingest_outcomes(stream):
-            async for event in app.in_order(stream):
-                await self.handle(event.value, "outcomes", event.message.timestamp)
+    async def apply(self, records: Sequence[ConsumerRecord]) -> None:
+        for record in records:
+            await self.handle(record.value, self.sources[record.topic], record.timestamp / 1000)
 
-        @app.timer(self.settings.rate_gauge_interval_seconds)
-        async def refresh_rate_gauges():
+    async def _refresh_rate_gauges_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
             try:
                 await asyncio.to_thread(self.refresh_rate_gauges)
             except Exception as exc:  # noqa: BLE001 - gauges are best effort; never stop the worker
                 log.warning("rate_gauges_failed", error_type=type(exc).__name__)
-
-        @app.on_rebalance_complete.connect
-        async def on_ready(sender, **kwargs):
-            WORKER_READY.set(1)
-            if not self.ready:
-                self.ready = True
-                log.info("worker_ready", app_id=self.settings.faust_app_id())
-            else:
-                log.info("partitions_assigned")
 
     async def handle(self, raw: bytes | None, source: str, kafka_timestamp: float | None = None) -> bool:
         """Apply one message; True when it changed the statistics. Never raises."""

@@ -12,7 +12,6 @@ import structlog
 def run_worker(settings=None) -> int:
     """Run the stats worker in the foreground until SIGTERM/SIGINT; returns the exit code."""
     from henvis.db import make_engine, migrate
-    from henvis.faust_app import run_worker as run_faust_worker
     from henvis.kafka import ensure_topics, henvis_topics
     from henvis.logging import configure_logging
     from henvis.metrics import serve_metrics
@@ -20,6 +19,7 @@ def run_worker(settings=None) -> int:
     from henvis.services.stats.app import StatsWorker
     from henvis.services.stats.settings import StatsSettings
     from henvis.services.stats.store import StatsStore
+    from henvis.stream import run_worker as run_stream_worker
 
     settings = settings or StatsSettings()
     configure_logging("stats", settings.log_level)
@@ -29,9 +29,9 @@ def run_worker(settings=None) -> int:
     # Our topics, our partition counts and retention: never broker auto-created defaults.
     ensure_topics(settings.kafka, henvis_topics(settings.kafka, registry))
     serve_metrics(settings.metrics_port)
-    worker_app = StatsWorker(settings, registry, StatsStore(make_engine(settings.database_url)))
-    log.info("stats_worker_starting", app_id=settings.faust_app_id(), partitions=settings.kafka.partitions)
-    return run_faust_worker(worker_app.app, settings.log_level, "stats_worker")
+    worker = StatsWorker(settings, registry, StatsStore(make_engine(settings.database_url)))
+    log.info("stats_worker_starting", group_id=settings.group_id, instance_id=settings.instance_id)
+    return run_stream_worker(worker, "stats_worker")
 
 
 def serve(host: str, port: int) -> int:

@@ -135,16 +135,12 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
             "HENVIS_CONSENT_RELAY_LEASE_SECONDS": "30",
             "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
             "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_SECONDS * 1000),
-            # the stats worker leaves faust's session timeout at its default; faust reads these
-            "BROKER_SESSION_TIMEOUT": str(SESSION_TIMEOUT_SECONDS),
-            "BROKER_HEARTBEAT_INTERVAL": "1",
+            "HENVIS_STATS_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
         }
-        if os.environ.get("HENVIS_FAULT_DYNAMIC_MEMBERSHIP") != "1":
-            # Static group membership, as the Helm chart gives the router (its pod name):
-            # a restarted router takes its partitions back without a rebalance.
-            # HENVIS_FAULT_DYNAMIC_MEMBERSHIP=1 leaves it unset: two rebalances per restart,
-            # where faust skips input that the router must rewind over.
-            env["HENVIS_ROUTER_INSTANCE_ID"] = "fault-router-0"
+        if os.environ.get("HENVIS_FAULT_DYNAMIC_MEMBERSHIP") == "1":
+            # The workers default to static membership (the host name); this measures the
+            # slower recovery of dynamic membership: a restart waits for the dead session.
+            env["HENVIS_ROUTER_INSTANCE_ID"] = env["HENVIS_STATS_INSTANCE_ID"] = ""
         supervisor = Supervisor(run_dir, env)
         add_caseworkers(supervisor, credentials)
         for part in pipeline_parts(ports):

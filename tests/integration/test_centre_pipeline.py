@@ -205,7 +205,7 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
 
     ensure_topics(kafka_settings, henvis_topics(kafka_settings, load_registry()))
     router = loadgen.RouterProcess(
-        {"HENVIS_ROUTER_DATA_DIR": str(tmp_path / "router"), "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6"},
+        {"HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6"},
         tmp_path / "router.log",
     ).start()
     centre_worker = WorkerProcess(database_url)

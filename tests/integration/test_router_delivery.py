@@ -8,16 +8,19 @@ allowed by design (the centre inbox dedupes by referral_id) but counted and prin
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import TransactionState
 
 from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics, topic_name
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, parse_event
-from henvis.schemas.topics import MANUAL_HANDLING
+from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING
 from henvis.services.router import loadgen
 from tests.helpers import free_port, wait_until
 
@@ -32,7 +35,6 @@ def router_env(kafka_settings, tmp_path) -> dict[str, str]:
         "HENVIS_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "HENVIS_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
         "HENVIS_KAFKA_PARTITIONS": str(kafka_settings.partitions),
-        "HENVIS_ROUTER_DATA_DIR": str(tmp_path / "router"),
         "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6",
         "HENVIS_LOG_LEVEL": "INFO",
     }
@@ -44,7 +46,9 @@ def workers(router_env, tmp_path):
     started: list[loadgen.RouterProcess] = []
 
     def start(name: str = "router", **extra_env: str) -> loadgen.RouterProcess:
-        worker = loadgen.RouterProcess({**router_env, **extra_env}, tmp_path / f"{name}.log", name=name).start()
+        # Each worker its own static member id (by default all would take the host name).
+        env = {**router_env, "HENVIS_ROUTER_INSTANCE_ID": name, **extra_env}
+        worker = loadgen.RouterProcess(env, tmp_path / f"{name}.log", name=name).start()
         started.append(worker)
         return worker
 
@@ -76,6 +80,7 @@ def assert_every_referral_on_its_own_centre_topic(observed: loadgen.Observed, ex
     expected_per_centre = {slug: list(expected.referrals.values()).count(slug) for slug in REGISTRY.slugs}
     assert per_centre == expected_per_centre
     assert {rid: slug for slug, ids in observed.withdrawn.items() for rid in ids} == expected.withdrawals
+    assert observed.withdrawn_before_issued == [], "a withdrawal reached a centre before its referral"
     assert observed.manual == expected.manual
     assert observed.facts == expected.facts
 
@@ -106,37 +111,37 @@ def test_ten_thousand_mixed_decisions_reach_exactly_their_centres(kafka_settings
 
 @pytest.mark.slow
 @pytest.mark.parametrize("membership", ["static", "dynamic"])
-def test_sigkill_mid_stream_loses_and_misplaces_nothing(kafka_settings, workers, record_property, membership):
+def test_sigkill_mid_stream_delivers_every_referral_exactly_once(kafka_settings, workers, record_property, membership):
     expected = loadgen.mixed_decisions(10_000, REGISTRY, seed=11)
-    total = len(expected.messages)
-    loadgen.produce(kafka_settings, expected.messages)
-
-    def lag() -> int | None:
-        return loadgen.committed_lag(kafka_settings, group_id(kafka_settings))
-
-    # Static: as the Helm chart runs it (pod name as group.instance.id), a restart takes the
-    # partitions back without a rebalance.  Dynamic: a restart rebalances twice (the new member
-    # joins, later the dead one's session expires), where faust on its own once lost input.
-    worker = workers(**({"HENVIS_ROUTER_INSTANCE_ID": "router-0"} if membership == "static" else {}))
-    lag_at_kill = total
+    group = group_id(kafka_settings)
+    # Static, the default (the host name, in Kubernetes the pod name): a restart takes the
+    # partitions back at once.  Dynamic: the restart waits for the dead member's session.
+    worker = workers(**({} if membership == "static" else {"HENVIS_ROUTER_INSTANCE_ID": ""}))
+    wait_until(worker.is_ready, timeout=120, message="router not ready")
+    feeder = loadgen.Feeder(kafka_settings, expected.messages, per_second=800)
+    feeder.start()
     for kill in range(3):
-        # Let it make progress since its (re)start, then kill it without warning, and restart.
-        threshold = lag_at_kill - total // 8
+        # Kill it without warning once it has committed fresh work since its (re)start, while
+        # decisions keep arriving, then start it again.
+        committed_at_start = loadgen.committed_total(kafka_settings, group)
         wait_until(
-            lambda: (current := lag()) is not None and current < threshold,
+            lambda: loadgen.committed_total(kafka_settings, group) >= committed_at_start + 300,
             timeout=PROCESSING_TIMEOUT,
-            interval=0.2,
+            interval=0.1,
             message=f"router made no progress before kill {kill + 1}",
         )
-        lag_at_kill = lag()
         worker.kill()
-        print(f"\nkill {kill + 1}: {lag_at_kill} of {total} decisions not yet committed")
+        print(f"\nkill {kill + 1}: {feeder.sent} fed, feeding {'on' if feeder.running() else 'done'}")
         worker.start()
+    feeder.finish()
     wait_until_processed(kafka_settings)
 
     observed = loadgen.observe(kafka_settings, REGISTRY)
     assert_every_referral_on_its_own_centre_topic(observed, expected)
     report(f"sigkill-{membership}", observed, record_property)
+    # Exactly once on the topics themselves, not only in the inbox: an aborted transaction's
+    # messages are invisible to read_committed readers.
+    assert observed.duplicate_messages() == 0
 
 
 @pytest.mark.slow
@@ -162,24 +167,77 @@ def test_two_workers_in_one_group_share_the_work_and_give_the_same_result(kafka_
 @pytest.mark.slow
 def test_a_worker_joining_and_another_leaving_mid_stream_loses_nothing(kafka_settings, workers, record_property):
     expected = loadgen.mixed_decisions(10_000, REGISTRY, seed=14)
-    total = len(expected.messages)
-    loadgen.produce(kafka_settings, expected.messages)
-
-    def lag_below(fraction: float):
-        return lambda: (lag := loadgen.committed_lag(kafka_settings, group_id(kafka_settings))) is not None and (
-            lag < total * fraction
-        )
-
+    group = group_id(kafka_settings)
     first = workers("router-a")
-    wait_until(lag_below(0.85), timeout=PROCESSING_TIMEOUT, interval=0.2, message="no progress")
+    wait_until(first.is_ready, timeout=120, message="first router not ready")
+    feeder = loadgen.Feeder(kafka_settings, expected.messages, per_second=800)
+    feeder.start()
+    wait_until(lambda: loadgen.committed_total(kafka_settings, group) >= 1_500, timeout=PROCESSING_TIMEOUT, interval=0.2,
+               message="no progress")
     second = workers("router-b")  # scale out mid-stream: a rebalance while the first is busy
     wait_until(lambda: second.is_ready() and second.last_assignment(), timeout=120, message="second never got work")
+    assert feeder.running(), "the rebalance should fall mid-stream"
     assert first.stop() == 0  # scale in mid-stream: SIGTERM, its partitions move to the second
+    feeder.finish()
     wait_until_processed(kafka_settings)
 
     observed = loadgen.observe(kafka_settings, REGISTRY)
     assert_every_referral_on_its_own_centre_topic(observed, expected)
     report("rebalance", observed, record_property)
+    assert observed.duplicate_messages() == 0
+
+
+@pytest.mark.slow
+def test_a_paused_worker_that_lost_its_partitions_cannot_commit_when_it_wakes(kafka_settings, workers, record_property):
+    expected = loadgen.mixed_decisions(6_000, REGISTRY, seed=15)
+    group = group_id(kafka_settings)
+    zombie, survivor = workers("router-a"), workers("router-b")
+    wait_until(lambda: zombie.last_assignment() and survivor.last_assignment(), timeout=120, message="both must hold work")
+    feeder = loadgen.Feeder(kafka_settings, expected.messages, per_second=500)
+    feeder.start()
+    wait_until(lambda: loadgen.committed_total(kafka_settings, group) >= 500, timeout=120, message="no progress")
+
+    # Freeze the zombie while one of its transactions is open (written to, not committed).
+    topic = topic_name(CONSENT_DECISIONS.name, kafka_settings)
+    transactional_ids = [f"{group}-{topic}-{partition}" for partition in zombie.last_assignment()]
+    admin = KafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    try:
+        for _attempt in range(200):
+            zombie.pause()
+            states = admin.describe_transactions(transactional_ids)
+            open_ids = [tid for tid, txn in states.items() if txn.state is TransactionState.ONGOING and txn.topic_partitions]
+            if open_ids:
+                break
+            zombie.resume()
+            time.sleep(0.02)
+        else:
+            pytest.fail("never caught the worker inside a transaction")
+    finally:
+        admin.close()
+    print(f"\nfrozen with open transactions {open_ids}")
+
+    # Past its session timeout the group gives its partitions to the survivor, whose producers
+    # fence the zombie's and abort its open transactions.
+    all_partitions = list(range(kafka_settings.partitions))
+    wait_until(lambda: survivor.last_assignment() == all_partitions, timeout=120, message="survivor never took over")
+    progress = loadgen.committed_total(kafka_settings, group)
+    wait_until(lambda: loadgen.committed_total(kafka_settings, group) > progress + 200, timeout=120,
+               message="survivor made no progress")
+
+    zombie.resume()
+    # Its late commit is refused: the broker fenced it.
+    wait_until(
+        lambda: any(line.get("event") == "transaction_abandoned" and line.get("fenced") for line in zombie.log_lines()),
+        timeout=120,
+        message="the zombie's late transaction was not refused as fenced",
+    )
+    feeder.finish()
+    wait_until_processed(kafka_settings)
+
+    observed = loadgen.observe(kafka_settings, REGISTRY)
+    assert_every_referral_on_its_own_centre_topic(observed, expected)  # includes: no withdrawal before its referral
+    report("zombie", observed, record_property)
+    assert observed.duplicate_messages() == 0
 
 
 @pytest.mark.slow

@@ -38,7 +38,6 @@ def stats_worker(database_url, kafka_settings, tmp_path):
     env = {
         **os.environ,
         "HENVIS_STATS_DATABASE_URL": database_url,
-        "HENVIS_STATS_DATA_DIR": str(tmp_path / "faust"),
         "HENVIS_STATS_METRICS_PORT": str(metrics_port),
         "HENVIS_STATS_RATE_GAUGE_INTERVAL_SECONDS": "1",
         "HENVIS_RUN_DIR": str(tmp_path),

@@ -73,11 +73,11 @@ def test_different_templates_levels_and_loggers_are_not_merged(log_output, clock
     logging.getLogger("aiokafka").warning("Unable connect to node with id %s: %s", 1, "refused")
     logging.getLogger("aiokafka.conn").error("Unable connect to node with id %s: %s", 1, "refused")
     logging.getLogger("kafka.conn").error("Connect attempt to %s returned error %s", "k0", 111)
-    logging.getLogger("faust.transport.drivers.aiokafka").error("Consumer error %s", "x")
+    logging.getLogger("aiokafka.consumer.fetcher").error("Consumer error %s", "x")
     assert len(lines(log_output)) == 6
     # ... while the second of each of them is suppressed.
     logging.getLogger("kafka.conn").error("Connect attempt to %s returned error %s", "k1", 113)
-    logging.getLogger("faust.transport.drivers.aiokafka").error("Consumer error %s", "y")
+    logging.getLogger("aiokafka.consumer.fetcher").error("Consumer error %s", "y")
     assert len(lines(log_output)) == 6
 
 
@@ -85,7 +85,7 @@ def test_henvis_loggers_are_never_throttled(log_output, clock):
     for _ in range(50):
         structlog.get_logger("henvis.router").error("publish_failed", reason="broker_unreachable")
         logging.getLogger("henvis.kafka").error("broker unreachable")
-        logging.getLogger("henvis.faust").warning("rebalancing")
+        logging.getLogger("henvis.stream").warning("rebalancing")
     assert len(lines(log_output)) == 150
     assert all("repeated" not in line for line in lines(log_output))
 

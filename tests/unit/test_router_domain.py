@@ -1,4 +1,4 @@
-"""The router's routing decisions (services/router/domain.py), without Kafka or faust."""
+"""The router's routing decisions (services/router/domain.py), without Kafka."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def withdrawn(case_ref: str | None = "4100-12345-00001-24", referral_id=None) ->
 
 
 class RouterUnderTest:
-    """The domain plus a dict standing in for the faust table (as the adapter uses it)."""
+    """The domain plus a dict standing in for the state store (as the adapter uses it)."""
 
     def __init__(self, seal=None, now: datetime = NOW):
         self.table: dict[str, domain.CaseState] = {}
