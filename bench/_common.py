@@ -110,6 +110,34 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def output_span(settings, topic: str, expected: int, timeout: float) -> tuple[int, float]:
+    """Read ``topic`` (read_committed) until it held ``expected`` records; return (count,
+    seconds from the first to the last record's broker timestamp).  Counted by records read,
+    not by end offsets, which also count transaction markers."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from henvis.kafka import consumer_config
+
+    consumer = KafkaConsumer(**{**consumer_config(settings, None, "bench-reader"), "enable_auto_commit": False})
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        first, last, count = None, None, 0
+        while count < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} did not reach {expected} records ({count})")
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    count += 1
+                    first = record.timestamp if first is None else min(first, record.timestamp)
+                    last = record.timestamp if last is None else max(last, record.timestamp)
+        return count, (last - first) / 1000.0
+    finally:
+        consumer.close()
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of one process, from /proc (MiB)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as status:

@@ -7,14 +7,15 @@ the demo's settings) under the supervisor and posts decisions at a steady ``--ra
 Then, one at a time, it SIGKILLs a worker, restarts it at once (as Kubernetes would) and
 measures, from the kill:
 
-* ``ready``: the new process logged ``worker_ready`` (faust: partitions assigned);
+* ``ready``: the new process logged ``worker_ready`` (partitions assigned);
 * ``flowing``: the first referral posted *after* the kill reached the part's sink -
   router and relay: a centre topic (a watcher timestamps arrivals); centre worker: its
   inbox table; stats worker: its referrals table.
 
 The baseline is the consumer session timeout each worker is configured with: a killed
-member's partitions stay assigned to it until the group coordinator gives up on it, so a
-restart cannot consume sooner (classic group protocol, no static membership).  The relay
+dynamic member's partitions stay assigned to it until the group coordinator gives up on it.
+The router and the stats worker are static members by default (their host name), so a
+restart takes the partitions back at once and should beat the baseline by far.  The relay
 has no consumer group; its baseline is its own poll interval.
 
 Memory: VmRSS (/proc) of every part once ready with no traffic, and the peak during the
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20, help="steady decisions/s during the kills")
     parser.add_argument("--session-timeout", type=float, default=10, help="consumer session timeout of every worker (s)")
     parser.add_argument("--service-defaults", action="store_true",
-                        help="keep each worker's own default session timeout (router 30 s, centre 45 s, stats/faust 60 s)")
+                        help="keep each worker's own default settings (session timeouts: router 30 s, centre 45 s, stats 30 s)")
     parser.add_argument("--load-seconds", type=float, default=10, help="load time before the memory peak is read")
     parser.add_argument("--workers", default=",".join(WORKERS), help="which workers to kill, in order")
     args = parser.parse_args(argv)
@@ -124,21 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     env = {
         "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": f"{timeout:g}",
         "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": str(int(timeout * 1000)),
-        # The stats worker has no setting of its own; faust reads its broker_session_timeout
-        # (default 60 s) from this variable.
-        "BROKER_SESSION_TIMEOUT": f"{timeout:g}",
+        "HENVIS_STATS_SESSION_TIMEOUT_SECONDS": f"{timeout:g}",
         "HENVIS_LOG_LEVEL": "INFO",
     }
     baselines = {"router": timeout, "centre-worker": timeout, "stats-worker": timeout, "consent-relay": 0.2}
     if args.service_defaults:
         from henvis.services.centre.settings import CentreSettings
         from henvis.services.router.settings import RouterSettings
+        from henvis.services.stats.settings import StatsSettings
 
         env = {"HENVIS_LOG_LEVEL": "INFO"}
         baselines.update({
             "router": RouterSettings.model_fields["session_timeout_seconds"].default,
             "centre-worker": CentreSettings.model_fields["consumer_session_timeout_ms"].default / 1000,
-            "stats-worker": 60.0,  # faust's broker_session_timeout default; the stats worker sets none
+            "stats-worker": StatsSettings.model_fields["session_timeout_seconds"].default,
         })
 
     print(f"Recovery and memory   {_common.machine_line()}")
