@@ -44,12 +44,20 @@ class KafkaSettings(BaseSettings):
     pseudonymous_retention_days: int = Field(default=730, ge=1)
 
 
+def sqlite_in_run_dir(name: str):
+    """A ``default_factory`` for a database URL: the SQLite file ``name`` in the run folder."""
+    return lambda data: f"sqlite:///{Path(data['run_dir']) / name}"
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings model."""
 
     model_config = SettingsConfigDict(env_prefix="HENVIS_", extra="ignore")
 
     log_level: str = _shared("log_level", default="INFO")
+    run_dir: Path = _shared(
+        "run_dir", default=Path(".run"), description="Local state of a single-host setup: the default SQLite files."
+    )
     registry_path: Path | None = _shared(
         "registry_path", default=None, description="Centre registry file; the packaged one when unset."
     )

@@ -73,7 +73,7 @@ def _sealer(settings: CentreSettings):
     if not settings.manual_public_key:
         return None
     # The router's sealing (NaCl sealed box), so the manual desk opens both with one key.
-    from henvis.services.router.sealing import Sealer
+    from henvis.sealing import Sealer
 
     return Sealer(settings.manual_public_key)
 

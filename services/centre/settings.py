@@ -10,21 +10,13 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from henvis.registry import Registry
-from henvis.settings import ServiceSettings
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get("HENVIS_RUN_DIR") or ".run")
-
-
-def _default_database_url() -> str:
-    return f"sqlite:///{run_dir() / 'centre.db'}"
+from henvis.settings import ServiceSettings, sqlite_in_run_dir
 
 
 class CentreSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HENVIS_CENTRE_", extra="ignore")
 
-    database_url: str = Field(default_factory=_default_database_url)
+    database_url: str = Field(default_factory=sqlite_in_run_dir("centre.db"))
     centres: str | None = Field(
         default=None, description="Comma-separated centre slugs this deployment consumes; all in the registry when unset."
     )
@@ -80,7 +72,7 @@ class CentreSettings(ServiceSettings):
             raise RuntimeError(
                 "HENVIS_CENTRE_SESSION_SECRET is required when serving beyond localhost (or HENVIS_CENTRE_DEMO=1)"
             )
-        path = run_dir() / "centre-session-secret"
+        path = self.run_dir / "centre-session-secret"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             try:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from henvis.settings import ServiceSettings
-
-
-def _default_database_url() -> str:
-    run_dir = os.environ.get("HENVIS_RUN_DIR") or ".run"
-    return f"sqlite:///{run_dir}/consent.db"
+from henvis.settings import ServiceSettings, sqlite_in_run_dir
 
 
 class ConsentSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HENVIS_CONSENT_", extra="ignore")
 
     database_url: str = Field(
-        default_factory=_default_database_url,
+        default_factory=sqlite_in_run_dir("consent.db"),
         description="SQLAlchemy URL of the consent database (events + outbox).",
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger request bodies get 413.")

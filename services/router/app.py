@@ -29,7 +29,7 @@ from henvis.registry import Registry
 from henvis.schemas.events import utcnow
 from henvis.schemas.topics import CONSENT_DECISIONS
 from henvis.services.router import domain
-from henvis.services.router.sealing import Sealer
+from henvis.sealing import Sealer
 from henvis.services.router.settings import RouterSettings
 from henvis.stream import Effects, Output, StateView, StreamOptions, TransactionalProcessor
 

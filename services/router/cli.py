@@ -39,7 +39,7 @@ def run_worker(settings=None) -> int:
 
 
 def keygen() -> int:
-    from henvis.services.router.sealing import generate_keypair
+    from henvis.sealing import generate_keypair
 
     private, public = generate_keypair()
     print(f"HENVIS_ROUTER_MANUAL_PUBLIC_KEY={public}")

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from henvis.deadlines import local_date
+from henvis.manual import manual_case
 from henvis.registry import Registry
 from henvis.schemas.errors import safe_errors
 from henvis.schemas.events import (
@@ -195,14 +196,15 @@ def invalid_message(raw: bytes | None, ctx: Context, detail: str, source: Event 
         source_id, source_type = source.event_id, getattr(source, "event_type", None)
     else:
         source_id, source_type = _best_effort_id(raw), _best_effort_type(raw)
-    manual_id = derived_id(ROUTER_NAMESPACE, source_id or _raw_fingerprint(raw), ManualReason.INVALID_EVENT.value)
-    event = ManualHandling(
-        event_id=manual_id,
-        occurred_at=ctx.now,
+    event = manual_case(
+        ROUTER_NAMESPACE,
+        source_id or _raw_fingerprint(raw),
+        ManualReason.INVALID_EVENT.value,
         reason=ManualReason.INVALID_EVENT,
+        at=ctx.now,
+        detail=detail,
         source_event_id=source_id,
         source_event_type=source_type,
-        detail=detail[:500],
         sealed_payload=sealed,
     )
     return Result(outputs=[_manual(event)])
@@ -311,16 +313,15 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
     else:
         outputs.append(
             _manual(
-                ManualHandling(
-                    event_id=derived_id(ROUTER_NAMESPACE, event.event_id, manual_reason.value),
-                    occurred_at=ctx.now,
+                manual_case(
+                    ROUTER_NAMESPACE,
+                    event.event_id,
+                    manual_reason.value,
                     reason=manual_reason,
-                    source_event_id=event.event_id,
-                    source_event_type=event.event_type,
-                    referral_id=referral_id,
-                    municipality_code=event.municipality_code,
-                    offence=event.offence,
+                    at=ctx.now,
                     detail=detail if pending is None else f"{detail}; consent already withdrawn, do not contact",
+                    about=event,
+                    referral_id=referral_id,
                     sealed_payload=None if pending is not None else ctx.seal(raw),
                 )
             )
@@ -484,16 +485,17 @@ def _withdraw(record: ReferralRecord, event: ConsentWithdrawn, ctx: Context) -> 
         # The case is in manual handling: the people who hold its sealed details must erase them.
         outputs.append(
             _manual(
-                ManualHandling(
-                    event_id=derived_id(ROUTER_NAMESPACE, event.event_id, f"withdrawn-in-manual:{record.referral_id}"),
-                    occurred_at=ctx.now,
+                manual_case(
+                    ROUTER_NAMESPACE,
+                    event.event_id,
+                    f"withdrawn-in-manual:{record.referral_id}",
                     reason=ManualReason.WITHDRAWAL_UNMATCHED,
-                    source_event_id=event.event_id,
-                    source_event_type=event.event_type,
+                    at=ctx.now,
+                    detail="consent withdrawn for a case in manual handling: erase its contact details, do not contact",
+                    about=event,
                     referral_id=record.referral_id,
                     municipality_code=record.municipality_code,
                     offence=record.offence,
-                    detail="consent withdrawn for a case in manual handling: erase its contact details, do not contact",
                 )
             )
         )
@@ -517,14 +519,16 @@ def expire_pending(key: str, state: CaseState, ctx: Context, wait: timedelta) ->
     pending = state.pending_withdrawal
     if pending is None or ctx.now - pending.received_at < wait:
         return None
-    event = ManualHandling(
-        event_id=derived_id(ROUTER_NAMESPACE, pending.event_id, ManualReason.WITHDRAWAL_UNMATCHED.value),
-        occurred_at=ctx.now,
+    event = manual_case(
+        ROUTER_NAMESPACE,
+        pending.event_id,
+        ManualReason.WITHDRAWAL_UNMATCHED.value,
         reason=ManualReason.WITHDRAWAL_UNMATCHED,
+        at=ctx.now,
+        detail="a withdrawal arrived but no consent for its case did within the waiting time",
         source_event_id=pending.event_id,
         source_event_type=ConsentWithdrawn.model_fields["event_type"].default,
         referral_id=pending.referral_id,
-        detail="a withdrawal arrived but no consent for its case did within the waiting time",
     )
     return Result(outputs=[_manual(event)], state={key: state.model_copy(update={"pending_withdrawal": None})})
 

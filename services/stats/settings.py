@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from henvis.settings import StreamWorkerSettings
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get("HENVIS_RUN_DIR") or ".run")
-
-
-def _default_database_url() -> str:
-    return f"sqlite:///{run_dir() / 'stats.db'}"
+from henvis.settings import StreamWorkerSettings, sqlite_in_run_dir
 
 
 class StatsSettings(StreamWorkerSettings):
     model_config = SettingsConfigDict(env_prefix="HENVIS_STATS_", extra="ignore")
 
-    database_url: str = Field(default_factory=_default_database_url)
+    database_url: str = Field(default_factory=sqlite_in_run_dir("stats.db"))
     app_id: str = Field(
         default="henvis-stats",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",

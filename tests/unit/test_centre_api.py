@@ -290,7 +290,7 @@ def test_metrics_count_open_overdue_and_outcomes(centre):
 
 
 def test_a_returned_referral_carries_its_contact_details_only_sealed_for_the_manual_desk(database_url):
-    from henvis.services.router.sealing import generate_keypair, unseal
+    from henvis.sealing import generate_keypair, unseal
 
     private_key, public_key = generate_keypair()
     app = build_app(centre_settings(database_url, manual_public_key=public_key))

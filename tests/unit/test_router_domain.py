@@ -22,7 +22,7 @@ from henvis.schemas.events import (
     referral_id_for,
 )
 from henvis.services.router import domain
-from henvis.services.router.sealing import Sealer, generate_keypair, unseal
+from henvis.sealing import Sealer, generate_keypair, unseal
 
 REGISTRY = load_registry()
 NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)

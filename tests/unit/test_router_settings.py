@@ -7,7 +7,7 @@ import socket
 import pytest
 from pydantic import ValidationError
 
-from henvis.services.router.sealing import Sealer, generate_keypair, unseal
+from henvis.sealing import Sealer, generate_keypair, unseal
 from henvis.services.router.settings import RouterSettings
 
 

@@ -1,4 +1,5 @@
-"""Sealing for the manual-handling role: the only way personal data reaches ``henvis.manual.v1``.
+"""Sealing for the manual-handling role: the only way personal data reaches ``henvis.manual.v1``
+(the router seals a case it cannot route, the centre a referral returned as not its own).
 
 A NaCl sealed box (Curve25519 + XSalsa20-Poly1305) encrypts the source event with the
 manual-handling role's public key; only the holder of the private key can open it, and the
