@@ -1,4 +1,8 @@
-"""``henvis consent serve|relay|migrate|openapi|submit``."""
+"""``henvis consent serve|relay|migrate|openapi|submit``.
+
+Each command imports what it runs when it runs, so the relay never loads FastAPI and the
+API never loads kafka-python; nothing imports this module back, so no cycle hides here.
+"""
 
 from __future__ import annotations
 
@@ -42,46 +46,61 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def openapi_json() -> str:
+    """The consent API's OpenAPI document as the checked-in JSON text."""
     from henvis.services.consent.api import openapi_document
 
     return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str]) -> int:
+    """Run one ``henvis consent`` command; returns its exit code."""
     args = _parser().parse_args(argv)
-    if args.command == "openapi":
-        text = openapi_json()
-        if args.output:
-            args.output.write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-        return 0
-    if args.command == "submit":
-        return _submit(args)
+    commands = {"openapi": _openapi, "submit": _submit, "migrate": _migrate, "serve": _serve, "relay": _relay}
+    return commands[args.command](args)
 
+
+def _openapi(args: argparse.Namespace) -> int:
+    text = openapi_json()
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _migrated_settings() -> ConsentSettings:
+    """The settings, once logging is configured and the database is at the latest schema."""
     settings = ConsentSettings()
     configure_logging(SERVICE, settings.log_level)
     migrate(settings.database_url, SERVICE)
-    if args.command == "migrate":
-        print("consent database is at the latest schema")
-        return 0
-    if args.command == "serve":
-        from henvis.http import serve
-        from henvis.services.consent.api import create_consent_app
-
-        return serve(create_consent_app(settings), args.host, args.port)
-    if args.command == "relay":
-        from henvis.services.consent.relay import run_relay
-
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        run_relay(settings, stop)
-        return 0
-    return 2
+    return settings
 
 
-def _submit(args) -> int:
+def _migrate(_args: argparse.Namespace) -> int:
+    _migrated_settings()
+    print("consent database is at the latest schema")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from henvis.http import serve
+    from henvis.services.consent.api import create_consent_app
+
+    return serve(create_consent_app(_migrated_settings()), args.host, args.port)
+
+
+def _relay(_args: argparse.Namespace) -> int:
+    from henvis.services.consent.relay import run_relay
+
+    settings = _migrated_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_relay(settings, stop)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
     from henvis.registry import load_registry
     from henvis.services.consent.submit import submit_file
 

@@ -1,7 +1,8 @@
-"""Pure rules of the consent service: idempotency, registry checks, withdrawals, leasing.
+"""Pure rules of accepting an event: idempotency, what is stored, registry checks, withdrawals.
 
-No I/O here: the API (``api.py``), the store (``store.py``) and the relay (``relay.py``)
-call these functions with what they read, so every rule is testable without a database.
+No I/O here: the routes (``routes.py``) and the store (``store.py``) call these functions
+with what they read, so every rule is testable without a database. The rules of refusing
+a request are in ``refusals.py``, those of publishing the outbox in ``delivery.py``.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from henvis.registry import Registry
 from henvis.schemas.events import ConsentDeclined, ConsentGiven, ConsentWithdrawn, Event, referral_id_for
+from henvis.services.consent.refusals import error
 
 ACCEPTED = "accepted"
 
@@ -26,31 +27,6 @@ class Verdict(StrEnum):
     NEW = "new"  # first time: store it, answer 202
     REPLAY = "replay"  # the same event again: answer 200 with the original result
     CONFLICT = "conflict"  # another event under a known event_id: answer 409
-
-
-class RejectReason(StrEnum):
-    """Closed set of reasons for ``henvis_consent_rejected_total{reason}``."""
-
-    UNAUTHENTICATED = "unauthenticated"
-    FORBIDDEN = "forbidden"
-    INVALID = "invalid"
-    UNKNOWN_CENTRE = "unknown_centre"
-    UNKNOWN_REFERRAL = "unknown_referral"
-    CONFLICT = "conflict"
-    TOO_LARGE = "too_large"
-    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
-    UNAVAILABLE = "unavailable"
-
-
-REASON_BY_STATUS = {
-    401: RejectReason.UNAUTHENTICATED,
-    403: RejectReason.FORBIDDEN,
-    409: RejectReason.CONFLICT,
-    413: RejectReason.TOO_LARGE,
-    415: RejectReason.UNSUPPORTED_MEDIA_TYPE,
-    422: RejectReason.INVALID,
-    503: RejectReason.UNAVAILABLE,
-}
 
 
 def canonical_hash(event: Event) -> str:
@@ -64,6 +40,7 @@ def canonical_hash(event: Event) -> str:
 
 
 def verdict(stored_hash: str | None, new_hash: str) -> Verdict:
+    """New when nothing is stored under the event_id, a replay when the same event is."""
     if stored_hash is None:
         return Verdict.NEW
     return Verdict.REPLAY if stored_hash == new_hash else Verdict.CONFLICT
@@ -83,21 +60,85 @@ def accepted_result(event: Event) -> dict:
     return result
 
 
-def error(field: str, message: str, kind: str) -> dict[str, str]:
-    """One entry of the 4xx ``errors`` list; never carries a submitted value."""
-    return {"field": field, "message": message, "type": kind}
+# ---------------------------------------------------------------------------- acceptance
 
 
-def name_discriminator(errors: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Errors about a missing or unknown ``event_type`` name that field, not the whole body."""
-    named = []
-    for entry in errors:
-        if entry["type"] == "union_tag_invalid":
-            entry = {**entry, "field": "event_type", "message": "is not an event type this endpoint accepts"}
-        elif entry["type"] == "union_tag_not_found":
-            entry = {**entry, "field": "event_type"}
-        named.append(entry)
-    return named
+@dataclass(frozen=True)
+class EventRecord:
+    """The idempotency record of an accepted event; no personal data but the case number."""
+
+    event_id: str
+    event_type: str
+    body_sha256: str
+    case_ref: str | None
+    referral_id: str | None
+    client_name: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """The Kafka record the relay will publish for an accepted event."""
+
+    event_id: str
+    kafka_key: str
+    payload: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """The two rows a new event is stored as, in one transaction."""
+
+    record: EventRecord
+    entry: OutboxEntry
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """The verdict on a submitted event and, for a new one, what to store."""
+
+    verdict: Verdict
+    event_id: uuid.UUID
+    new: NewEvent | None = None
+
+
+def decide_acceptance(
+    stored_hash: str | None, submitted: Event, published: Event, client_name: str, now: datetime
+) -> Acceptance:
+    """Replay or conflict against ``stored_hash``, or a new event with the rows to store.
+
+    ``submitted`` is what the client sent (its canonical hash decides replay/conflict);
+    ``published`` is what goes to Kafka (a withdrawal enriched with its case_ref).
+    """
+    body_hash = canonical_hash(submitted)
+    if stored_hash is not None:
+        return Acceptance(verdict(stored_hash, body_hash), submitted.event_id)
+    return Acceptance(Verdict.NEW, submitted.event_id, _new_event(submitted, published, body_hash, client_name, now))
+
+
+def _new_event(submitted: Event, published: Event, body_hash: str, client_name: str, now: datetime) -> NewEvent:
+    event_id = str(submitted.event_id)
+    referral_id = referral_id_of(submitted)
+    record = EventRecord(
+        event_id=event_id,
+        event_type=submitted.event_type,
+        body_sha256=body_hash,
+        case_ref=getattr(published, "case_ref", None),
+        referral_id=str(referral_id) if referral_id else None,
+        client_name=client_name,
+        received_at=now,
+    )
+    entry = OutboxEntry(
+        event_id=event_id,
+        kafka_key=published.kafka_key().decode(),
+        payload=published.to_bytes().decode(),
+        created_at=now,
+    )
+    return NewEvent(record, entry)
+
+
+# ---------------------------------------------------------------------------- checks beyond the schema
 
 
 def registry_errors(event: ConsentGiven | ConsentDeclined, registry: Registry) -> list[dict[str, str]]:
@@ -143,50 +184,3 @@ def resolve_withdrawal(
     if withdrawal.case_ref is not None and withdrawal.case_ref != known.case_ref:
         return None, [error("referral_id", "belongs to another case than case_ref", "referral_case_mismatch")]
     return withdrawal.model_copy(update={"case_ref": known.case_ref}), []
-
-
-# ---------------------------------------------------------------------------- relay leasing
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """An unsent outbox row as the relay sees it when choosing what to lease."""
-
-    id: int
-    key: str  # the Kafka key (case_ref): rows with the same key must go out in id order
-    lease_owner: str | None
-    lease_until: datetime | None
-
-
-def choose_lease(
-    rows: Sequence[OutboxRow], now: datetime, limit: int, leased_keys: Iterable[str] = ()
-) -> list[int]:
-    """Ids of unsent rows a relay may lease now, in outbox order.
-
-    ``rows`` are the oldest unsent rows in id order. A row under an unexpired lease blocks
-    every later row with the same key, so two relays never publish one case out of order;
-    rows of other cases are free to take. This holds for the relay's own leases too: rows
-    whose delivery is in doubt stay leased until the lease runs out, and are not sent twice.
-    ``leased_keys`` are keys known to be under lease beyond the rows given.
-    """
-    blocked: set[str] = set(leased_keys)
-    chosen: list[int] = []
-    for row in rows:
-        if len(chosen) >= limit:
-            break
-        leased = row.lease_owner is not None and row.lease_until is not None and row.lease_until > now
-        if leased:
-            blocked.add(row.key)
-            continue
-        if row.key in blocked:
-            continue
-        chosen.append(row.id)
-    return chosen
-
-
-def backoff_seconds(failures: int, cap: float, base: float = 0.5) -> float:
-    """Exponential backoff after ``failures`` consecutive failures, capped."""
-    if failures <= 0:
-        return 0.0
-    return min(cap, base * 2 ** min(failures - 1, 16))
-

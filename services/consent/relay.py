@@ -1,6 +1,6 @@
 """The outbox relay: publishes accepted events to ``consent.decisions.v1`` in outbox order.
 
-Each round leases a batch of unsent rows (see ``domain.choose_lease``: several replicas
+Each round leases a batch of unsent rows (see ``delivery.choose_lease``: several replicas
 never hold rows of one case at once), sends them keyed by case_ref with the idempotent
 kafka-python producer (acks=all), waits for every delivery result, marks the acknowledged
 rows sent and gives the failed ones back. The producer's delivery timeout is shorter than
@@ -21,16 +21,17 @@ from datetime import timedelta
 
 import structlog
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
 from sqlalchemy import Engine
 
 from henvis.db import make_engine
-from henvis.kafka import ensure_topics, henvis_topics, producer_config, topic_name
+from henvis.kafka import ensure_topics, henvis_topics, topic_name
 from henvis.metrics import WORKER_READY, serve_metrics
 from henvis.registry import Registry, load_registry
 from henvis.schemas.topics import CONSENT_DECISIONS
-from henvis.services.consent import domain, store
-from henvis.services.consent.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, PUBLISH_ERRORS, PUBLISHED
+from henvis.services.consent import delivery, outbox_store, store
+from henvis.services.consent.delivery import Settlement
+from henvis.services.consent.metrics import PUBLISH_ERRORS, PUBLISHED, record_outbox_backlog
+from henvis.services.consent.publisher import publish, relay_producer_config
 from henvis.services.consent.settings import ConsentSettings
 
 log = structlog.get_logger("henvis.consent.relay")
@@ -55,24 +56,9 @@ def relay_owner(settings: ConsentSettings) -> str:
     return settings.relay_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def relay_producer_config(settings: ConsentSettings, client_id: str) -> dict:
-    """The shared idempotent producer config, with timeouts that fit inside one lease.
-
-    ``max_block_ms`` (waiting for metadata) plus ``delivery_timeout_ms`` stay below the lease,
-    so every future of a batch has completed, one way or the other, before the lease ends.
-    """
-    config = producer_config(settings.kafka, client_id)
-    lease_ms = int(settings.relay_lease_seconds * 1000)
-    minimum_delivery_ms = config["request_timeout_ms"] + config["linger_ms"] + 1
-    config["max_block_ms"] = min(10_000, lease_ms // 6)
-    config["delivery_timeout_ms"] = max(minimum_delivery_ms, lease_ms // 2)
-    # Notice a returning broker within seconds, not after kafka-python's 30 s default backoff.
-    config["reconnect_backoff_max_ms"] = 2_000
-    config["bootstrap_timeout_ms"] = 10_000
-    return config
-
-
 class Relay:
+    """One relay replica: publishes the outbox round after round until stopped."""
+
     def __init__(
         self,
         settings: ConsentSettings,
@@ -93,49 +79,32 @@ class Relay:
 
     def publish_round(self, producer: KafkaProducer) -> RoundResult:
         """Lease, send, wait for every delivery result, then mark or give back."""
-        rows = store.lease(self.engine, self.owner, self.settings.relay_batch_size, self.settings.relay_lease_seconds)
+        rows = outbox_store.lease(
+            self.engine, self.owner, self.settings.relay_batch_size, self.settings.relay_lease_seconds
+        )
         if not rows:
             return RoundResult(0, 0, 0)
-        pending = []
-        send_error: Exception | None = None
-        for row in rows:
-            try:
-                future = producer.send(self.topic, key=row.key.encode(), value=row.payload.encode())
-            except KafkaError as exc:  # e.g. no metadata within max_block_ms: the broker is away
-                send_error = exc
-                break
-            pending.append((row, future))
-        try:
-            producer.flush(timeout=self.settings.relay_lease_seconds)
-        except KafkaError:
-            pass  # futures still pending are handled below
-        acked, failed, in_doubt = [], [], []
-        for row, future in pending:
-            if not future.is_done:
-                in_doubt.append(row.id)  # may still be delivered: keep the lease, let it expire
-                continue
-            try:
-                future.get(timeout=0)
-                acked.append(row.id)
-            except Exception as exc:  # noqa: BLE001 - any delivery failure means "retry this row"
-                send_error = send_error or exc
-                failed.append(row.id)
-        not_sent = [row.id for row in rows[len(pending):]]
-        if acked:
-            store.mark_sent(self.engine, acked)
-            PUBLISHED.inc(len(acked))
-        if in_doubt:
-            self._drop_producer()
-            PUBLISH_ERRORS.inc(len(in_doubt))
-        if failed or not_sent or in_doubt:
-            if failed or not_sent:
-                store.release(self.engine, failed + not_sent, self.owner)
-                PUBLISH_ERRORS.inc(len(failed) + len(not_sent))
+        published = publish(producer, self.topic, rows, timeout=self.settings.relay_lease_seconds)
+        settled = delivery.settle_round([row.id for row in rows], published.outcomes)
+        self._record(settled)
+        if settled.unacknowledged:
             raise PublishFailed(
-                f"{len(failed) + len(not_sent) + len(in_doubt)} of {len(rows)} rows not acknowledged"
-                f" ({type(send_error).__name__ if send_error else 'timeout'})"
+                f"{settled.unacknowledged} of {len(rows)} rows not acknowledged"
+                f" ({type(published.error).__name__ if published.error else 'timeout'})"
             )
-        return RoundResult(len(rows), len(acked), 0)
+        return RoundResult(len(rows), len(settled.acked), 0)
+
+    def _record(self, settled: Settlement) -> None:
+        """Mark the acknowledged rows sent and give the failed ones back."""
+        if settled.acked:
+            outbox_store.mark_sent(self.engine, settled.acked)
+            PUBLISHED.inc(len(settled.acked))
+        if settled.in_doubt:
+            self._drop_producer()
+            PUBLISH_ERRORS.inc(len(settled.in_doubt))
+        if settled.to_release:
+            outbox_store.release(self.engine, settled.to_release, self.owner)
+            PUBLISH_ERRORS.inc(len(settled.to_release))
 
     # ------------------------------------------------------------------ the loop
 
@@ -144,32 +113,42 @@ class Relay:
         failures = 0
         while not stop.is_set():
             try:
-                producer = self._ensure_producer()
-                published = self.publish_round(producer).published
-                self._housekeeping()
-                if failures:
-                    log.info("relay_recovered", after_failures=failures)
-                failures = 0
-                if not published:
-                    stop.wait(self.settings.relay_poll_interval_seconds)
+                published = self._run_round()
             except Exception as exc:  # noqa: BLE001 - the relay must outlive any outage
                 failures += 1
-                delay = domain.backoff_seconds(failures, self.settings.relay_max_backoff_seconds)
-                log.warning(
-                    "relay_retrying",
-                    error_type=type(exc).__name__,
-                    consecutive_failures=failures,
-                    retry_in_s=round(delay, 2),
-                )
-                if not isinstance(exc, PublishFailed):
-                    self._drop_producer()
-                self._safe_backlog()
-                stop.wait(delay)
+                stop.wait(self._recover_from(exc, failures))
+                continue
+            if failures:
+                log.info("relay_recovered", after_failures=failures)
+            failures = 0
+            if not published:
+                stop.wait(self.settings.relay_poll_interval_seconds)
         self.close()
+
+    def _run_round(self) -> int:
+        """One round and the housekeeping after it; the number of rows published."""
+        published = self.publish_round(self._ensure_producer()).published
+        self._housekeeping()
+        return published
+
+    def _recover_from(self, exc: Exception, failures: int) -> float:
+        """Log a failed round, drop a producer that may be broken; the seconds to wait."""
+        delay = delivery.backoff_seconds(failures, self.settings.relay_max_backoff_seconds)
+        log.warning(
+            "relay_retrying",
+            error_type=type(exc).__name__,
+            consecutive_failures=failures,
+            retry_in_s=round(delay, 2),
+        )
+        if not isinstance(exc, PublishFailed):
+            self._drop_producer()
+        self._safe_backlog()
+        return delay
 
     def _ensure_producer(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(**relay_producer_config(self.settings, f"henvis-consent-relay-{os.getpid()}"))
+            config = relay_producer_config(self.settings, f"henvis-consent-relay-{os.getpid()}")
+            self._producer = KafkaProducer(**config)
         if not self._ready:
             created = ensure_topics(self.settings.kafka, henvis_topics(self.settings.kafka, self.registry))
             WORKER_READY.set(1)
@@ -185,18 +164,24 @@ class Relay:
                 pass
             self._producer = None
 
+    # ------------------------------------------------------------------ housekeeping
+
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_backlog >= _BACKLOG_EVERY_S:
             self._safe_backlog()
         if now - self._last_prune >= _PRUNE_EVERY_S:
             self._last_prune = now
-            pruned = store.prune_sent(self.engine, timedelta(hours=self.settings.sent_retention_hours))
-            if pruned:
-                log.info("outbox_pruned", rows=pruned)
-            forgotten = store.forget_case_refs(self.engine, timedelta(days=self.settings.case_ref_retention_days))
-            if forgotten:
-                log.info("case_refs_forgotten", rows=forgotten)
+            self._apply_retention()
+
+    def _apply_retention(self) -> None:
+        """Delete published payloads and erase old case numbers; log only the counts."""
+        pruned = outbox_store.prune_sent(self.engine, timedelta(hours=self.settings.sent_retention_hours))
+        if pruned:
+            log.info("outbox_pruned", rows=pruned)
+        forgotten = store.forget_case_refs(self.engine, timedelta(days=self.settings.case_ref_retention_days))
+        if forgotten:
+            log.info("case_refs_forgotten", rows=forgotten)
 
     def _safe_backlog(self) -> None:
         self._last_backlog = time.monotonic()
@@ -204,10 +189,10 @@ class Relay:
             backlog = store.backlog(self.engine)
         except Exception:  # noqa: BLE001 - metrics must not break the loop
             return
-        OUTBOX_BACKLOG.set(backlog.unsent)
-        OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds)
+        record_outbox_backlog(backlog)
 
     def close(self) -> None:
+        """Close the producer (waiting up to 10 s for pending sends) and report not ready."""
         if self._producer is not None:
             try:
                 self._producer.close(timeout=10)
@@ -218,5 +203,6 @@ class Relay:
 
 
 def run_relay(settings: ConsentSettings, stop: threading.Event) -> None:
+    """Serve the relay's metrics (when configured) and publish until ``stop`` is set."""
     serve_metrics(settings.metrics_port)
     Relay(settings).run(stop)

@@ -1,24 +1,30 @@
-"""The consent database: accept an event durably with its outbox row, lease and mark rows.
+"""The consent database: accepted events with their outbox rows, referrals, backlog, retention.
 
-Every function takes an ``Engine`` and runs its own short transaction; the rules (what is a
-replay, what a relay may lease) come from ``domain.py``.
+Every function takes an ``Engine``, runs its own short transaction and only loads and saves:
+what to store, what is a replay and how old a row may get are decided in ``domain.py`` and
+``delivery.py``. The relay's side of the outbox (leases) is in ``outbox_store.py``.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from henvis.schemas.events import ConsentGiven, Event
-from henvis.services.consent import domain
-from henvis.services.consent.models import consent_events, consent_outbox, outbox_lease_lock
+from henvis.services.consent import delivery, domain
+from henvis.services.consent.models import consent_events, consent_outbox
+
+#: Failures that mean "the database cannot be reached right now", as opposed to a bug.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
 
 
 def utcnow() -> datetime:
+    """The current time in UTC, as everything here is stored."""
     return datetime.now(UTC)
 
 
@@ -29,60 +35,33 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-@dataclass(frozen=True)
-class AcceptOutcome:
-    verdict: domain.Verdict
-    event_id: uuid.UUID
-
-
 def accept(
     engine: Engine,
     submitted: Event,
     published: Event,
     client_name: str,
     now: datetime | None = None,
-) -> AcceptOutcome:
+) -> domain.Acceptance:
     """Store ``submitted``'s idempotency record and ``published`` in the outbox, atomically.
 
     ``submitted`` is what the client sent (its canonical hash decides replay/conflict);
     ``published`` is what goes to Kafka (a withdrawal enriched with its case_ref).
     Database errors propagate: the caller answers 503, never 2xx, when this fails.
     """
-    body_hash = domain.canonical_hash(submitted)
     event_id = str(submitted.event_id)
-    stored = _stored_hash(engine, event_id)
-    if stored is not None:
-        return AcceptOutcome(domain.verdict(stored, body_hash), submitted.event_id)
     now = now or utcnow()
-    referral_id = domain.referral_id_of(submitted)
+    acceptance = domain.decide_acceptance(_stored_hash(engine, event_id), submitted, published, client_name, now)
+    if acceptance.new is None:
+        return acceptance
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                insert(consent_events).values(
-                    event_id=event_id,
-                    event_type=submitted.event_type,
-                    body_sha256=body_hash,
-                    case_ref=getattr(published, "case_ref", None),
-                    referral_id=str(referral_id) if referral_id else None,
-                    client_name=client_name,
-                    received_at=now,
-                )
-            )
-            conn.execute(
-                insert(consent_outbox).values(
-                    event_id=event_id,
-                    kafka_key=published.kafka_key().decode(),
-                    payload=published.to_bytes().decode(),
-                    created_at=now,
-                )
-            )
+        _insert(engine, acceptance.new)
     except IntegrityError:
         # A concurrent request with the same event_id won the race: judge against it.
         stored = _stored_hash(engine, event_id)
         if stored is None:
             raise
-        return AcceptOutcome(domain.verdict(stored, body_hash), submitted.event_id)
-    return AcceptOutcome(domain.Verdict.NEW, submitted.event_id)
+        return domain.decide_acceptance(stored, submitted, published, client_name, now)
+    return acceptance
 
 
 def _stored_hash(engine: Engine, event_id: str) -> str | None:
@@ -90,6 +69,13 @@ def _stored_hash(engine: Engine, event_id: str) -> str | None:
         return conn.execute(
             select(consent_events.c.body_sha256).where(consent_events.c.event_id == event_id)
         ).scalar_one_or_none()
+
+
+def _insert(engine: Engine, new: domain.NewEvent) -> None:
+    """Both rows in one transaction: never an idempotency record without its outbox row."""
+    with engine.begin() as conn:
+        conn.execute(insert(consent_events).values(**asdict(new.record)))
+        conn.execute(insert(consent_outbox).values(**asdict(new.entry)))
 
 
 def known_referral(engine: Engine, referral_id: uuid.UUID) -> domain.KnownReferral | None:
@@ -109,106 +95,20 @@ def known_referral(engine: Engine, referral_id: uuid.UUID) -> domain.KnownReferr
 
 
 def ping(engine: Engine) -> bool:
+    """True when the database answers; raises when it cannot be reached."""
     with engine.connect() as conn:
         conn.execute(select(1))
     return True
 
 
-# ---------------------------------------------------------------------------- relay side
-
-
-@dataclass(frozen=True)
-class LeasedRow:
-    id: int
-    event_id: str
-    key: str
-    payload: str
-
-
-def lease(engine: Engine, owner: str, limit: int, lease_seconds: float, now: datetime | None = None) -> list[LeasedRow]:
-    """Lease up to ``limit`` unsent rows for ``owner``, in outbox order.
-
-    The transaction first updates the single lease-lock row, so lease transactions of
-    several relays run one after another on PostgreSQL and SQLite alike, and each one
-    reads the leases the previous one committed.
-    """
-    now = now or utcnow()
-    with engine.begin() as conn:
-        conn.execute(update(outbox_lease_lock).where(outbox_lease_lock.c.id == 1).values(holder=owner, taken_at=now))
-        unsent = consent_outbox.c.sent_at.is_(None)
-        under_lease = and_(unsent, consent_outbox.c.lease_until.is_not(None), consent_outbox.c.lease_until > now)
-        leased_keys = set(conn.execute(select(consent_outbox.c.kafka_key).where(under_lease).distinct()).scalars())
-        free = select(consent_outbox.c.id, consent_outbox.c.kafka_key).where(
-            unsent, or_(consent_outbox.c.lease_until.is_(None), consent_outbox.c.lease_until <= now)
-        )
-        if leased_keys:
-            free = free.where(consent_outbox.c.kafka_key.not_in(sorted(leased_keys)))
-        candidates = conn.execute(free.order_by(consent_outbox.c.id).limit(limit)).all()
-        rows = [domain.OutboxRow(r.id, r.kafka_key, None, None) for r in candidates]
-        chosen = domain.choose_lease(rows, now, limit, leased_keys)
-        if not chosen:
-            return []
-        until = now + timedelta(seconds=lease_seconds)
-        for chunk in _chunks(chosen, 500):
-            conn.execute(
-                update(consent_outbox)
-                .where(consent_outbox.c.id.in_(chunk))
-                .values(lease_owner=owner, lease_until=until, attempts=consent_outbox.c.attempts + 1)
-            )
-        leased = []
-        for chunk in _chunks(chosen, 500):
-            leased += conn.execute(
-                select(consent_outbox.c.id, consent_outbox.c.event_id, consent_outbox.c.kafka_key, consent_outbox.c.payload)
-                .where(consent_outbox.c.id.in_(chunk))
-            ).all()
-    leased.sort(key=lambda r: r.id)
-    return [LeasedRow(r.id, r.event_id, r.kafka_key, r.payload) for r in leased]
-
-
-def mark_sent(engine: Engine, ids: list[int], now: datetime | None = None) -> None:
-    """Record that the broker acknowledged these rows; they are never published again."""
-    now = now or utcnow()
-    with engine.begin() as conn:
-        for chunk in _chunks(ids, 500):
-            conn.execute(
-                update(consent_outbox)
-                .where(consent_outbox.c.id.in_(chunk))
-                .values(sent_at=now, lease_owner=None, lease_until=None)
-            )
-
-
-def release(engine: Engine, ids: list[int], owner: str) -> None:
-    """Give leased rows back (publishing failed) so any relay may retry them at once."""
-    with engine.begin() as conn:
-        for chunk in _chunks(ids, 500):
-            conn.execute(
-                update(consent_outbox)
-                .where(and_(consent_outbox.c.id.in_(chunk), consent_outbox.c.lease_owner == owner))
-                .values(lease_owner=None, lease_until=None)
-            )
-
-
-@dataclass(frozen=True)
-class Backlog:
-    unsent: int
-    oldest_age_seconds: float
-
-
-def backlog(engine: Engine, now: datetime | None = None) -> Backlog:
+def backlog(engine: Engine, now: datetime | None = None) -> delivery.Backlog:
+    """How many outbox rows wait to be published, and the age of the oldest."""
     now = now or utcnow()
     with engine.connect() as conn:
-        count, oldest = conn.execute(
+        unsent, oldest = conn.execute(
             select(func.count(), func.min(consent_outbox.c.created_at)).where(consent_outbox.c.sent_at.is_(None))
         ).one()
-    oldest = _aware(oldest)
-    return Backlog(count, max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
-
-
-def prune_sent(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
-    """Delete published rows (and the personal data in their payload) after the retention."""
-    cutoff = (now or utcnow()) - older_than
-    with engine.begin() as conn:
-        return conn.execute(delete(consent_outbox).where(consent_outbox.c.sent_at < cutoff)).rowcount
+    return delivery.backlog_of(unsent, _aware(oldest), now)
 
 
 def forget_case_refs(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
@@ -217,15 +117,10 @@ def forget_case_refs(engine: Engine, older_than: timedelta, now: datetime | None
     The idempotency record itself stays (replays and conflicts are still recognised); only a
     withdrawal naming just the referral_id can no longer be resolved to its case.
     """
-    cutoff = (now or utcnow()) - older_than
+    cutoff = delivery.retention_cutoff(now or utcnow(), older_than)
     with engine.begin() as conn:
         return conn.execute(
             update(consent_events)
             .where(consent_events.c.received_at < cutoff, consent_events.c.case_ref.is_not(None))
             .values(case_ref=None)
         ).rowcount
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

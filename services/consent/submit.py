@@ -1,15 +1,13 @@
 """``henvis consent submit FILE.jsonl``: deliver a batch of events from a police system.
 
-Every line is validated before anything is sent, and all problems are reported with their
-line numbers (field names and rules, never the values). Then the events are posted one by
-one, in file order (a withdrawal after its consent), with a progress display. Rerunning
-the same file is safe: events are idempotent by event_id, and an event the service already
-has (200) counts as done.
+Every line is validated before anything is sent (``batch.check_lines``). Then the events are
+posted one by one, in file order (a withdrawal after its consent), with a progress display.
+Rerunning the same file is safe: events are idempotent by event_id, and an event the service
+already has (200) counts as done.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -18,82 +16,12 @@ from pathlib import Path
 from typing import TextIO
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
 
 from henvis.registry import Registry
-from henvis.schemas.errors import safe_errors
-from henvis.schemas.events import ConsentDecision, ConsentWithdrawn
-from henvis.services.consent import domain
+from henvis.services.consent.batch import Checked, Item, check_lines
+from henvis.services.consent.delivery import backoff_seconds
 
-DECISIONS_PATH = "/v1/decisions"
-WITHDRAWALS_PATH = "/v1/withdrawals"
-_ADAPTERS: dict[str, tuple[str, TypeAdapter]] = {
-    "consent.given": (DECISIONS_PATH, TypeAdapter(ConsentDecision)),
-    "consent.declined": (DECISIONS_PATH, TypeAdapter(ConsentDecision)),
-    "consent.withdrawn": (WITHDRAWALS_PATH, TypeAdapter(ConsentWithdrawn)),
-}
 _RETRYABLE_STATUS = {429, 500, 502, 503, 504}
-
-
-@dataclass(frozen=True)
-class Item:
-    line: int
-    path: str
-    event_id: str
-    body: bytes
-
-
-@dataclass
-class Checked:
-    items: list[Item] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    duplicates: int = 0
-
-
-def check_lines(lines: list[str], registry: Registry) -> Checked:
-    """Validate every line; collect every error as ``line N: field: message``."""
-    checked = Checked()
-    seen: dict[str, tuple[int, str]] = {}
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            checked.errors.append(f"line {number}: not valid JSON")
-            continue
-        if not isinstance(data, dict):
-            checked.errors.append(f"line {number}: must be a JSON object (one event per line)")
-            continue
-        target = _ADAPTERS.get(data.get("event_type")) if isinstance(data.get("event_type"), str) else None
-        if target is None:
-            checked.errors.append(
-                f"line {number}: event_type: must be consent.given, consent.declined or consent.withdrawn"
-            )
-            continue
-        path, adapter = target
-        try:
-            event = adapter.validate_python(data)
-        except ValidationError as exc:
-            checked.errors += [f"line {number}: {e['field']}: {e['message']} ({e['type']})" for e in domain.name_discriminator(safe_errors(exc))]
-            continue
-        problems = domain.registry_errors(event, registry) if path == DECISIONS_PATH else []
-        if problems:
-            checked.errors += [f"line {number}: {e['field']}: {e['message']} ({e['type']})" for e in problems]
-            continue
-        event_id, digest = str(event.event_id), domain.canonical_hash(event)
-        if event_id in seen:
-            first_line, first_digest = seen[event_id]
-            if first_digest != digest:
-                checked.errors.append(
-                    f"line {number}: event_id: already used on line {first_line} for a different event"
-                )
-            else:
-                checked.duplicates += 1  # the same event twice: send it once
-            continue
-        seen[event_id] = (number, digest)
-        checked.items.append(Item(number, path, event_id, text.strip().encode()))
-    return checked
 
 
 class Progress:
@@ -106,6 +34,7 @@ class Progress:
         self._last_decile = -1
 
     def update(self, done: int, failed: int) -> None:
+        """Show that ``done`` of the events were handled, ``failed`` of them without success."""
         rate = done / max(time.monotonic() - self.started, 1e-6)
         text = f"sent {done}/{self.total} ({failed} failed, {rate:.0f}/s)"
         if self.tty:
@@ -122,10 +51,21 @@ class Progress:
 
 @dataclass
 class SendReport:
+    """How a run went: events accepted now, accepted before, failed, and why it stopped early."""
+
     accepted: int = 0
     already_there: int = 0
     failed: list[str] = field(default_factory=list)
     aborted: str | None = None
+
+
+@dataclass(frozen=True)
+class _Posted:
+    """The final answer to one event: its 2xx status, or why it was not delivered."""
+
+    status: int | None = None
+    problem: str = ""
+    abort: bool = False  # the credential was refused: sending more is pointless
 
 
 def send_items(
@@ -138,22 +78,22 @@ def send_items(
     """Post every item in order; 202 and 200 are done, temporary failures are retried."""
     report = SendReport()
     for index, item in enumerate(items, start=1):
-        outcome = _post_with_retries(item, client, attempts, sleep)
-        if outcome == 202:
+        posted = _post_with_retries(item, client, attempts, sleep)
+        if posted.status == 202:
             report.accepted += 1
-        elif outcome == 200:
+        elif posted.status == 200:
             report.already_there += 1
-        elif isinstance(outcome, str) and outcome.startswith("abort:"):
-            report.aborted = outcome.removeprefix("abort:")
+        elif posted.abort:
+            report.aborted = posted.problem
             break
         else:
-            report.failed.append(f"line {item.line}: {outcome}")
+            report.failed.append(f"line {item.line}: {posted.problem}")
         if progress:
             progress.update(index, len(report.failed))
     return report
 
 
-def _post_with_retries(item: Item, client: httpx.Client, attempts: int, sleep) -> int | str:
+def _post_with_retries(item: Item, client: httpx.Client, attempts: int, sleep: Callable[[float], None]) -> _Posted:
     last = ""
     for attempt in range(1, attempts + 1):
         try:
@@ -161,16 +101,23 @@ def _post_with_retries(item: Item, client: httpx.Client, attempts: int, sleep) -
         except httpx.TransportError as exc:
             last = f"could not reach the service ({type(exc).__name__})"
         else:
-            if response.status_code in (200, 202):
-                return response.status_code
-            if response.status_code in (401, 403):
-                return f"abort:the service refused the credential ({response.status_code}); nothing more was sent"
             if response.status_code not in _RETRYABLE_STATUS:
-                return _describe_rejection(response)
+                return _final(response)
             last = f"the service is unavailable ({response.status_code})"
         if attempt < attempts:
-            sleep(domain.backoff_seconds(attempt, cap=10.0))
-    return f"{last}; gave up after {attempts} attempts (rerun the file later: it is safe)"
+            sleep(backoff_seconds(attempt, cap=10.0))
+    return _Posted(problem=f"{last}; gave up after {attempts} attempts (rerun the file later: it is safe)")
+
+
+def _final(response: httpx.Response) -> _Posted:
+    """An answer that retrying would not change."""
+    if response.status_code in (200, 202):
+        return _Posted(status=response.status_code)
+    if response.status_code in (401, 403):
+        return _Posted(
+            problem=f"the service refused the credential ({response.status_code}); nothing more was sent", abort=True
+        )
+    return _Posted(problem=_describe_rejection(response))
 
 
 def _describe_rejection(response: httpx.Response) -> str:
@@ -200,21 +147,33 @@ def submit_file(
         print(f"cannot read {path}: {type(exc).__name__}", file=err)
         return 1
     checked = check_lines(lines, registry)
-    if checked.errors:
-        for message in checked.errors:
-            print(message, file=err)
-        print(f"{path}: {len(checked.errors)} problem(s); nothing was sent.", file=err)
+    if not _report_checked(path, checked, out, err):
         return 1
-    print(
-        f"{path}: {len(checked.items)} event(s) valid"
-        + (f", {checked.duplicates} repeated line(s) skipped" if checked.duplicates else ""),
-        file=out,
-    )
     if check_only or not checked.items:
         return 0
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30.0, transport=transport) as client:
         report = send_items(checked.items, client, Progress(len(checked.items), err))
+    _report_sent(report, out, err)
+    return 0 if not report.failed and not report.aborted else 3
+
+
+def _report_checked(path: Path, checked: Checked, out: TextIO, err: TextIO) -> bool:
+    """Print the file's problems, or how many events it holds; True when it is valid."""
+    if checked.errors:
+        for message in checked.errors:
+            print(message, file=err)
+        print(f"{path}: {len(checked.errors)} problem(s); nothing was sent.", file=err)
+        return False
+    print(
+        f"{path}: {len(checked.items)} event(s) valid"
+        + (f", {checked.duplicates} repeated line(s) skipped" if checked.duplicates else ""),
+        file=out,
+    )
+    return True
+
+
+def _report_sent(report: SendReport, out: TextIO, err: TextIO) -> None:
     for message in report.failed:
         print(message, file=err)
     if report.aborted:
@@ -224,4 +183,3 @@ def submit_file(
         + (" (aborted)" if report.aborted else ""),
         file=out,
     )
-    return 0 if not report.failed and not report.aborted else 3

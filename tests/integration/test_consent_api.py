@@ -254,3 +254,27 @@ def test_accept_writes_event_and_outbox_row_together(database_url: str) -> None:
     assert store.accept(engine, event, event, "politi-test").verdict.value == "new"
     assert store.backlog(engine).unsent == 1
     engine.dispose()
+
+
+def test_a_failed_outbox_insert_rolls_back_the_idempotency_record(database_url: str, monkeypatch) -> None:
+    """The two rows of a new event are written in one transaction: the outbox insert fails
+    after the idempotency record was written, and the record is gone with it."""
+    from henvis.schemas.events import parse_decision
+    from tests.consent_support import migrated_engine
+
+    real_insert = store.insert
+
+    def insert_failing_on_the_outbox(table):
+        if table is consent_outbox:
+            raise RuntimeError("outbox write failed")
+        return real_insert(table)
+
+    engine = migrated_engine(database_url)
+    event = parse_decision(examples.consent_declined())
+    monkeypatch.setattr(store, "insert", insert_failing_on_the_outbox)
+    with pytest.raises(RuntimeError):
+        store.accept(engine, event, event, "politi-test")
+    monkeypatch.undo()
+    assert store.accept(engine, event, event, "politi-test").verdict.value == "new"
+    assert store.backlog(engine).unsent == 1
+    engine.dispose()

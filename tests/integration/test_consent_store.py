@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from henvis.schemas.events import parse_decision
-from henvis.services.consent import store
+from henvis.services.consent import outbox_store, store
 from tests import examples
 from tests.consent_support import migrated_engine
 
@@ -31,8 +31,8 @@ def _accept(engine, count: int, cases: int) -> list[str]:
 
 def test_two_relays_lease_disjoint_rows_and_never_the_same_case(engine) -> None:
     _accept(engine, 40, cases=8)
-    first = store.lease(engine, "relay-1", limit=10, lease_seconds=60)
-    second = store.lease(engine, "relay-2", limit=100, lease_seconds=60)
+    first = outbox_store.lease(engine, "relay-1", limit=10, lease_seconds=60)
+    second = outbox_store.lease(engine, "relay-2", limit=100, lease_seconds=60)
     assert [row.id for row in first] == sorted(row.id for row in first)
     assert len(first) == 10
     assert not {row.id for row in first} & {row.id for row in second}
@@ -47,7 +47,7 @@ def test_concurrent_lease_calls_never_hand_out_a_row_twice(engine) -> None:
     def lease(owner: str) -> None:
         rows = []
         for _ in range(10):
-            rows += store.lease(engine, owner, limit=2, lease_seconds=60)
+            rows += outbox_store.lease(engine, owner, limit=2, lease_seconds=60)
         leased[owner] = [row.id for row in rows]
 
     threads = [threading.Thread(target=lease, args=(f"relay-{n}",)) for n in range(3)]
@@ -61,26 +61,26 @@ def test_concurrent_lease_calls_never_hand_out_a_row_twice(engine) -> None:
 
 def test_leased_rows_wait_for_their_lease_even_for_the_same_relay(engine) -> None:
     _accept(engine, 2, cases=2)
-    assert len(store.lease(engine, "relay-1", limit=2, lease_seconds=60)) == 2
-    assert store.lease(engine, "relay-1", limit=2, lease_seconds=60) == []
+    assert len(outbox_store.lease(engine, "relay-1", limit=2, lease_seconds=60)) == 2
+    assert outbox_store.lease(engine, "relay-1", limit=2, lease_seconds=60) == []
 
 
 def test_sent_rows_are_not_leased_again_and_released_rows_are(engine) -> None:
     _accept(engine, 6, cases=6)
-    rows = store.lease(engine, "relay-1", limit=6, lease_seconds=60)
-    store.mark_sent(engine, [row.id for row in rows[:4]])
-    store.release(engine, [row.id for row in rows[4:]], "relay-1")
-    again = store.lease(engine, "relay-2", limit=10, lease_seconds=60)
+    rows = outbox_store.lease(engine, "relay-1", limit=6, lease_seconds=60)
+    outbox_store.mark_sent(engine, [row.id for row in rows[:4]])
+    outbox_store.release(engine, [row.id for row in rows[4:]], "relay-1")
+    again = outbox_store.lease(engine, "relay-2", limit=10, lease_seconds=60)
     assert [row.id for row in again] == [row.id for row in rows[4:]]
     assert store.backlog(engine).unsent == 2
 
 
 def test_a_crashed_relays_rows_are_taken_over_when_its_lease_expires(engine) -> None:
     _accept(engine, 3, cases=1)
-    crashed = store.lease(engine, "relay-1", limit=3, lease_seconds=60)
-    assert store.lease(engine, "relay-2", limit=3, lease_seconds=60) == []
+    crashed = outbox_store.lease(engine, "relay-1", limit=3, lease_seconds=60)
+    assert outbox_store.lease(engine, "relay-2", limit=3, lease_seconds=60) == []
     later = store.utcnow() + timedelta(seconds=61)
-    taken_over = store.lease(engine, "relay-2", limit=3, lease_seconds=60, now=later)
+    taken_over = outbox_store.lease(engine, "relay-2", limit=3, lease_seconds=60, now=later)
     assert [row.id for row in taken_over] == [row.id for row in crashed]
 
 
@@ -95,8 +95,8 @@ def test_backlog_reports_count_and_age_of_the_oldest_unsent_row(engine) -> None:
 
 def test_published_rows_are_pruned_after_the_retention(engine) -> None:
     _accept(engine, 2, cases=2)
-    rows = store.lease(engine, "relay-1", limit=2, lease_seconds=60)
-    store.mark_sent(engine, [rows[0].id])
-    assert store.prune_sent(engine, timedelta(hours=24)) == 0
-    assert store.prune_sent(engine, timedelta(hours=24), now=store.utcnow() + timedelta(hours=25)) == 1
+    rows = outbox_store.lease(engine, "relay-1", limit=2, lease_seconds=60)
+    outbox_store.mark_sent(engine, [rows[0].id])
+    assert outbox_store.prune_sent(engine, timedelta(hours=24)) == 0
+    assert outbox_store.prune_sent(engine, timedelta(hours=24), now=store.utcnow() + timedelta(hours=25)) == 1
     assert store.backlog(engine).unsent == 1

@@ -9,7 +9,7 @@ import pytest
 
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentWithdrawn, parse_decision, referral_id_for
-from henvis.services.consent import domain
+from henvis.services.consent import delivery, domain, refusals
 from tests import examples
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -78,33 +78,33 @@ def test_withdrawal_by_case_ref_alone_passes_unchanged() -> None:
     assert domain.resolve_withdrawal(withdrawal, None) == (withdrawal, [])
 
 
-def _row(row_id: int, key: str, owner: str | None = None, until: datetime | None = None) -> domain.OutboxRow:
-    return domain.OutboxRow(row_id, key, owner, until)
+def _row(row_id: int, key: str, owner: str | None = None, until: datetime | None = None) -> delivery.OutboxRow:
+    return delivery.OutboxRow(row_id, key, owner, until)
 
 
 def test_a_leased_case_is_skipped_but_other_cases_are_taken() -> None:
     later = NOW + timedelta(seconds=30)
     rows = [_row(1, "A", "relay-2", later), _row(2, "B"), _row(3, "A"), _row(4, "C")]
-    assert domain.choose_lease(rows, NOW, limit=10) == [2, 4]
+    assert delivery.choose_lease(rows, NOW, limit=10) == [2, 4]
 
 
 def test_an_expired_lease_no_longer_blocks_its_case() -> None:
     rows = [_row(1, "A", "relay-2", NOW - timedelta(seconds=1)), _row(2, "A")]
-    assert domain.choose_lease(rows, NOW, limit=10) == [1, 2]
+    assert delivery.choose_lease(rows, NOW, limit=10) == [1, 2]
 
 
 def test_lease_takes_rows_in_outbox_order_up_to_the_limit() -> None:
     rows = [_row(i, f"case-{i % 3}") for i in range(1, 11)]
-    assert domain.choose_lease(rows, NOW, limit=4) == [1, 2, 3, 4]
+    assert delivery.choose_lease(rows, NOW, limit=4) == [1, 2, 3, 4]
 
 
 def test_two_relays_never_hold_rows_of_the_same_case() -> None:
     rows = [_row(i, f"case-{i % 4}") for i in range(1, 21)]
-    first = set(domain.choose_lease(rows, NOW, limit=3))
+    first = set(delivery.choose_lease(rows, NOW, limit=3))
     after_first = [
         _row(r.id, r.key, "relay-1", NOW + timedelta(seconds=30)) if r.id in first else r for r in rows
     ]
-    second = set(domain.choose_lease(after_first, NOW, limit=20))
+    second = set(delivery.choose_lease(after_first, NOW, limit=20))
     keys_first = {r.key for r in rows if r.id in first}
     keys_second = {r.key for r in rows if r.id in second}
     assert first and second
@@ -113,4 +113,61 @@ def test_two_relays_never_hold_rows_of_the_same_case() -> None:
 
 @pytest.mark.parametrize(("failures", "expected"), [(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (10, 10.0), (1000, 10.0)])
 def test_backoff_grows_and_is_capped(failures: int, expected: float) -> None:
-    assert domain.backoff_seconds(failures, cap=10.0) == expected
+    assert delivery.backoff_seconds(failures, cap=10.0) == expected
+
+
+# ---------------------------------------------------------------------------- acceptance
+
+
+def test_a_new_event_is_stored_as_its_record_and_the_outbox_entry_it_is_published_as() -> None:
+    given = parse_decision(examples.consent_given(case_ref="4100-1"))
+    acceptance = domain.decide_acceptance(None, given, given, "politi-test", NOW)
+    assert (acceptance.verdict, acceptance.event_id) == (domain.Verdict.NEW, given.event_id)
+    record, entry = acceptance.new.record, acceptance.new.entry
+    assert record == domain.EventRecord(
+        event_id=str(given.event_id),
+        event_type="consent.given",
+        body_sha256=domain.canonical_hash(given),
+        case_ref="4100-1",
+        referral_id=str(referral_id_for(given.event_id)),
+        client_name="politi-test",
+        received_at=NOW,
+    )
+    assert entry == domain.OutboxEntry(str(given.event_id), "4100-1", given.to_bytes().decode(), NOW)
+
+
+def test_a_withdrawal_is_judged_as_sent_and_stored_as_published() -> None:
+    body = examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4()))
+    submitted = ConsentWithdrawn.model_validate(body)
+    published, _ = domain.resolve_withdrawal(submitted, domain.KnownReferral("4100-1"))
+    new = domain.decide_acceptance(None, submitted, published, "politi-test", NOW).new
+    assert new.record.body_sha256 == domain.canonical_hash(submitted)
+    assert (new.record.case_ref, new.record.referral_id) == ("4100-1", None)
+    assert (new.entry.kafka_key, new.entry.payload) == ("4100-1", published.to_bytes().decode())
+
+
+def test_an_event_already_stored_is_a_replay_or_a_conflict_and_stores_nothing() -> None:
+    body = examples.consent_declined()
+    original, changed = parse_decision(body), parse_decision({**body, "offence": "drink_driving"})
+    stored = domain.canonical_hash(original)
+    replay = domain.decide_acceptance(stored, original, original, "politi-test", NOW)
+    conflict = domain.decide_acceptance(stored, changed, changed, "politi-test", NOW)
+    assert (replay.verdict, replay.new) == (domain.Verdict.REPLAY, None)
+    assert (conflict.verdict, conflict.new) == (domain.Verdict.CONFLICT, None)
+
+
+def test_an_unknown_or_missing_event_type_is_named_as_the_failing_field() -> None:
+    errors = [
+        {"field": "body", "message": "x", "type": "union_tag_invalid"},
+        {"field": "body", "message": "y", "type": "union_tag_not_found"},
+        {"field": "person.phone", "message": "z", "type": "phone_invalid"},
+    ]
+    named = refusals.name_discriminator(errors)
+    assert [(e["field"], e["message"]) for e in named] == [
+        ("event_type", "is not an event type this endpoint accepts"),
+        ("event_type", "y"),
+        ("person.phone", "z"),
+    ]
+    assert refusals.event_id_conflict() == [
+        {"field": "event_id", "message": "was already used for a different event", "type": "event_id_conflict"}
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from henvis.services.consent.relay import relay_producer_config
+from henvis.services.consent.publisher import relay_producer_config
 from henvis.services.consent.settings import ConsentSettings
 
 

@@ -9,8 +9,9 @@ from fastapi.testclient import TestClient
 from henvis.db import make_engine
 from henvis.registry import load_registry
 from henvis.services.consent.api import create_consent_app
+from henvis.services.consent.batch import check_lines
 from henvis.services.consent.settings import ConsentSettings
-from henvis.services.consent.submit import check_lines, send_items
+from henvis.services.consent.submit import send_items
 from tests import examples
 from tests.consent_support import POLICE, client_registry, consent_app
 from tests.helpers import free_port

@@ -1,0 +1,57 @@
+"""Dependencies of the police routes, as ``Annotated`` aliases over ``request.app.state``.
+
+The composition root (``api.create_consent_app``) puts the engine, the registry and the
+client list on ``app.state``; the routes name what they need with these aliases.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from henvis.auth import ApiClient, ClientRegistry
+from henvis.http import bearer_auth, require_json
+from henvis.registry import Registry
+
+POLICE_ROLE = "police"
+_POLICE_ROLES = frozenset({POLICE_ROLE})
+
+# The same scheme (name and description) as henvis.http's, which is private there: the
+# OpenAPI document keeps the one ``HTTPBearer`` security scheme it always had.
+_bearer = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
+
+
+# These are async only so that FastAPI calls them on the event loop: a plain ``def``
+# dependency costs a worker-thread hop per request.
+async def get_engine(request: Request) -> Engine:
+    """The consent database's engine."""
+    return request.app.state.engine
+
+
+async def get_registry(request: Request) -> Registry:
+    """The centre registry the decisions are checked against."""
+    return request.app.state.registry
+
+
+async def get_clients(request: Request) -> ClientRegistry:
+    """The API clients and their roles."""
+    return request.app.state.clients
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+ClientsDep = Annotated[ClientRegistry, Depends(get_clients)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def police_client(request: Request, clients: ClientsDep, credentials: BearerDep) -> ApiClient:
+    """The calling client, admitted only with the police role: 401 when unknown, 403 otherwise."""
+    return bearer_auth(clients, _POLICE_ROLES)(request, credentials)
+
+
+PoliceClientDep = Annotated[ApiClient, Depends(police_client)]
+#: 415 unless the body is declared ``application/json``.
+JsonBodyDep = Annotated[None, Depends(require_json)]
