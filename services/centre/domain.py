@@ -31,12 +31,24 @@ Decisions a caseworker would expect:
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from henvis.deadlines import local_date
-from henvis.schemas.events import Outcome
+from henvis.schemas.events import Event, Outcome
+
+#: Namespace for ids the centre derives (acknowledgements, manual-handling cases), so a
+#: redelivered Kafka message derives the same id and the outbox refuses the duplicate.
+CENTRE_NAMESPACE = uuid.UUID("0c3b7a52-3f7e-5d3e-8b6e-5a1c4e2d9f01")
+
+#: The actor named in the access log and the outcome history for what the inbox does itself.
+SYSTEM_ACTOR = "system"
+
+#: Encrypts bytes for the manual-handling role (``henvis.sealing.Sealer``); None when off.
+Sealer = Callable[[bytes], "str | None"]
 
 NEW = "new"
 WITHDRAWN = "withdrawn"
@@ -88,6 +100,9 @@ CLOSED_STATES = frozenset(
     }
 )
 
+#: States after which nothing more happens to a referral but the retention purge.
+ENDED_STATES = CLOSED_STATES | {WITHDRAWN}
+
 #: States in which the first contact attempt has been made (the contact deadline is met).
 _CONTACT_MADE = frozenset(TRANSITIONS) - {NEW}
 #: States in which the first interview has taken place (the treatment deadline is met).
@@ -106,25 +121,12 @@ LIST_FILTERS = ("open", "overdue", "closed", "withdrawn", "all")
 #: Outcomes recorded again are new events only when repeating them means something.
 REPEATABLE = frozenset({Outcome.CONTACT_ATTEMPTED})
 
-#: Danish labels for the web page.
-OUTCOME_LABELS_DA: dict[str, str] = {
-    "contact_attempted": "Forsøgt kontaktet",
-    "contacted": "Kontakt opnået",
-    "first_interview_held": "Første samtale holdt",
-    "follow_up_accepted": "Forløb ud over første samtale aftalt",
-    "unreachable": "Kunne ikke træffes",
-    "declined_by_person": "Borgeren takkede nej",
-    "returned_wrong_centre": "Forkert center – send tilbage",
-    "withdrawal_acknowledged": "Tilbagetrækning kvitteret",
-    NEW: "Ny",
-    WITHDRAWN: "Samtykke trukket tilbage",
-}
-STATUS_LABELS_DA = {"open": "Åben", "overdue": "Overskredet", "closed": "Afsluttet", "withdrawn": "Trukket tilbage"}
-OFFENCE_LABELS_DA = {
-    "drink_driving": "Spirituskørsel",
-    "drug_driving": "Kørsel i narkopåvirket tilstand",
-    "drink_and_drug_driving": "Spiritus- og narkokørsel",
-}
+@dataclass(frozen=True)
+class Outgoing:
+    """An event to publish through the outbox, and its topic (without the test prefix)."""
+
+    topic_base: str
+    event: Event
 
 
 class IllegalTransition(Exception):
@@ -141,6 +143,7 @@ def next_outcomes(state: str) -> list[str]:
 
 
 def is_closed(state: str) -> bool:
+    """Closed by an outcome (withdrawn is not closed: it is its own status)."""
     return state in CLOSED_STATES
 
 
@@ -231,6 +234,6 @@ def check_occurred_at(occurred_at: datetime, charged_on: date, now: datetime) ->
 
 def purge_due(state: str, closed_or_withdrawn_at: datetime | None, now: datetime, retention_days: int) -> bool:
     """Contact details are erased ``retention_days`` after a referral closed or was withdrawn."""
-    if closed_or_withdrawn_at is None or not (state == WITHDRAWN or state in CLOSED_STATES):
+    if closed_or_withdrawn_at is None or state not in ENDED_STATES:
         return False
     return now - closed_or_withdrawn_at >= timedelta(days=retention_days)

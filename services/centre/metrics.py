@@ -11,6 +11,8 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.engine import Engine
 
+from henvis.services.centre.store_referrals import centre_counts
+
 log = structlog.get_logger(__name__)
 
 OUTCOMES_RECORDED = Counter(
@@ -32,8 +34,6 @@ class InboxCollector:
         open_family = GaugeMetricFamily("henvis_centre_open_referrals", "Open referrals (overdue included)", labels=["centre"])
         overdue_family = GaugeMetricFamily("henvis_centre_overdue_referrals", "Open referrals past a deadline", labels=["centre"])
         if self.engine is not None:
-            from henvis.services.centre.store import centre_counts
-
             try:
                 counts = centre_counts(self.engine)
             except Exception as exc:  # a scrape must not fail because the database blinked

@@ -16,27 +16,23 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
+from sqlalchemy.engine import Engine
 
 from henvis.db import migrate
 from henvis.kafka import centre_topic_name, consumer_config, ensure_topics, henvis_topics, make_producer, topic_name
 from henvis.metrics import WORKER_READY, serve_metrics
 from henvis.registry import load_registry
-from henvis.schemas.events import (
-    ManualHandling,
-    ManualReason,
-    ReferralIssued,
-    ReferralWithdrawn,
-    derived_id,
-    parse_event,
-)
-from henvis.schemas.topics import MANUAL_HANDLING
-from henvis.services.centre import store
+from henvis.schemas.events import ReferralIssued, ReferralWithdrawn, parse_event
+from henvis.services.centre import domain_intake, store_intake, store_outbox
+from henvis.services.centre.database import make_centre_engine
 from henvis.services.centre.metrics import OUTCOMES_RECORDED, REFERRALS_INGESTED, watch_inbox
 from henvis.services.centre.settings import CentreSettings
 
@@ -66,12 +62,12 @@ def apply_message(engine, topic_centre: str, value: bytes, where: str) -> str:
         _queue_invalid(engine, topic_centre, where, "message on a centre topic is not a valid event")
         return "invalid"
     if isinstance(event, ReferralIssued):
-        result = store.ingest_issued(engine, event, topic_centre)
+        result = store_intake.ingest_issued(engine, event, topic_centre)
         log.info("referral_received", referral_id=str(event.referral_id), centre=topic_centre, result=result)
         return result
     if isinstance(event, ReferralWithdrawn):
-        result = store.ingest_withdrawn(engine, event)
-        if result in ("erased", "tombstone"):
+        result = store_intake.ingest_withdrawn(engine, event)
+        if result in domain_intake.ACKNOWLEDGED:
             OUTCOMES_RECORDED.labels(topic_centre, "withdrawal_acknowledged").inc()
         log.info("referral_withdrawn", referral_id=str(event.referral_id), centre=topic_centre, result=result)
         return result
@@ -81,46 +77,34 @@ def apply_message(engine, topic_centre: str, value: bytes, where: str) -> str:
 
 def _queue_invalid(engine, topic_centre: str, where: str, detail: str) -> None:
     now = datetime.now(UTC)
-    notice = ManualHandling(
-        event_id=derived_id(store.CENTRE_NAMESPACE, "invalid", where), occurred_at=now, reason=ManualReason.INVALID_EVENT, detail=f"{detail} ({where})"
-    )
-    with engine.begin() as conn:
-        store.enqueue(conn, MANUAL_HANDLING.name, notice, now)
+    store_outbox.queue_alone(engine, domain_intake.invalid_message(where, detail, now), now)
     log.warning("invalid_message", centre=topic_centre, where=where)
 
 
 class CentreWorker:
+    """The consumer (this thread) and the outbox relay with the retention purge (a second thread)."""
+
     def __init__(self, settings: CentreSettings):
         self.settings = settings
         self.registry = load_registry(settings.registry_path)
         self.centres = settings.centre_slugs(self.registry)
         self.topics = {centre_topic_name(slug, settings.kafka, self.registry): slug for slug in self.centres}
-        self.engine = store.make_centre_engine(settings.database_url)
+        self.engine = make_centre_engine(settings.database_url)
         self.stop_event = threading.Event()
         self.client_id = f"henvis-centre-{uuid.uuid4().hex[:8]}"
 
     # ------------------------------------------------------------------ consumer
     def run(self) -> int:
+        """Consume until ``stop_event`` is set, then close everything; returns the exit code."""
         migrate(self.settings.database_url, "centre")
         ensure_topics(self.settings.kafka, henvis_topics(self.settings.kafka, self.registry))
         watch_inbox(self.engine, self.centres)
         serve_metrics(self.settings.metrics_port)
         relay = threading.Thread(target=self._relay_loop, name="centre-outbox-relay", daemon=True)
         relay.start()
-        consumer = KafkaConsumer(
-            **consumer_config(self.settings.kafka, self.settings.consumer_group(), self.client_id),
-            max_poll_records=100,
-            session_timeout_ms=self.settings.consumer_session_timeout_ms,
-            heartbeat_interval_ms=max(1_000, self.settings.consumer_session_timeout_ms // 3),
-        )
-        consumer.subscribe(topics=list(self.topics), listener=_ReadyOnAssignment(self._ready))
+        consumer = self._subscribed_consumer()
         try:
-            while not self.stop_event.is_set():
-                batch = consumer.poll(timeout_ms=500)
-                for partition, records in batch.items():
-                    self._apply_partition(consumer, partition, records)
-                    if self.stop_event.is_set():
-                        break
+            self._consume(consumer)
         finally:
             consumer.close(autocommit=False)
             self.stop_event.set()
@@ -130,13 +114,29 @@ class CentreWorker:
             log.info("worker_stopped")
         return 0
 
+    def _subscribed_consumer(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            **consumer_config(self.settings.kafka, self.settings.consumer_group(), self.client_id),
+            max_poll_records=100,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=max(1_000, self.settings.consumer_session_timeout_ms // 3),
+        )
+        consumer.subscribe(topics=list(self.topics), listener=_ReadyOnAssignment(self._ready))
+        return consumer
+
+    def _consume(self, consumer: KafkaConsumer) -> None:
+        while not self.stop_event.is_set():
+            batch = consumer.poll(timeout_ms=500)
+            for partition, records in batch.items():
+                self._apply_partition(consumer, partition, records)
+                if self.stop_event.is_set():
+                    break
+
     def _ready(self, partitions: int) -> None:
         WORKER_READY.set(1)
         log.info("worker_ready", partitions=partitions, centres=len(self.centres), group=self.settings.consumer_group())
 
     def _apply_partition(self, consumer: KafkaConsumer, partition: TopicPartition, records) -> None:
-        from kafka.structs import OffsetAndMetadata
-
         topic_centre = self.topics[partition.topic]
         for record in records:
             where = f"{partition.topic}/{partition.partition}@{record.offset}"
@@ -167,9 +167,7 @@ class CentreWorker:
                     producer = make_producer(self.settings.kafka, f"{self.client_id}-relay")
                 sent = relay_once(self.engine, producer, self.settings)
                 if time.monotonic() >= next_purge:
-                    purged = store.purge(self.engine, self.settings.retention_days)
-                    if purged:
-                        log.info("contact_details_purged", count=purged)
+                    self._purge()
                     next_purge = time.monotonic() + self.settings.purge_interval_seconds
                 if not sent:
                     self.stop_event.wait(self.settings.relay_interval_seconds)
@@ -177,32 +175,42 @@ class CentreWorker:
                 log.error("relay_failed", error_type=type(exc).__name__)
                 self.stop_event.wait(1.0)
         if producer is not None:
-            try:
-                relay_once(self.engine, producer, self.settings)
-            except Exception as exc:
-                log.warning("relay_final_flush_failed", error_type=type(exc).__name__)
-            producer.close(timeout=10)
+            self._final_flush(producer)
+
+    def _purge(self) -> None:
+        purged = store_intake.purge(self.engine, self.settings.retention_days)
+        if purged:
+            log.info("contact_details_purged", count=purged)
+
+    def _final_flush(self, producer: KafkaProducer) -> None:
+        try:
+            relay_once(self.engine, producer, self.settings)
+        except Exception as exc:
+            log.warning("relay_final_flush_failed", error_type=type(exc).__name__)
+        producer.close(timeout=10)
 
 
-def relay_once(engine, producer, settings: CentreSettings, batch: int = 500) -> int:
+def relay_once(engine: Engine, producer: KafkaProducer, settings: CentreSettings, batch: int = 500) -> int:
     """Publish pending outbox rows in order; they are marked sent only after the broker's ack."""
-
-    def publish(rows) -> None:
-        futures = [
-            producer.send(topic_name(row.topic_base, settings.kafka), key=row.kafka_key.encode(), value=row.payload.encode())
-            for row in rows
-        ]
-        producer.flush(timeout=30)
-        for future in futures:
-            future.get(timeout=30)  # raises if not acknowledged: nothing is marked sent
-
-    sent = store.relay_batch(engine, publish, batch)
+    sent = store_outbox.relay_batch(engine, partial(_publish_acknowledged, producer, settings), batch)
     if sent:
         log.info("outbox_relayed", count=sent)
     return sent
 
 
+def _publish_acknowledged(producer: KafkaProducer, settings: CentreSettings, rows) -> None:
+    """Send ``rows`` and return once the broker acknowledged every one (raises otherwise)."""
+    futures = [
+        producer.send(topic_name(row.topic_base, settings.kafka), key=row.kafka_key.encode(), value=row.payload.encode())
+        for row in rows
+    ]
+    producer.flush(timeout=30)
+    for future in futures:
+        future.get(timeout=30)  # raises if not acknowledged: nothing is marked sent
+
+
 def run_worker(settings: CentreSettings) -> int:
+    """Run the worker in the foreground until SIGTERM/SIGINT; returns the exit code."""
     worker = CentreWorker(settings)
 
     def _stop(signum, _frame):

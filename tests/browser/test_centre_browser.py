@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from henvis.db import migrate
-from henvis.services.centre import store
+from henvis.services.centre import database, store_intake, store_outcomes, store_users
 from henvis.services.centre.auth import hash_password
 from tests.centre_fakes import SESSION_SECRET, api_clients_json, referral_issued
 from tests.helpers import free_port, wait_until
@@ -34,9 +34,9 @@ def seeded(tmp_path):
     """An inbox with realistic (fake) referrals for Herning and one for Holstebro."""
     url = f"sqlite:///{tmp_path / 'centre.db'}"
     migrate(url, "centre")
-    engine = store.make_centre_engine(url)
-    store.add_user(engine, "anne.herning", "herning", hash_password(PASSWORD))
-    store.add_user(engine, "bo.holstebro", "holstebro", hash_password(PASSWORD))
+    engine = database.make_centre_engine(url)
+    store_users.add_user(engine, "anne.herning", "herning", hash_password(PASSWORD))
+    store_users.add_user(engine, "bo.holstebro", "holstebro", hash_password(PASSWORD))
     now = datetime.now(UTC)
     today = now.date()
     newest = referral_issued("herning", person_index=0, issued_at=now - timedelta(hours=2),
@@ -50,10 +50,10 @@ def seeded(tmp_path):
                         contact_due_by=today + timedelta(days=2), treatment_due_by=today + timedelta(days=11)),
     ]
     for event in [newest, *others]:
-        store.ingest_issued(engine, event, "herning")
-    store.record_outcome(engine, centre="herning", referral_id=str(others[2].referral_id), outcome="contact_attempted",
+        store_intake.ingest_issued(engine, event, "herning")
+    store_outcomes.record_outcome(engine, centre="herning", referral_id=str(others[2].referral_id), outcome="contact_attempted",
                          actor="anne.herning", actor_kind="user")
-    store.ingest_issued(engine, referral_issued("holstebro", person_index=1), "holstebro")
+    store_intake.ingest_issued(engine, referral_issued("holstebro", person_index=1), "holstebro")
     engine.dispose()
     return url, str(newest.referral_id)
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from kafka import KafkaConsumer
 
 from henvis.kafka import centre_topic_name, make_producer, topic_name
-from henvis.services.centre import store
+from henvis.services.centre import database, store_outbox
 from henvis.services.centre.api import build_app
 from henvis.services.centre.models import referrals
 from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
@@ -149,7 +149,7 @@ def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url
     assert by_referral[str(herning.referral_id)] == ["contacted", "first_interview_held", "follow_up_accepted"]
     assert by_referral[str(holstebro.referral_id)] == ["withdrawal_acknowledged"]
     assert not any(value in json.dumps(published) for value in personal_strings())
-    wait_until(lambda: not store.pending_outbox(engine), timeout=30, message="outbox rows not marked sent")
+    wait_until(lambda: not store_outbox.pending_outbox(engine), timeout=30, message="outbox rows not marked sent")
 
     assert worker.stop() == 0
     logs = "".join(worker.lines)
@@ -166,7 +166,7 @@ def test_a_worker_killed_mid_stream_loses_and_duplicates_no_referral(database_ur
         producer.send(centre_topic_name("herning", kafka_settings), key=event.kafka_key(), value=event.to_bytes())
     producer.flush()
     producer.close()
-    engine = store.make_centre_engine(database_url)
+    engine = database.make_centre_engine(database_url)
 
     def inbox_ids() -> list[str]:
         try:

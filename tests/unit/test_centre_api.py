@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from henvis.services.centre import store
+from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
 from henvis.services.centre.models import outbox, referrals
 from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
@@ -29,7 +29,7 @@ def centre(database_url):
 
 def _issue(engine, centre="herning", **kwargs):
     event = referral_issued(centre, **kwargs)
-    assert store.ingest_issued(engine, event, centre) == "stored"
+    assert store_intake.ingest_issued(engine, event, centre) == "stored"
     return str(event.referral_id)
 
 
@@ -180,8 +180,8 @@ def test_withdrawal_erases_contact_details_from_the_database_row(centre):
     referral_id = _issue(engine)
     assert _post(client, referral_id, outcome="contacted").status_code == 201
 
-    assert store.ingest_withdrawn(engine, referral_withdrawn(uuid.UUID(referral_id))) == "erased"
-    assert store.ingest_withdrawn(engine, referral_withdrawn(uuid.UUID(referral_id))) == "duplicate"
+    assert store_intake.ingest_withdrawn(engine, referral_withdrawn(uuid.UUID(referral_id))) == "erased"
+    assert store_intake.ingest_withdrawn(engine, referral_withdrawn(uuid.UUID(referral_id))) == "duplicate"
 
     with engine.connect() as conn:
         row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == referral_id)).one()
@@ -199,8 +199,8 @@ def test_withdrawal_erases_contact_details_from_the_database_row(centre):
 def test_a_withdrawal_that_overtakes_its_referral_keeps_the_referral_erased(centre):
     client, engine = centre
     late = referral_issued("herning")
-    assert store.ingest_withdrawn(engine, referral_withdrawn(late.referral_id)) == "tombstone"
-    assert store.ingest_issued(engine, late, "herning") == "stored_withdrawn"
+    assert store_intake.ingest_withdrawn(engine, referral_withdrawn(late.referral_id)) == "tombstone"
+    assert store_intake.ingest_issued(engine, late, "herning") == "stored_withdrawn"
     with engine.connect() as conn:
         row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == str(late.referral_id))).one()
     assert row.state == "withdrawn" and row.person_full_name is None and row.person_phone is None
@@ -211,15 +211,15 @@ def test_a_withdrawal_that_overtakes_its_referral_keeps_the_referral_erased(cent
 def test_the_same_referral_delivered_twice_is_in_the_inbox_once(centre):
     client, engine = centre
     event = referral_issued("herning")
-    assert store.ingest_issued(engine, event, "herning") == "stored"
-    assert store.ingest_issued(engine, event, "herning") == "duplicate"
+    assert store_intake.ingest_issued(engine, event, "herning") == "stored"
+    assert store_intake.ingest_issued(engine, event, "herning") == "duplicate"
     assert len(client.get("/v1/referrals", headers=auth("tok-herning")).json()["referrals"]) == 1
 
 
 def test_a_referral_on_the_wrong_topic_goes_to_manual_handling_without_personal_data(centre):
     client, engine = centre
     event = referral_issued("holstebro", person_index=3)
-    assert store.ingest_issued(engine, event, "herning") == "misrouted"
+    assert store_intake.ingest_issued(engine, event, "herning") == "misrouted"
     assert client.get("/v1/referrals", headers=auth("tok-herning")).json()["referrals"] == []
     notices = _outbox(engine, "henvis.manual.v1")
     assert len(notices) == 1 and notices[0]["reason"] == "invalid_event"
@@ -266,12 +266,12 @@ def test_purge_erases_contact_details_after_the_retention_period(centre):
         conn.execute(referrals.update().where(referrals.c.referral_id == old_closed)
                      .values(ended_at=datetime.now(UTC) - timedelta(days=91)))
 
-    assert store.purge(engine, retention_days=90) == 1
+    assert store_intake.purge(engine, retention_days=90) == 1
     with engine.connect() as conn:
         names = dict(conn.execute(sa.select(referrals.c.referral_id, referrals.c.person_full_name)).all())
     assert names[old_closed] is None
     assert names[recent_closed] is not None and names[still_open] is not None
-    assert store.purge(engine, retention_days=90) == 0
+    assert store_intake.purge(engine, retention_days=90) == 0
 
 
 def test_metrics_count_open_overdue_and_outcomes(centre):
@@ -309,13 +309,13 @@ def test_a_returned_referral_carries_its_contact_details_only_sealed_for_the_man
 def test_a_returned_referral_re_routed_to_another_centre_starts_afresh_there(centre):
     client, engine = centre
     first = referral_issued("herning")
-    store.ingest_issued(engine, first, "herning")
+    store_intake.ingest_issued(engine, first, "herning")
     referral_id = str(first.referral_id)
     assert _post(client, referral_id, outcome="returned_wrong_centre").status_code == 201
 
     again = first.model_copy(update={"event_id": uuid.uuid4(), "centre": "holstebro", "municipality_code": "661"})
-    assert store.ingest_issued(engine, again, "holstebro") == "rerouted"
-    assert store.ingest_issued(engine, again, "holstebro") == "duplicate"
+    assert store_intake.ingest_issued(engine, again, "holstebro") == "rerouted"
+    assert store_intake.ingest_issued(engine, again, "holstebro") == "duplicate"
 
     assert client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning")).status_code == 404
     moved = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-holstebro")).json()

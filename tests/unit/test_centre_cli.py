@@ -9,7 +9,7 @@ import sys
 import sqlalchemy as sa
 
 from henvis.db import migrate
-from henvis.services.centre import store
+from henvis.services.centre import database, store_intake, store_outcomes, store_users
 from henvis.services.centre.auth import verify_password
 from henvis.services.centre.models import referrals
 from tests.centre_fakes import referral_issued
@@ -27,8 +27,8 @@ def test_add_user_hashes_the_password_and_refuses_weak_input(tmp_path):
     made = _henvis("add-user", "--centre", "herning", "--username", "anne.herning", "--password-stdin",
                    database_url=url, stdin="lang-nok-adgangskode\n")
     assert made.returncode == 0 and "created user anne.herning for centre herning" in made.stdout
-    engine = store.make_centre_engine(url)
-    user = store.get_user(engine, "anne.herning")
+    engine = database.make_centre_engine(url)
+    user = store_users.get_user(engine, "anne.herning")
     assert user.centre == "herning" and "lang-nok-adgangskode" not in user.password_hash
     assert verify_password(user.password_hash, "lang-nok-adgangskode")
 
@@ -43,11 +43,11 @@ def test_add_user_hashes_the_password_and_refuses_weak_input(tmp_path):
 def test_purge_command_erases_closed_referrals_after_the_retention(tmp_path):
     url = f"sqlite:///{tmp_path / 'centre.db'}"
     migrate(url, "centre")
-    engine = store.make_centre_engine(url)
+    engine = database.make_centre_engine(url)
     closed, still_open = referral_issued("herning"), referral_issued("herning", person_index=1)
     for event in (closed, still_open):
-        store.ingest_issued(engine, event, "herning")
-    store.record_outcome(engine, centre="herning", referral_id=str(closed.referral_id), outcome="declined_by_person",
+        store_intake.ingest_issued(engine, event, "herning")
+    store_outcomes.record_outcome(engine, centre="herning", referral_id=str(closed.referral_id), outcome="declined_by_person",
                          actor="anne.herning", actor_kind="user")
 
     kept = _henvis("purge", database_url=url)  # default retention: 90 days

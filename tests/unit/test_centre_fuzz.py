@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
-from henvis.services.centre import store
+from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
 from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued
 
@@ -30,7 +30,7 @@ def test_no_server_errors_and_no_contact_details_outside_the_detail(tmp_path, pa
     known: list[str] = []
     for index in range(3):
         event = referral_issued("herning", person_index=index)
-        store.ingest_issued(engine, event, "herning")
+        store_intake.ingest_issued(engine, event, "herning")
         known.append(str(event.referral_id))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     strategy = schema[path][method].as_strategy(generation_mode=mode)

@@ -14,7 +14,7 @@ from henvis.auth import hash_token
 from henvis.pilot import generate_pilot
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ReferralIssued, referral_id_for
-from henvis.services.centre import store
+from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
 from tests.centre_fakes import centre_settings
 
@@ -41,7 +41,7 @@ def test_pilot_outcomes_replay_through_the_api_without_refusals(tmp_path):
             contact_due_by=centre.contact_due_by(decision.occurred_at),
             treatment_due_by=centre.treatment_due_by(decision.occurred_at), issued_at=issued_now,
         )
-        assert store.ingest_issued(engine, event, centre.slug) == "stored"
+        assert store_intake.ingest_issued(engine, event, centre.slug) == "stored"
 
     statuses: dict[int, int] = {}
     with TestClient(app, base_url="http://localhost") as client:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from henvis.services.centre import store
+from henvis.services.centre import store_access_log, store_intake, store_users
 from henvis.services.centre.api import build_app
 from henvis.services.centre.auth import hash_password
 from tests.centre_fakes import centre_settings, personal_strings, referral_issued
@@ -20,8 +20,8 @@ PASSWORD = "korrekt-hest-batteri-hæfteklamme"
 def app(tmp_path):
     app = build_app(centre_settings(f"sqlite:///{tmp_path / 'centre.db'}"))
     engine = app.state.centre.engine
-    store.add_user(engine, "anne.herning", "herning", hash_password(PASSWORD))
-    store.add_user(engine, "bo.holstebro", "holstebro", hash_password(PASSWORD))
+    store_users.add_user(engine, "anne.herning", "herning", hash_password(PASSWORD))
+    store_users.add_user(engine, "bo.holstebro", "holstebro", hash_password(PASSWORD))
     yield app
     engine.dispose()
 
@@ -37,7 +37,7 @@ def _login(client: TestClient, username: str, password: str = PASSWORD):
 
 def _issue(app, centre="herning", **kwargs):
     event = referral_issued(centre, **kwargs)
-    store.ingest_issued(app.state.centre.engine, event, centre)
+    store_intake.ingest_issued(app.state.centre.engine, event, centre)
     return str(event.referral_id)
 
 
@@ -127,7 +127,7 @@ def test_page_views_are_in_the_access_log_under_the_caseworkers_name(app):
     with TestClient(app, base_url="http://localhost") as client:
         _login(client, "anne.herning")
         client.get(f"/henvisning/{referral_id}")
-    entries = store.access_log_rows(app.state.centre.engine, referral_id)
+    entries = store_access_log.access_log_rows(app.state.centre.engine, referral_id)
     assert [(e["actor"], e["actor_kind"], e["action"]) for e in entries] == [("anne.herning", "user", "view_contact_details")]
     assert not any(value in str(entries) for value in personal_strings())
 

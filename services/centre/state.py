@@ -1,0 +1,33 @@
+"""The centre web app's wired adapters, one object per app (``app.state.centre``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from henvis.auth import ClientRegistry
+from henvis.registry import Registry
+from henvis.services.centre.auth import SessionSigner
+from henvis.services.centre.domain import Sealer
+from henvis.services.centre.settings import CentreSettings
+
+
+@dataclass(frozen=True)
+class CentreState:
+    """What the app factory wires once and every request reads through :mod:`deps`."""
+
+    settings: CentreSettings
+    registry: Registry
+    #: the centres this deployment serves (a client or caseworker of another sees nothing)
+    centres: list[str]
+    engine: Engine
+    clients: ClientRegistry
+    signer: SessionSigner
+    #: encrypts for the manual-handling role; None without a key
+    seal: Sealer | None = None
+
+    def centre_name(self, slug: str | None) -> str:
+        """The centre's name for the page header ("" for none)."""
+        centre = self.registry.by_slug(slug or "")
+        return centre.name if centre else ""

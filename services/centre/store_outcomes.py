@@ -1,0 +1,105 @@
+"""SQL adapter recording an outcome: load the referral, ask :mod:`domain_outcomes`, write in one transaction.
+
+The state change, the outcome's history row, its outbox rows and the access-log line are
+written together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from henvis.services.centre import domain_outcomes
+from henvis.services.centre.database import utcnow
+from henvis.services.centre.domain import Sealer
+from henvis.services.centre.domain_outcomes import EarlierOutcome, RecordOutcome, Recorded, Recording
+from henvis.services.centre.models import outcomes, referrals
+from henvis.services.centre.store_access_log import audit
+from henvis.services.centre.store_outbox import enqueue_all
+from henvis.services.centre.store_referrals import load_referral
+
+
+def record_outcome(
+    engine: Engine,
+    *,
+    centre: str,
+    referral_id: str,
+    outcome: str,
+    actor: str,
+    actor_kind: str,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+    seal: Sealer | None = None,
+) -> Recorded:
+    """Record an outcome: state change, outcome row, outbox row(s) and audit line in one transaction.
+
+    Raises NotFound, EventIdConflict, domain.IllegalTransition or domain.InvalidOccurredAt.
+    ``seal(bytes) -> str | None`` encrypts the contact details for the manual-handling role
+    when a referral is returned to it; without it the case carries no contact details.
+    """
+    now = now or utcnow()
+    request = RecordOutcome(
+        centre=centre,
+        referral_id=referral_id,
+        outcome=outcome,
+        actor=actor,
+        actor_kind=actor_kind,
+        occurred_at=(occurred_at or now).astimezone(UTC),  # stored in UTC (SQLite keeps no zone)
+        event_id=event_id or uuid.uuid4(),
+    )
+    try:
+        return _record_once(engine, request, now, seal)
+    except IntegrityError:
+        # A concurrent request with the same event_id won the race: answer as a repeat.
+        return _record_once(engine, request, now, seal)
+
+
+def _record_once(engine: Engine, request: RecordOutcome, now: datetime, seal: Sealer | None) -> Recorded:
+    with engine.begin() as conn:
+        referral = load_referral(conn, request.centre, request.referral_id, for_update=True)
+        recording = domain_outcomes.record_outcome(
+            referral, request, _earlier(conn, request.event_id), _state_event_id(conn, request.referral_id, referral.state),
+            now, seal,
+        )
+        if recording.change is not None:
+            _save(conn, request, recording, now)
+    return recording.recorded
+
+
+def _earlier(conn: Connection, event_id: uuid.UUID) -> EarlierOutcome | None:
+    row = conn.execute(
+        sa.select(outcomes.c.event_id, outcomes.c.referral_id, outcomes.c.outcome).where(outcomes.c.event_id == str(event_id))
+    ).first()
+    return EarlierOutcome(row.event_id, row.referral_id, row.outcome) if row else None
+
+
+def _state_event_id(conn: Connection, referral_id: str, state: str) -> str | None:
+    """The latest event recording the outcome the referral stands at (what a repeat answers with)."""
+    return conn.execute(
+        sa.select(outcomes.c.event_id)
+        .where(outcomes.c.referral_id == referral_id, outcomes.c.outcome == state)
+        .order_by(outcomes.c.recorded_at.desc())
+    ).scalar()
+
+
+def _save(conn: Connection, request: RecordOutcome, recording: Recording, now: datetime) -> None:
+    change = recording.change
+    conn.execute(
+        outcomes.insert().values(
+            event_id=str(request.event_id), referral_id=request.referral_id, centre=request.centre, outcome=request.outcome,
+            occurred_at=request.occurred_at, recorded_at=now, recorded_by=request.actor,
+        )
+    )
+    conn.execute(
+        referrals.update()
+        .where(referrals.c.referral_id == request.referral_id)
+        .values(state=change.state, last_outcome=change.last_outcome, ended_at=change.ended_at)
+    )
+    enqueue_all(conn, recording.outgoing, now)
+    audit(conn, actor=request.actor, actor_kind=request.actor_kind, centre=request.centre, referral_id=request.referral_id,
+          action=recording.audit_action, now=now)

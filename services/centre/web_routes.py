@@ -1,0 +1,161 @@
+"""The caseworkers' web page: server-rendered Danish HTML, no JavaScript, CSRF on every form."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from henvis.deadlines import local_date
+from henvis.services.centre import auth, casework, domain, store_referrals
+from henvis.services.centre.deps import CaseworkerSessionDep, EngineDep, PagesDep, StateDep
+from henvis.services.centre.domain_outcomes import EventIdConflict
+from henvis.services.centre.login import LoginVerdict, authenticate
+from henvis.services.centre.store_referrals import NotFound
+from henvis.services.centre.web_pages import (
+    OUTCOME_LABELS_DA,
+    TABS,
+    Pages,
+    deadline_shown,
+    occurred_at_from_form,
+    to_login,
+)
+
+# Pages are not part of the API: they stay out of the OpenAPI document.
+router = APIRouter(include_in_schema=False)
+
+#: A refused login's status and message, by verdict.
+_LOGIN_REFUSALS = {
+    LoginVerdict.RATE_LIMITED: (429, "For mange mislykkede forsøg. Vent 15 minutter, eller kontakt din administrator."),
+    LoginVerdict.WRONG: (401, "Forkert brugernavn eller adgangskode."),
+    LoginVerdict.CENTRE_NOT_SERVED: (403, "Dit center betjenes ikke af denne installation."),
+}
+
+#: Why an outcome was not recorded (status, message), by what recording it raised.
+_OUTCOME_REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    NotFound: (404, "Henvisningen findes ikke."),
+    domain.InvalidOccurredAt: (422, "Dato for udfaldet kan ikke ligge i fremtiden eller før sigtelsesdatoen."),
+    EventIdConflict: (409, "Siden var forældet. Den er nu opdateret – vælg igen."),
+    domain.IllegalTransition: (409, "Udfaldet kan ikke registreres nu. Vælg et af de mulige næste skridt nedenfor."),
+}
+
+
+@router.get("/")
+def root(session: CaseworkerSessionDep):
+    """To the inbox when logged in, else to the login page."""
+    return RedirectResponse("/indbakke" if session and session.logged_in else "/login", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(pages: PagesDep, session: CaseworkerSessionDep):
+    """The login form (with a CSRF token in a fresh anonymous session)."""
+    return pages.render("login.html", session or auth.Session.anonymous(), error=None, username="")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, pages: PagesDep, session: CaseworkerSessionDep, state: StateDep):
+    """Log in: to the inbox, or the form again with why not (401, 403, 429)."""
+    form = await request.form()
+    if not auth.csrf_valid(session, form.get("csrf_token")):
+        return pages.refused(session)
+    username = str(form.get("username") or "").strip()[:64]
+    password = str(form.get("password") or "")
+    client_ip = request.client.host if request.client else "unknown"
+    # argon2 and the database are blocking work: keep them off the event loop.
+    verdict, user = await run_in_threadpool(authenticate, state, username, password, client_ip)
+    if verdict is not LoginVerdict.OK:
+        status_code, error = _LOGIN_REFUSALS[verdict]
+        return pages.render("login.html", session, status_code=status_code, username=username, error=error)
+    return pages.with_session(RedirectResponse("/indbakke", status_code=303), auth.Session.for_user(user.username, user.centre))
+
+
+@router.post("/logout")
+async def logout(request: Request, pages: PagesDep, session: CaseworkerSessionDep):
+    """Log out: an anonymous session, and to the login page."""
+    form = await request.form()
+    if not auth.csrf_valid(session, form.get("csrf_token")):
+        return pages.refused(session)
+    return pages.with_session(RedirectResponse("/login", status_code=303), auth.Session.anonymous())
+
+
+@router.get("/indbakke", response_class=HTMLResponse)
+def inbox(pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, fane: str = "open"):
+    """The centre's referrals of one tab (``fane``), most urgent first, with every tab's count."""
+    if not (session and session.logged_in):
+        return to_login()
+    tab = fane if fane in dict(TABS) else "open"
+    referrals = store_referrals.list_referrals(engine, session.centre, tab)
+    counts = {key: len(store_referrals.list_referrals(engine, session.centre, key)) for key, _ in TABS}
+    for referral in referrals:
+        referral["deadline"] = deadline_shown(referral)
+        referral["issued_on"] = local_date(datetime.fromisoformat(referral["issued_at"])).isoformat()
+    return pages.render("inbox.html", session, tabs=TABS, tab=tab, referrals=referrals, counts=counts)
+
+
+@router.get("/henvisning/{referral_id}", response_class=HTMLResponse)
+def detail(referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, udfald: str | None = None):
+    """One referral with its contact details and buttons; ``udfald`` confirms what was just recorded."""
+    if not (session and session.logged_in):
+        return to_login()
+    try:
+        referral = casework.read_referral(engine, session.centre, str(uuid.UUID(referral_id)),
+                                          actor=session.username, actor_kind="user")
+    except (ValueError, NotFound):
+        return pages.no_such_referral(session)
+    confirmation = OUTCOME_LABELS_DA.get(udfald) if udfald else None
+    return pages.referral(session, referral, confirmation=confirmation)
+
+
+@router.post("/henvisning/{referral_id}/udfald", response_class=HTMLResponse)
+async def record(request: Request, referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, state: StateDep):
+    """Record the outcome of a button: back to the referral's page, confirmed (303) or with why not."""
+    form = await request.form()
+    if not auth.csrf_valid(session, form.get("csrf_token")):
+        return pages.refused(session)
+    if not session.logged_in:
+        return to_login()
+    outcome = str(form.get("outcome") or "")
+    referral_uuid = _canonical_uuid(referral_id)
+    if referral_uuid is None or store_referrals.get_referral_or_none(state.engine, session.centre, referral_uuid) is None:
+        return pages.no_such_referral(session)
+    try:
+        occurred_at, event_id = _when_and_event_id(form)
+    except ValueError:
+        return _refused_outcome(pages, state.engine, session, referral_uuid, 422, "Dato for udfaldet skal være en gyldig dato.")
+    try:
+        await run_in_threadpool(
+            casework.record_and_count, state.engine, state.seal, centre=session.centre, referral_id=referral_uuid,
+            outcome=outcome, actor=session.username, actor_kind="user", event_id=event_id, occurred_at=occurred_at,
+        )
+    except tuple(_OUTCOME_REFUSALS) as exc:
+        status_code, error = _OUTCOME_REFUSALS[type(exc)]
+        return _refused_outcome(pages, state.engine, session, referral_uuid, status_code, error)
+    return RedirectResponse(f"/henvisning/{referral_uuid}?{urlencode({'udfald': outcome})}", status_code=303)
+
+
+def _when_and_event_id(form) -> tuple[datetime | None, uuid.UUID | None]:
+    """The outcome form's date as a moment, and its event id; ValueError for either garbled."""
+    occurred_at = occurred_at_from_form(str(form.get("dato") or ""))
+    # The form carries an event id made when the page was shown: a double submit is one outcome.
+    event_id = uuid.UUID(str(form.get("event_id"))) if form.get("event_id") else None
+    return occurred_at, event_id
+
+
+def _canonical_uuid(text: str) -> str | None:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+def _refused_outcome(
+    pages: Pages, engine: Engine, session: auth.Session, referral_id: str, status_code: int, error: str
+) -> HTMLResponse:
+    """The referral's page again, as it is now, with why the outcome was not recorded."""
+    fresh = store_referrals.get_referral(engine, session.centre, referral_id)
+    return pages.referral(session, fresh, status_code=status_code, error=error)
