@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 
 import structlog
+from structlog.contextvars import bound_contextvars
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
@@ -78,7 +79,8 @@ class StatsWorker:
 
     async def apply(self, records: Sequence[ConsumerRecord]) -> None:
         for record in records:
-            await self.handle(record.value, self.sources[record.topic], record.timestamp / 1000)
+            with bound_contextvars(topic=record.topic, partition=record.partition, offset=record.offset):
+                await self.handle(record.value, self.sources[record.topic], record.timestamp / 1000)
 
     async def _refresh_rate_gauges_every(self, seconds: float) -> None:
         while True:
