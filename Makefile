@@ -1,7 +1,9 @@
 # henvis developer and CI entry points. CI runs exactly `make test` (via .ci/run).
 #
-#   make venv             .venv with Python 3.11 and `pip install -e '.[test]'` (reruns only
-#                         when pyproject.toml changed)
+#   make venv             .venv with Python 3.11: exactly the pinned, hash-checked versions of
+#                         requirements.lock, then henvis itself (`pip install --no-deps -e .`);
+#                         reruns when pyproject.toml or requirements.lock changed
+#   make lock             recompile requirements.lock from pyproject.toml (runtime + `test` extra)
 #   make test             generated-schema check, local PostgreSQL, Kafka jars, chromium,
 #                         then the whole pytest suite (PYTEST_ARGS='-m "not kafka"' etc. to narrow)
 #   make demo             the end-to-end demo
@@ -19,15 +21,36 @@ PYTEST_ARGS ?=
 # apt-get needs root; a developer who is not root goes through sudo.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: venv test demo check-generated helm-check postgres-start postgres-stop
+.PHONY: venv lock test demo check-generated helm-check postgres-start postgres-stop
+
+# The lock: every runtime and `test` dependency pinned with its hashes, for CPython 3.11 on
+# Linux x86_64 (Debian 12's glibc 2.36). `make lock` compiles it with uv, installed into a
+# throwaway venv; it keeps the pins already in the file where pyproject.toml still allows
+# them (LOCK_ARGS=--upgrade moves everything to the newest allowed, LOCK_ARGS='--upgrade-package
+# NAME' one package).
+LOCK := requirements.lock
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+LOCK_ARGS ?=
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml
+# pip check fails when pyproject.toml asks for something the lock lacks (run `make lock`).
+$(VENV_STAMP): pyproject.toml $(LOCK)
 	if [ ! -x $(VENV)/bin/python ]; then $(PYTHON) -m venv $(VENV); fi
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet 'pip==$(PIP_VERSION)'
+	$(VENV)/bin/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(VENV)/bin/python -m pip check
 	touch $@
+
+lock:
+	tool="$$(mktemp -d)"; trap 'rm -rf -- "$$tool"' EXIT; \
+	$(PYTHON) -m venv "$$tool"; \
+	"$$tool/bin/python" -m pip install --quiet 'uv==$(UV_VERSION)'; \
+	"$$tool/bin/uv" pip compile --quiet --no-config --generate-hashes --extra test \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+	    --custom-compile-command 'make lock' $(LOCK_ARGS) -o $(LOCK) pyproject.toml
 
 check-generated: venv
 	$(HENVIS) schemas export --check schemas/generated
