@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("henvis.broker", "start, stop or inspect the project's local Kafka broker"),
     "topics": ("henvis.topics", "create the pipeline's Kafka topics"),
     "token": ("henvis.auth", "make an API credential for a client and role"),
-    "schemas": ("henvis.schemas.export", "export the event contract (JSON Schema, AsyncAPI)"),
+    "schemas": ("henvis.contract", "export the event contract (JSON Schema, AsyncAPI)"),
     "consent": ("henvis.services.consent.cli", "police-facing consent API, outbox relay, batch submit"),
     "router": ("henvis.services.router.cli", "route consent decisions to the right centre"),
     "centre": ("henvis.services.centre.cli", "centre inbox worker, caseworker web app, users"),
