@@ -319,10 +319,11 @@ def _server_properties(run_dir: Path, port: int, controller_port: int) -> str:
         "min.insync.replicas": "1",
         "group.initial.rebalance.delay.ms": "0",
         # A controlled shutdown first takes leadership from every partition; with one node
-        # nobody takes it over, and the transaction markers of a commit in flight could be
-        # lost: tests/faults/test_broker_outages.py found a commit whose referral was
-        # committed and whose state change was not.  A plain clean shutdown leaves the commit
-        # pending in the transaction log, and the restarted coordinator completes it.
+        # nobody takes it over, and the transaction coordinator skips the markers of a commit
+        # in flight for partitions without a leader ("likely deleted"): the outage test found
+        # a referral committed whose state change was not.  A plain clean shutdown leaves the
+        # commit pending in the transaction log for the restarted coordinator
+        # (docs/delivery-guarantees.md, broker outages).
         "controlled.shutdown.enable": "false",
         # Without a controlled shutdown the restarted broker waits for the old registration's
         # session to expire: 6 s instead of Kafka's 9 s, still far above a busy machine's pauses.

@@ -185,6 +185,11 @@ class Feeder(threading.Thread):
 
 def read_all(settings: KafkaSettings, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every message currently on ``topic`` (all partitions, from the beginning to the end)."""
+    return [(record.key, record.value) for record in read_records(settings, topic)]
+
+
+def read_records(settings: KafkaSettings, topic: str) -> list:
+    """Every record currently on ``topic`` (``read_committed``), each partition in order."""
     config = consumer_config(settings, group_id=None, client_id="henvis-loadgen-reader")
     config.update(enable_auto_commit=False, consumer_timeout_ms=1000)
     consumer = KafkaConsumer(**config)
@@ -196,10 +201,10 @@ def read_all(settings: KafkaSettings, topic: str) -> list[tuple[bytes | None, by
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes]] = []
+        out = []
         while any(consumer.position(tp) < end[tp] for tp in tps):
             for records in consumer.poll(timeout_ms=500).values():
-                out.extend((record.key, record.value) for record in records)
+                out.extend(records)
         return out
     finally:
         consumer.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -27,14 +28,22 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from henvis import broker
-from henvis.kafka import ensure_topics, henvis_topics
+from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics
 from henvis.registry import load_registry
+from henvis.schemas.events import parse_event
 from henvis.services.router import loadgen
 from henvis.settings import KafkaSettings
 from tests.helpers import free_port, wait_until
 
 REGISTRY = load_registry()
 WORKERS = ("router", "stats")
+SEED = 21
+# The broker's transaction coordinator, when it completes a commit after a restart before
+# the partitions have a leader again, skips their markers as if they had been deleted
+# (KAFKA-5202's rule); it says so in its log.
+_SKIPPED_MARKERS = re.compile(
+    r"Couldn't find leader endpoint for partitions \w*\((?P<partitions>[^)]*)\) while trying to send transaction markers"
+)
 
 
 @dataclass
@@ -56,7 +65,7 @@ class OutageLoop:
         self.port = free_port()
         self.kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{self.port}", topic_prefix="outage.", partitions=3)
         self.stats_db = f"sqlite:///{self.run_dir / 'stats.db'}"
-        self.expected = loadgen.mixed_decisions(decisions, REGISTRY, seed=21)
+        self.expected = loadgen.mixed_decisions(decisions, REGISTRY, seed=SEED)
         self.feeder = loadgen.Feeder(self.kafka, self.expected.messages, per_second=per_second)
         self.processes: dict[str, subprocess.Popen] = {}
         self.outages: list[Outage] = []
@@ -202,6 +211,31 @@ class OutageLoop:
         fed = self.feeder.sent
         wait_until(lambda: self._router_progress() >= fed, timeout=timeout, interval=0.5, message="router did not catch up")
         wait_until(lambda: self._stats_progress() >= fed, timeout=timeout, interval=0.5, message="stats did not catch up")
+
+    def delivered(self) -> loadgen.Expected:
+        """What the router must have made of the decisions fed so far (a prefix of the mix
+        is itself a mix: the generator decides each decision from the earlier ones only)."""
+        return loadgen.mixed_decisions(self.feeder.sent, REGISTRY, seed=SEED)
+
+    def partitions_with_skipped_markers(self) -> set[str]:
+        """``topic-partition`` names whose transaction markers the broker logged as skipped."""
+        found: set[str] = set()
+        for log in sorted((self.broker_dir / "logs").glob("server.log*")):
+            for match in _SKIPPED_MARKERS.finditer(log.read_text(errors="replace")):
+                found.update(name.strip() for name in match["partitions"].split(","))
+        return found
+
+    def duplicate_referrals(self) -> dict[str, list[str]]:
+        """Referral ids issued more than once (read_committed), with the partition and offset
+        of every copy: ``{referral_id: ["<topic>-<partition>@<offset>", ...]}``."""
+        copies: dict[str, list[str]] = {}
+        for slug in REGISTRY.slugs:
+            topic = centre_topic_name(slug, self.kafka, REGISTRY)
+            for record in loadgen.read_records(self.kafka, topic):
+                event = parse_event(record.value)
+                if event.event_type == "referral.issued":
+                    copies.setdefault(str(event.referral_id), []).append(f"{topic}-{record.partition}@{record.offset}")
+        return {referral: where for referral, where in copies.items() if len(where) > 1}
 
     def report(self) -> str:
         lines = [f"{'outage':>7} {'down s':>7} " + " ".join(f"{w + ' +s':>9}" for w in WORKERS)]

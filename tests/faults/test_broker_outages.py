@@ -13,6 +13,7 @@ import pytest
 
 from henvis.services.router import loadgen
 from tests.faults.outages import REGISTRY, WORKERS, OutageLoop
+from tests.integration.test_router_delivery import assert_every_referral_on_its_own_centre_topic
 
 OUTAGES_SECONDS = (2, 6, 3, 10, 2, 15)
 
@@ -38,8 +39,17 @@ def test_router_and_stats_resume_after_every_broker_outage(tmp_path):
             assert loop.processes[worker].poll() is None, f"{worker} exited"
             lines = loop.log_lines(worker)  # each one JSON object, or this raises
             assert not [line for line in lines if line.get("event") == "input_stuck"]
+        # Nothing lost or misplaced, every decision counted once by the statistics (finish()).
         observed = loadgen.observe(loop.kafka, REGISTRY)
-        assert observed.duplicate_messages() == 0
-        assert observed.withdrawn_before_issued == []
+        assert_every_referral_on_its_own_centre_topic(observed, loop.delivered())
+        # A referral message twice on its topic only where the broker itself says it dropped
+        # a committed transaction's markers on that partition (a one-node cluster restarting
+        # with a commit in flight; docs/delivery-guarantees.md): never for a reason of ours.
+        duplicates = loop.duplicate_referrals()
+        skipped = loop.partitions_with_skipped_markers()
+        print(f"duplicate referral messages: {len(duplicates)}; partitions with skipped markers: {len(skipped)}")
+        unexplained = {referral: copies for referral, copies in duplicates.items()
+                       if copies[0].partition("@")[0] not in skipped}
+        assert unexplained == {}
     finally:
         loop.stop()
