@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -77,7 +78,12 @@ class _BodyTooLarge(Exception):
 
 
 class ObserveRequests:
-    """Counts, times and logs every request (route template, status, client name; no data).
+    """Counts, times and logs every request (route template, status, client name; no data),
+    under a request id that every log line of the request carries and the response returns
+    in ``X-Request-ID``.
+
+    A caller may send its own ``X-Request-ID`` to correlate with its logs; only a UUID is
+    taken (anything else could carry a case number into our logs), otherwise one is made.
 
     A plain ASGI middleware: ``@app.middleware("http")`` (BaseHTTPMiddleware) costs a task,
     a memory stream and an exception group per request, measured as a sizeable share of the
@@ -93,31 +99,62 @@ class ObserveRequests:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # what the client gets when the app raises before answering
+        status = 0  # not answered yet
         scope.setdefault("state", {})  # request.state below us writes here (client_name)
+        request_id = _request_id(scope)
 
         async def send_noting_status(message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", request_id.encode())]}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_noting_status)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, route).observe(elapsed)
-            state = scope.get("state")
-            log.info(
-                "http_request",
-                method=scope["method"],
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 1),
-                client=state.get("client_name") if isinstance(state, dict) else getattr(state, "client_name", None),
-            )
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_noting_status)
+            except Exception as exc:
+                # A bug: answered here rather than by Starlette's outermost error handler,
+                # so the answer and the log line carry the request id.
+                log.error("request_failed", route=_route_of(scope), error_type=type(exc).__name__)
+                if status:
+                    raise  # the answer had begun; nothing sensible can follow it
+                await _internal_error()(scope, receive, send_noting_status)
+            finally:
+                self._observe(scope, started, status or 500)
+
+    def _observe(self, scope: Scope, started: float, status: int) -> None:
+        elapsed = time.perf_counter() - started
+        route = _route_of(scope)
+        HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+        HTTP_LATENCY.labels(self.service, route).observe(elapsed)
+        state = scope.get("state")
+        log.info(
+            "http_request",
+            method=scope["method"],
+            route=route,
+            status=status,
+            duration_ms=round(elapsed * 1000, 1),
+            client=state.get("client_name") if isinstance(state, dict) else getattr(state, "client_name", None),
+        )
+
+
+def _route_of(scope: Scope) -> str:
+    """The route template that matched (``/v1/referrals/{referral_id}``), never the raw path."""
+    return getattr(scope.get("route"), "path", "unmatched")
+
+
+def _internal_error() -> JSONResponse:
+    return JSONResponse(status_code=500, content={"detail": "Internal error. It has been logged without your data."})
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's X-Request-ID if it is a UUID, else a new one."""
+    offered = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1").strip()
+    try:
+        return str(uuid.UUID(offered))
+    except ValueError:
+        return str(uuid.uuid4())
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
@@ -134,11 +171,6 @@ def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise HTTPException(status_code=415, detail="The body must be JSON (Content-Type: application/json).")
-
-
-def _route_template(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", "unmatched")
 
 
 def create_app(
@@ -158,11 +190,6 @@ def create_app(
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = safe_errors(list(exc.errors()))
         return JSONResponse(status_code=422, content={"detail": describe(errors), "errors": errors})
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("request_failed", route=_route_template(request), error_type=type(exc).__name__)
-        return JSONResponse(status_code=500, content={"detail": "Internal error. It has been logged without your data."})
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     # Outermost (added last), so a 413 from the size limit is counted and logged as a 413.

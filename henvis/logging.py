@@ -206,13 +206,18 @@ def configure_logging(
     repeat_window: float = REPEAT_WINDOW_SECONDS,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Send every log record of this process as a redacted JSON line to ``stream`` (stdout).
+    """Send every log record of this process, redacted, to ``stream`` (stdout): one JSON
+    object a line, or readable columns when a person watches it in a terminal.
 
     Identical repeats from the noisy third-party loggers are throttled (:class:`RepeatThrottle`,
     ``repeat_window`` seconds measured on ``clock``).
     """
     stream = stream or sys.stdout
-    renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+    renderer = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if stream.isatty()
+        else structlog.processors.JSONRenderer(ensure_ascii=False)
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_SHARED_PROCESSORS, _redact_stdlib_arguments, _add_repeated],
         pass_foreign_args=True,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
+from structlog.contextvars import bound_contextvars
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
@@ -590,7 +591,8 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             records = self._unprocessed(tp, records) if owned is not None else []
             if not records:
                 continue
-            effects = self.logic.decide(tp.partition, records, owned.view())
+            with bound_contextvars(topic=tp.topic, partition=tp.partition, offsets=_span(records)):
+                effects = self.logic.decide(tp.partition, records, owned.view())
             self._positions[tp] = records[-1].offset + 1
             self._enqueue(owned, _Decided(effects, records[-1].offset + 1, len(records)))
 
@@ -657,9 +659,10 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
         if next_offsets:
             BATCH_RECORDS.labels(topic=self.topic).observe(sum(decided.records for decided in batches))
             self._committed(TopicPartition(self.topic, owned.number), next_offsets[-1])
-        for decided in batches:
-            if decided.effects.on_commit is not None:
-                decided.effects.on_commit()
+        with bound_contextvars(topic=self.topic, partition=owned.number):
+            for decided in batches:
+                if decided.effects.on_commit is not None:
+                    decided.effects.on_commit()
         return True
 
     async def _send_batches(
@@ -739,6 +742,11 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
                 await self._acquire([TopicPartition(self.topic, partition)])
                 if partition in self._partitions:
                     log.info("partition_recovered", topic=self.topic, partition=partition)
+
+
+def _span(records: Sequence[ConsumerRecord]) -> str:
+    """The offsets of a batch for a log line: ``"17-42"``."""
+    return f"{records[0].offset}-{records[-1].offset}"
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -51,3 +51,39 @@ def test_oversized_body_is_logged_and_counted_as_413_and_a_crash_as_500():
     assert [status for _, status, _ in request_log(logs)] == [413, 413, 500]
     metrics = http.get("/metrics").text
     assert 'service="observe-test"' in metrics and 'status="413"' in metrics
+
+
+def test_every_log_line_of_a_request_carries_its_request_id_and_the_answer_returns_it():
+    import io
+    import json
+
+    from henvis.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("observe-test", "INFO", stream=stream)
+    http = make_client()
+
+    answer = http.post("/v1/cases/x", content=b"{}", headers={"Authorization": f"Bearer {TOKEN}"})
+    crashed = http.get("/v1/boom")
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    by_request = {}
+    for line in lines:
+        if line["logger"].startswith("henvis"):
+            by_request.setdefault(line.get("request_id"), []).append(line["event"])
+    assert by_request == {
+        answer.headers["X-Request-ID"]: ["http_request"],
+        crashed.headers["X-Request-ID"]: ["request_failed", "http_request"],
+    }
+
+
+def test_a_callers_request_id_is_kept_only_if_it_is_a_uuid():
+    http = make_client()
+    correlation = "0b7f3a52-3c1e-5b8a-8d6e-7a4f2c9e1d35"
+    with structlog.testing.capture_logs() as logs:
+        kept = http.get("/healthz", headers={"X-Request-ID": correlation})
+        # A case number is not an id we may carry into our logs.
+        replaced = http.get("/healthz", headers={"X-Request-ID": "4100-12345-00001-26"})
+    assert kept.headers["X-Request-ID"] == correlation
+    assert replaced.headers["X-Request-ID"] != "4100-12345-00001-26"
+    assert "4100-12345" not in repr(logs)

@@ -78,3 +78,22 @@ def test_timestamps_and_ids_are_not_mistaken_for_personal_data(log_output):
     assert record["referral_id"] == "3f2a1b4c-1234-5678-9abc-123456789012"
     assert record["day"] == "2026-11-25"
     assert record["timestamp"].startswith("20")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_readable_columns_with_the_same_redaction():
+    terminal = _Terminal()
+    configure_logging("test", "INFO", stream=terminal)
+    try:
+        structlog.get_logger("henvis.test").info("referral_received", referral_id="r-1", phone="22 34 56 78")
+        logging.getLogger("uvicorn.error").error("bad header from soren@example.dk")
+    finally:
+        configure_logging("test", "INFO")
+    text = terminal.getvalue()
+    assert "referral_received" in text and "referral_id=r-1" in text
+    assert not text.lstrip().startswith("{")  # columns, not JSON
+    assert_clean(text)
