@@ -79,7 +79,7 @@ def kafka_broker(bootstrap: str | None) -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
-    from henvis import broker
+    from henvis_dev import broker
 
     run_dir = Path(tempfile.mkdtemp(prefix="henvis-bench-broker-"))
     handle = broker.start(run_dir, port=free_port(), progress=lambda *_: None)
@@ -211,8 +211,8 @@ class Pipeline:
     """The real parts (``henvis <service> <command>`` processes) via the demo's helpers."""
 
     def __init__(self, bootstrap: str, parts: list[str], extra_env: dict[str, str] | None = None, database: str | None = None):
-        from henvis.demo import Ports, make_credentials, pipeline_parts, service_env
-        from henvis.supervisor import Supervisor
+        from henvis_dev.demo import Ports, make_credentials, pipeline_parts, service_env
+        from henvis_dev.supervisor import Supervisor
 
         self.run_dir = Path(tempfile.mkdtemp(prefix="henvis-bench-run-"))
         host, port = bootstrap.rsplit(":", 1)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/kafka_clients.py [--bootstrap HOST:PORT] [--events 20000] [--rounds 2]
 
-Without ``--bootstrap`` it starts a throwaway broker (henvis.broker) for the run and stops it.
+Without ``--bootstrap`` it starts a throwaway broker (henvis_dev.broker) for the run and stops it.
 
 The same pre-loaded input (decision-sized records on 6 partitions) goes through four loops,
 each consuming with ``read_committed``, producing every record unchanged to an output topic,

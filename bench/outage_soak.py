@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_line  # noqa: E402
 
-from henvis.services.router import loadgen  # noqa: E402
+from henvis_dev import loadgen  # noqa: E402
 from tests.faults.outages import REGISTRY, OutageLoop  # noqa: E402
 
 

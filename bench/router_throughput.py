@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/router_throughput.py [--bootstrap HOST:PORT] [--events 20000] [--rounds 2] [--profile PREFIX]
 
-Without ``--bootstrap`` it starts a throwaway broker (henvis.broker) for the run and stops it.
+Without ``--bootstrap`` it starts a throwaway broker (henvis_dev.broker) for the run and stops it.
 
 Throughput is measured the same way for every contender: from the broker timestamps of the
 output records (first to last output record), so start-up and group joins are not counted.
@@ -41,7 +41,7 @@ from _common import cpu_seconds, figure, output_span  # noqa: E402
 from henvis.kafka import ensure_topics, henvis_topics, topic_name  # noqa: E402
 from henvis.registry import load_registry  # noqa: E402
 from henvis.schemas.topics import CONSENT_DECISIONS, REFERRAL_FACTS  # noqa: E402
-from henvis.services.router import loadgen  # noqa: E402
+from henvis_dev import loadgen  # noqa: E402
 from henvis.settings import KafkaSettings  # noqa: E402
 
 

@@ -10,7 +10,7 @@ Databases
 
 Kafka
     ``kafka_bootstrap``     (session) ``HENVIS_TEST_KAFKA_BOOTSTRAP`` or a broker started with
-                            ``henvis.broker.start`` for the session.
+                            ``henvis_dev.broker.start`` for the session.
     ``topic_prefix``        unique ``t<8 hex>.`` per test, so tests never share topics.
     ``kafka_settings``      ``KafkaSettings`` for that broker and prefix; also exported as
                             ``HENVIS_KAFKA_BOOTSTRAP_SERVERS`` / ``HENVIS_KAFKA_TOPIC_PREFIX``.
@@ -113,7 +113,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield external
         return
 
-    from henvis import broker  # lazily: only Kafka tests need it
+    from henvis_dev import broker  # lazily: only Kafka tests need it
 
     run_dir = tmp_path_factory.mktemp("kafka-broker")
     try:

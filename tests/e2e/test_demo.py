@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from henvis.pilot import generate_pilot
+from henvis_dev.pilot import generate_pilot
 from tests.helpers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]

@@ -11,8 +11,8 @@ One pipeline per session (``fault_pipeline``), shared by the fault run and the s
   seconds instead of the production defaults (30–60 s) — the faults are the same, the suite
   just waits less for the broker to notice a dead member.
 
-Every part is started by :class:`henvis.supervisor.Supervisor` exactly as ``henvis demo``
-does (``henvis.demo.pipeline_parts``), with its JSON log in ``<run dir>/logs/``.
+Every part is started by :class:`henvis_dev.supervisor.Supervisor` exactly as ``henvis demo``
+does (``henvis_dev.demo.pipeline_parts``), with its JSON log in ``<run dir>/logs/``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from threading import Lock
 import httpx
 import pytest
 
-from henvis import broker
-from henvis.demo import Credentials, Ports, add_caseworkers, make_credentials, pipeline_parts, service_env
-from henvis.supervisor import Supervisor
+from henvis_dev import broker
+from henvis_dev.demo import Credentials, Ports, add_caseworkers, make_credentials, pipeline_parts, service_env
+from henvis_dev.supervisor import Supervisor
 from tests.helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
-from henvis.pilot import FIRST_NAMES, LAST_NAMES, POSTCODES, STREETS
+from henvis_dev.pilot import FIRST_NAMES, LAST_NAMES, POSTCODES, STREETS
 from henvis.registry import load_registry
 from henvis.schemas.events import (
     ConsentDeclined,

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from henvis import broker
+from henvis_dev import broker
 from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics
 from henvis.registry import load_registry
 from henvis.schemas.events import parse_event
-from henvis.services.router import loadgen
+from henvis_dev import loadgen
 from henvis.settings import KafkaSettings
 from tests.helpers import free_port, wait_until
 

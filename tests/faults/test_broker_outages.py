@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from henvis.services.router import loadgen
+from henvis_dev import loadgen
 from tests.faults.outages import REGISTRY, WORKERS, OutageLoop
 from tests.integration.test_router_delivery import assert_every_referral_on_its_own_centre_topic
 

@@ -1,4 +1,4 @@
-"""The local Kafka broker (henvis.broker) against the real JVM broker.
+"""The local Kafka broker (henvis_dev.broker) against the real JVM broker.
 
 Each test starts its own broker in a temporary run folder on free ports, so it never
 collides with the demo broker (9092) or a session broker another test module uses.
@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from henvis import broker
+from henvis_dev import broker
 
 pytestmark = pytest.mark.kafka
 

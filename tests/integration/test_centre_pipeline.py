@@ -201,7 +201,7 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
     from henvis.kafka import ensure_topics, henvis_topics
     from henvis.registry import load_registry
     from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, referral_id_for
-    from henvis.services.router import loadgen
+    from henvis_dev import loadgen
 
     ensure_topics(kafka_settings, henvis_topics(kafka_settings, load_registry()))
     router = loadgen.RouterProcess(

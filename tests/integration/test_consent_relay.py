@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from henvis import broker
+from henvis_dev import broker
 from henvis.kafka import topic_name
 from henvis.schemas.events import parse_decision
 from henvis.services.consent import store

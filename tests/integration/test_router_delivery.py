@@ -21,7 +21,7 @@ from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics, topic_
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, parse_event
 from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING
-from henvis.services.router import loadgen
+from henvis_dev import loadgen
 from tests.helpers import free_port, wait_until
 
 REGISTRY = load_registry()

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from henvis.auth import hash_token
 from henvis.kafka import make_producer, topic_name
-from henvis.pilot import generate_pilot
+from henvis_dev.pilot import generate_pilot
 from henvis.schemas.events import ReferralFact, ReferralOutcome
 from henvis.schemas.topics import REFERRAL_FACTS, REFERRAL_OUTCOMES
 from henvis.services.stats.api import create_stats_app

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from henvis.auth import hash_token
-from henvis.pilot import generate_pilot
+from henvis_dev.pilot import generate_pilot
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ReferralIssued, referral_id_for
 from henvis.services.centre import store_intake

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import date
 
 from henvis.deadlines import local_date
-from henvis.pilot import PILOT_FIRST_DAY, PILOT_LAST_DAY, generate_pilot
+from henvis_dev.pilot import PILOT_FIRST_DAY, PILOT_LAST_DAY, generate_pilot
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentDeclined, ConsentGiven, Outcome, parse_event, referral_id_for
 from henvis.schemas.person import PERSONAL_DATA_FIELDS

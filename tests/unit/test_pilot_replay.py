@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 import httpx
 import pytest
 
-from henvis.pilot import ReplayError, generate_pilot, replay
+from henvis_dev.pilot import ReplayError, generate_pilot, replay
 from henvis.registry import load_registry
 from henvis.schemas.events import referral_id_for
 
@@ -87,7 +87,7 @@ def run(plan, fake, **kwargs):
 
 
 def test_replay_posts_everything_once_and_outcomes_after_delivery(monkeypatch):
-    monkeypatch.setattr("henvis.pilot.time.sleep", lambda seconds: None)  # polling pace is not under test
+    monkeypatch.setattr("henvis_dev.pilot.time.sleep", lambda seconds: None)  # polling pace is not under test
     plan = generate_pilot()
     fake = FakePipeline(plan)
     summary, stages = run(plan, fake)
@@ -105,7 +105,7 @@ def test_replay_posts_everything_once_and_outcomes_after_delivery(monkeypatch):
 
 
 def test_a_second_replay_sends_the_same_event_ids(monkeypatch):
-    monkeypatch.setattr("henvis.pilot.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("henvis_dev.pilot.time.sleep", lambda seconds: None)
     plan = generate_pilot()
     first, second = FakePipeline(plan), FakePipeline(plan)
     run(plan, first)
@@ -123,9 +123,9 @@ def test_a_refused_decision_stops_the_replay_with_the_services_reason():
 
 
 def test_referrals_that_never_arrive_end_in_a_clear_error(monkeypatch):
-    monkeypatch.setattr("henvis.pilot.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("henvis_dev.pilot.time.sleep", lambda seconds: None)
     clock = iter(range(0, 10_000, 5))
-    monkeypatch.setattr("henvis.pilot.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("henvis_dev.pilot.time.monotonic", lambda: next(clock))
     plan = generate_pilot()
     with pytest.raises(ReplayError, match=r"115 of 115 referrals did not reach their centre within 30s"):
         run(plan, FakePipeline(plan, never_deliver=True), delivery_timeout=30)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from henvis.auth import hash_token
 from henvis.db import make_engine
-from henvis.pilot import generate_pilot
+from henvis_dev.pilot import generate_pilot
 from henvis.services.stats.api import create_stats_app
 from henvis.services.stats.settings import StatsSettings
 from henvis.services.stats.store import StatsStore

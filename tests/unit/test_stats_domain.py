@@ -233,7 +233,7 @@ def test_incremental_aggregates_equal_a_rebuild_from_the_referrals(store):
     ones the referrals give when recomputed from scratch."""
     import random
 
-    from henvis.pilot import generate_pilot
+    from henvis_dev.pilot import generate_pilot
 
     plan = generate_pilot(seed=5)
     events = [*plan.facts(), *plan.outcome_events()]

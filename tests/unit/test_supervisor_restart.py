@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from henvis.supervisor import EXIT_RESTART, Part, Supervisor, SupervisorError
+from henvis_dev.supervisor import EXIT_RESTART, Part, Supervisor, SupervisorError
 
 # Stands in for `python -m henvis.cli <args>`: the first run exits with $EXIT_CODE;
 # a later run says it is ready and stays up.

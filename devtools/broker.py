@@ -14,7 +14,7 @@ Starting twice is harmless (the second call finds the live broker and returns it
 and a stop followed by a start on the same folder keeps topics and committed offsets,
 because storage is only formatted when ``data/meta.properties`` is missing.
 
-Command line: ``henvis broker start|stop|status`` or ``python -m henvis.broker ...``.
+Command line: ``henvis broker start|stop|status`` or ``python -m henvis_dev.broker ...``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
+
+#: One line for `henvis --help`.
+HELP = "start, stop or inspect the project's local Kafka broker"
 
 HOST = "127.0.0.1"
 TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools" / "kafka"
@@ -332,7 +335,7 @@ def _server_properties(run_dir: Path, port: int, controller_port: int) -> str:
         "num.partitions": "6",
         "auto.create.topics.enable": "true",  # convenience for the demo; henvis creates its own
     }
-    lines = ["# Written by henvis.broker on every start; edits are overwritten."]
+    lines = ["# Written by henvis_dev.broker on every start; edits are overwritten."]
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
 
 
@@ -555,7 +558,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``henvis broker`` and ``python -m henvis.broker``; returns the exit code."""
+    """Entry point of ``henvis broker`` and ``python -m henvis_dev.broker``; returns the exit code."""
     args = _parser().parse_args(argv)
     run_dir = args.run_dir or default_run_dir()
     try:

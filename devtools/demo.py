@@ -23,10 +23,14 @@ from pathlib import Path
 import httpx
 import yaml
 
-from henvis import broker
+from henvis_dev import broker
 from henvis.auth import ApiClient, hash_token, new_token
 from henvis.registry import load_registry
-from henvis.supervisor import Part, Supervisor, SupervisorError
+from henvis_dev.supervisor import Part, Supervisor, SupervisorError
+
+
+#: One line for `henvis --help`.
+HELP = "start the broker and every service, replay the pilot, print the figures"
 
 
 class DemoError(RuntimeError):
@@ -204,7 +208,7 @@ def stop_pipeline(supervisor: Supervisor, run_dir: Path) -> None:
 
 
 def replay_pilot(ports: Ports, credentials: Credentials, progress) -> dict:
-    from henvis.pilot import generate_pilot, replay
+    from henvis_dev.pilot import generate_pilot, replay
 
     plan = generate_pilot()
     return replay(
