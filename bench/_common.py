@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import json  # noqa: E402
+import json
 
-from henvis.logging import configure_logging  # noqa: E402
+from henvis.logging import configure_logging
 
 # The services log to their own files; here only figures (and warnings) go to the terminal.
 configure_logging("bench", "WARNING")
@@ -53,7 +53,10 @@ def title(text: str) -> None:
 def figure(label: str, value: float, unit: str, baseline: float | None = None, note: str = "") -> None:
     """One measured figure; with ``baseline``, the ratio product/baseline after it."""
     ratio = f"  ratio {value / baseline:6.{3 if value < baseline else 2}f}" if baseline else ""
-    print(f"  {label:<44}{value:>10.{2 if abs(value) < 10 else 1}f} {unit:<10}{ratio}{'  ' + note if note else ''}", flush=True)
+    print(
+        f"  {label:<44}{value:>10.{2 if abs(value) < 10 else 1}f} {unit:<10}{ratio}{'  ' + note if note else ''}",
+        flush=True,
+    )
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -61,7 +64,7 @@ def percentile(values: list[float], share: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(share * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 # ---------------------------------------------------------------------- infrastructure
@@ -161,9 +164,21 @@ def py_spy(pid: int, seconds: float, prefix: str):
     the collapsed stacks (summarise with ``bench/_common.py top PREFIX.txt``)."""
     import subprocess
 
-    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(seconds)),
-               "--rate", "200", "--nonblocking", "--gil"]
-    return subprocess.Popen(command + ["--format", "raw", "-o", f"{prefix}.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        "200",
+        "--nonblocking",
+        "--gil",
+    ]
+    return subprocess.Popen(
+        [*command, "--format", "raw", "-o", f"{prefix}.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def top_frames(collapsed: Path, count: int = 25) -> list[tuple[float, str]]:
@@ -210,12 +225,14 @@ def decision(index: int, occurred_at: str = "2026-03-02T10:15:00+01:00") -> tupl
 class Pipeline:
     """The real parts (``henvis <service> <command>`` processes) via the demo's helpers."""
 
-    def __init__(self, bootstrap: str, parts: list[str], extra_env: dict[str, str] | None = None, database: str | None = None):
+    def __init__(
+        self, bootstrap: str, parts: list[str], extra_env: dict[str, str] | None = None, database: str | None = None
+    ):
         from henvis_dev.demo import Ports, make_credentials, pipeline_parts, service_env
         from henvis_dev.supervisor import Supervisor
 
         self.run_dir = Path(tempfile.mkdtemp(prefix="henvis-bench-run-"))
-        host, port = bootstrap.rsplit(":", 1)
+        port = bootstrap.rsplit(":", 1)[1]
         self.ports = Ports(broker=int(port), consent=free_port(), centre=free_port(), stats=free_port())
         self.credentials = make_credentials(self.run_dir)
         self.topic_prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -313,7 +330,9 @@ class ArrivalWatcher:
     def __init__(self, bootstrap: str, topics: list[str]):
         context = multiprocessing.get_context("spawn")
         self._ready, self._stop, self._out = context.Event(), context.Event(), context.Queue()
-        self._process = context.Process(target=_watch, args=(bootstrap, topics, self._ready, self._out, self._stop), daemon=True)
+        self._process = context.Process(
+            target=_watch, args=(bootstrap, topics, self._ready, self._out, self._stop), daemon=True
+        )
         self.arrivals: dict[bytes, float] = {}
         self._lock = threading.Lock()
         self._drainer = threading.Thread(target=self._drain, daemon=True)

@@ -33,13 +33,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import _common  # noqa: E402
-from _common import figure, free_port, percentile, title  # noqa: E402
+import _common
+from _common import figure, free_port, percentile, title
 
-from henvis.auth import hash_token  # noqa: E402
-from henvis.db import make_engine  # noqa: E402
-from henvis.services.consent import store  # noqa: E402
-from henvis.services.consent.models import consent_outbox  # noqa: E402
+from henvis.auth import hash_token
+from henvis.db import make_engine
+from henvis.services.consent import store
+from henvis.services.consent.models import consent_outbox
 
 TOKEN = "hv_bench-police-token-" + uuid.uuid4().hex
 CLIENTS = [{"name": "bench-police", "role": "police", "token_sha256": hash_token(TOKEN)}]
@@ -97,10 +97,12 @@ def run_engine(name: str, database_url: str, kafka: str, seconds: float, clients
     serve_log, relay_log = work / f"{name}-serve.log", work / f"{name}-relay.log"
     command = [sys.executable, "-m", "henvis.cli", "consent"]
     with open(serve_log, "wb") as out:
-        serve = subprocess.Popen(command + ["serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        serve = subprocess.Popen(
+            [*command, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     _wait_ready(url, serve, serve_log)
     with open(relay_log, "wb") as out:
-        relay = subprocess.Popen(command + ["relay"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        relay = subprocess.Popen([*command, "relay"], env=env, stdout=out, stderr=subprocess.STDOUT)
     engine = make_engine(database_url)
     try:
         accepted, failed = [0] * clients, [0] * clients
@@ -128,7 +130,9 @@ def run_engine(name: str, database_url: str, kafka: str, seconds: float, clients
                 samples.append((backlog.unsent, backlog.oldest_age_seconds))
                 time.sleep(0.5)
 
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)] + [threading.Thread(target=sampler)]
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)] + [
+            threading.Thread(target=sampler)
+        ]
         began = time.monotonic()
         for thread in threads:
             thread.start()
@@ -184,7 +188,9 @@ def main() -> int:
         results = []
         for name in args.engines.split(","):
             if name == "sqlite":
-                results.append(run_engine(name, f"sqlite:///{work / 'consent.db'}", kafka, args.seconds, args.clients, work))
+                results.append(
+                    run_engine(name, f"sqlite:///{work / 'consent.db'}", kafka, args.seconds, args.clients, work)
+                )
             elif name == "postgresql":
                 if not args.postgres_url:
                     print("postgresql: skipped (no --postgres-url / HENVIS_TEST_POSTGRES_URL)")
@@ -193,13 +199,26 @@ def main() -> int:
                     results.append(run_engine(name, url, kafka, args.seconds, args.clients, work))
     for result in results:
         title(f"{result['engine']}: {args.clients} clients, {result['seconds']:.0f} s, relay running")
-        figure("accepted (202)", result["accepted_per_s"], "per s", note=f"{result['accepted']} accepted, {result['failed']} not")
+        figure(
+            "accepted (202)",
+            result["accepted_per_s"],
+            "per s",
+            note=f"{result['accepted']} accepted, {result['failed']} not",
+        )
         figure("API latency p50", result["latency_ms_p50"], "ms", note=f"p95 {result['latency_ms_p95']} ms")
-        figure("outbox backlog, most unsent rows seen", result["backlog_max"], "rows",
-               note=f"oldest unsent {result['oldest_unsent_age_s_max']} s")
+        figure(
+            "outbox backlog, most unsent rows seen",
+            result["backlog_max"],
+            "rows",
+            note=f"oldest unsent {result['oldest_unsent_age_s_max']} s",
+        )
         if result["lag_s_p50"] is not None:
-            figure("relay lag (sent_at - created_at) p50", result["lag_s_p50"] * 1000, "ms",
-                   note=f"p95 {result['lag_s_p95'] * 1000:.0f} ms, max {result['lag_s_max'] * 1000:.0f} ms")
+            figure(
+                "relay lag (sent_at - created_at) p50",
+                result["lag_s_p50"] * 1000,
+                "ms",
+                note=f"p95 {result['lag_s_p95'] * 1000:.0f} ms, max {result['lag_s_max'] * 1000:.0f} ms",
+            )
         figure("drain after the load", result["drain_after_load_s"], "s", note=f"{result['published']} published")
     print("\n" + "\n".join(json.dumps(result) for result in results))
     return 0

@@ -21,21 +21,20 @@ import argparse
 import contextlib
 import os
 import sys
-import threading
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
-from _common import Pipeline, decision, figure, percentile, title  # noqa: E402
+import _common
+import httpx
+import sqlalchemy as sa
+from _common import Pipeline, decision, figure, percentile, title
 
-import httpx  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from henvis.db import make_engine  # noqa: E402
+from henvis.db import make_engine
 
 BARE = sa.Table(
     "bench_bare_inserts",
@@ -110,7 +109,11 @@ def bench_engine(name: str, database_url: str, bootstrap: str, args) -> tuple[fl
     with Pipeline(bootstrap, parts, database=database_url) as pipeline:
         work = ApiWork(pipeline.consent_url, pipeline.credentials.tokens["police"])
         closed_loop(2, 1, work)  # warm-up: connections, caches, first-request imports
-        profiler = _common.py_spy(pipeline.pid("consent-api"), args.seconds, f"{args.profile}-{name}") if args.profile else None
+        profiler = (
+            _common.py_spy(pipeline.pid("consent-api"), args.seconds, f"{args.profile}-{name}")
+            if args.profile
+            else None
+        )
         cpu_before = _common.cpu_seconds(pipeline.pid("consent-api"))
         accepted, refused, elapsed, latencies = closed_loop(args.clients, args.seconds, work)
         api_cpu_ms = (_common.cpu_seconds(pipeline.pid("consent-api")) - cpu_before) * 1000 / max(accepted, 1)
@@ -126,13 +129,13 @@ def bench_engine(name: str, database_url: str, bootstrap: str, args) -> tuple[fl
     finally:
         engine.dispose()
     api_rate, bare_rate = accepted / elapsed, inserted / bare_elapsed
-    figure("bare insert loop", bare_rate, "rows/s", note=f"p50 {percentile(bare_latencies, .5) * 1000:.1f} ms")
+    figure("bare insert loop", bare_rate, "rows/s", note=f"p50 {percentile(bare_latencies, 0.5) * 1000:.1f} ms")
     figure(
         "consent API, accepted (202)",
         api_rate,
         "per s",
         bare_rate,
-        note=f"p50 {percentile(latencies, .5) * 1000:.1f} ms, p95 {percentile(latencies, .95) * 1000:.1f} ms, {refused} not 202",
+        note=f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p95 {percentile(latencies, 0.95) * 1000:.1f} ms, {refused} not 202",
     )
     figure("bare insert loop: CPU per row", bare_cpu_ms, "ms")
     figure("consent API: CPU per accepted decision", api_cpu_ms, "ms", bare_cpu_ms, note="API process only")
@@ -147,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=os.environ.get("HENVIS_TEST_POSTGRES_URL"))
     parser.add_argument("--with-relay", action="store_true", help="run the outbox relay during the load")
     parser.add_argument("--bootstrap", default=None, help="broker for --with-relay; default: a throwaway one")
-    parser.add_argument("--profile", default=None, metavar="PREFIX",
-                        help="py-spy the API during the load: PREFIX-<engine>.svg (flame graph) and .txt (collapsed stacks)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="PREFIX",
+        help="py-spy the API during the load: PREFIX-<engine>.svg (flame graph) and .txt (collapsed stacks)",
+    )
     args = parser.parse_args(argv)
 
     print(f"Consent API vs bare inserts   {_common.machine_line()}")

@@ -25,15 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
-from _common import ArrivalWatcher, Pipeline, decision, figure, percentile, title  # noqa: E402
+import _common
+import httpx
+from _common import ArrivalWatcher, Pipeline, decision, figure, percentile, title
+from aiokafka import AIOKafkaProducer
 
-import httpx  # noqa: E402
-from aiokafka import AIOKafkaProducer  # noqa: E402
-
-from henvis.kafka import ensure_topics, topic_name  # noqa: E402
-from henvis.schemas.topics import CONSENT_DECISIONS  # noqa: E402
-from henvis.schemas.events import referral_id_for  # noqa: E402
+from henvis.kafka import ensure_topics, topic_name
+from henvis.schemas.events import referral_id_for
+from henvis.schemas.topics import CONSENT_DECISIONS
 
 # A referral.issued on the wire is about this size; the bare baseline sends as much.
 REFERRAL_BYTES = 620
@@ -91,7 +90,14 @@ async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_
         cpu_before = time.process_time()
         started, elapsed = await paced(rate, seconds, in_flight, send_one)
         client_cpu = time.process_time() - cpu_before
-    return {"sent": sent, "cases": cases, "client_cpu": client_cpu, "started": started, "refused": refused, "elapsed": elapsed}
+    return {
+        "sent": sent,
+        "cases": cases,
+        "client_cpu": client_cpu,
+        "started": started,
+        "refused": refused,
+        "elapsed": elapsed,
+    }
 
 
 def stages(result: dict, decisions: ArrivalWatcher, centres: ArrivalWatcher) -> None:
@@ -102,7 +108,10 @@ def stages(result: dict, decisions: ArrivalWatcher, centres: ArrivalWatcher) -> 
         if published is not None and routed is not None:
             relay.append((published - answered) * 1000)
             router.append((routed - published) * 1000)
-    for label, values in (("  of which POST 202 -> consent.decisions", relay), ("  of which consent.decisions -> centre", router)):
+    for label, values in (
+        ("  of which POST 202 -> consent.decisions", relay),
+        ("  of which consent.decisions -> centre", router),
+    ):
         figure(label, percentile(values, 0.5), "ms p50", note=f"p95 {percentile(values, 0.95):.1f} ms")
 
 
@@ -154,11 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
     parser.add_argument("--rates", default="50,500", help="offered decisions/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=15, help="load time per rate and contender")
-    parser.add_argument("--in-flight", type=int, default=8,
-                        help="most requests outstanding at once (SQLite's API accepts fewer per second above ~8)")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=8,
+        help="most requests outstanding at once (SQLite's API accepts fewer per second above ~8)",
+    )
     parser.add_argument("--drain-seconds", type=float, default=90, help="how long to wait for the last referrals")
-    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra setting for the services, e.g. HENVIS_CONSENT_RELAY_POLL_INTERVAL_SECONDS=0.05")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra setting for the services, e.g. HENVIS_CONSENT_RELAY_POLL_INTERVAL_SECONDS=0.05",
+    )
     args = parser.parse_args(argv)
     rates = [float(rate) for rate in args.rates.split(",")]
 
@@ -174,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             ensure_topics(settings, {bare_topic: False})
             token = pipeline.credentials.tokens["police"]
             decisions_topic = topic_name(CONSENT_DECISIONS.name, settings)
-            with ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher, ArrivalWatcher(bootstrap, [decisions_topic]) as relayed:
+            with (
+                ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher,
+                ArrivalWatcher(bootstrap, [decisions_topic]) as relayed,
+            ):
                 # Warm-up: first requests pay for connections, faust's first fetch, SQLite caches.
                 warm = asyncio.run(offer_decisions(pipeline.consent_url, token, 10, 2, 4))
                 watcher.wait_for(warm["sent"], args.drain_seconds)
@@ -184,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                         bare = asyncio.run(offer_bare(bootstrap, bare_topic, rate, args.seconds, args.in_flight))
                         values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
                     base = report("bare produce->consume", bare, values, missing, None)
-                    product = asyncio.run(offer_decisions(pipeline.consent_url, token, rate, args.seconds, args.in_flight))
+                    product = asyncio.run(
+                        offer_decisions(pipeline.consent_url, token, rate, args.seconds, args.in_flight)
+                    )
                     values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
                     figures = report("POST 202 -> centre topic", product, values, missing, base)
                     stages(product, relayed, watcher)
@@ -193,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     for rate, base, figures in summary:
         print(
             f"  offered {rate:>4.0f}/s  achieved {figures['achieved']:6.1f}/s (bare {base['achieved']:6.1f}/s)   "
-            + "   ".join(f"{name} {figures[name]:7.1f} vs {base[name]:5.1f} (x{figures[name] / base[name]:.0f})" for name in ("p50", "p95", "p99"))
+            + "   ".join(
+                f"{name} {figures[name]:7.1f} vs {base[name]:5.1f} (x{figures[name] / base[name]:.0f})"
+                for name in ("p50", "p95", "p99")
+            )
         )
     return 0
 

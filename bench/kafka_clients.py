@@ -29,7 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.structs import OffsetAndMetadata
@@ -37,10 +37,10 @@ from kafka.structs import OffsetAndMetadata
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import figure, machine_line, output_span  # noqa: E402
+from _common import figure, machine_line, output_span
 
-from henvis.kafka import aiokafka_options, connection_config, ensure_topics, make_producer  # noqa: E402
-from henvis.settings import KafkaSettings  # noqa: E402
+from henvis.kafka import aiokafka_options, connection_config, ensure_topics, make_producer
+from henvis.settings import KafkaSettings
 
 BATCH = 2000
 VALUE = b"x" * 600  # about a decision's size
@@ -57,11 +57,17 @@ def preload(settings: KafkaSettings, topic: str, count: int) -> None:
 async def aiokafka_loop(settings: KafkaSettings, source: str, sink: str, count: int, transactional: bool) -> None:
     group = f"{settings.topic_prefix}bench-aiokafka"
     consumer = AIOKafkaConsumer(
-        source, **aiokafka_options(settings, "bench-consumer"), group_id=group, enable_auto_commit=False,
-        auto_offset_reset="earliest", isolation_level="read_committed",
+        source,
+        **aiokafka_options(settings, "bench-consumer"),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
     )
     extra = {"transactional_id": f"{group}-tx"} if transactional else {}
-    producer = AIOKafkaProducer(**aiokafka_options(settings, "bench-producer"), acks="all", enable_idempotence=True, **extra)
+    producer = AIOKafkaProducer(
+        **aiokafka_options(settings, "bench-producer"), acks="all", enable_idempotence=True, **extra
+    )
     await consumer.start()
     await producer.start()
     try:
@@ -90,8 +96,13 @@ def kafka_python_loop(settings: KafkaSettings, source: str, sink: str, count: in
     group = f"{settings.topic_prefix}bench-kafka-python"
     common = {"bootstrap_servers": settings.bootstrap_servers.split(","), **connection_config(settings)}
     consumer = KafkaConsumer(
-        source, **common, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
-        isolation_level="read_committed", max_poll_records=BATCH,
+        source,
+        **common,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=BATCH,
     )
     extra = {"transactional_id": f"{group}-tx"} if transactional else {}
     producer = KafkaProducer(**common, acks="all", enable_idempotence=True, linger_ms=0, **extra)
@@ -131,7 +142,9 @@ CONTENDERS = {
 
 
 def run_one(bootstrap: str, partitions: int, events: int, loop) -> tuple[float, float]:
-    settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"clients{uuid.uuid4().hex[:6]}.", partitions=partitions)
+    settings = KafkaSettings(
+        bootstrap_servers=bootstrap, topic_prefix=f"clients{uuid.uuid4().hex[:6]}.", partitions=partitions
+    )
     source, sink = f"{settings.topic_prefix}in", f"{settings.topic_prefix}out"
     ensure_topics(settings, {source: False, sink: False})
     preload(settings, source, events)
@@ -160,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             for label, loop in CONTENDERS.items():
                 rate, cpu_ms = run_one(bootstrap, args.partitions, args.events, loop)
                 baseline = baseline or rate
-                figure(label, rate, "events/s", None if rate == baseline else baseline, note=f"CPU {cpu_ms:.3f} ms/event")
-    print(f"  ({args.events} records of ~600 bytes, {args.partitions} partitions, batches of <= {BATCH}; ratio against aiokafka plain)")
+                figure(
+                    label, rate, "events/s", None if rate == baseline else baseline, note=f"CPU {cpu_ms:.3f} ms/event"
+                )
+    print(
+        f"  ({args.events} records of ~600 bytes, {args.partitions} partitions, batches of <= {BATCH}; ratio against aiokafka plain)"
+    )
     return 0
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_line  # noqa: E402
+from _common import machine_line
 
-from henvis_dev import loadgen  # noqa: E402
-from tests.faults.outages import REGISTRY, OutageLoop  # noqa: E402
+from henvis_dev import loadgen
+from tests.faults.outages import REGISTRY, OutageLoop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,16 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(1, args.outages + 1):
             seconds, crash = rng.uniform(2, 20), number % 2 == 0
             outage = loop.outage(seconds, crash=crash)
-            print(f"  outage {number:>2} ({'crash' if crash else 'stop '}, {seconds:4.1f} s asked, down {outage.down_for:4.1f} s): "
-                  + ", ".join(f"{worker} +{outage.beyond(worker):.1f} s" for worker in outage.resumed_after), flush=True)
+            print(
+                f"  outage {number:>2} ({'crash' if crash else 'stop '}, {seconds:4.1f} s asked, down {outage.down_for:4.1f} s): "
+                + ", ".join(f"{worker} +{outage.beyond(worker):.1f} s" for worker in outage.resumed_after),
+                flush=True,
+            )
             loop.wait_for_progress(timeout=600)
         loop.finish()
         print(loop.report())
         observed = loadgen.observe(loop.kafka, REGISTRY)
         restarted = [worker for worker, process in loop.processes.items() if process.poll() is not None]
-        print(f"  fed {loop.feeder.sent} decisions; duplicate referral messages {observed.duplicate_messages()}; "
-              f"withdrawals before their referral {len(observed.withdrawn_before_issued)}; "
-              f"workers that exited {restarted or 'none'}")
+        print(
+            f"  fed {loop.feeder.sent} decisions; duplicate referral messages {observed.duplicate_messages()}; "
+            f"withdrawals before their referral {len(observed.withdrawn_before_issued)}; "
+            f"workers that exited {restarted or 'none'}"
+        )
     finally:
         loop.stop()
     return 0

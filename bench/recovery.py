@@ -33,14 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
-from _common import ArrivalWatcher, Pipeline, decision, figure, rss_mb, title  # noqa: E402
+import _common
+import httpx
+import sqlalchemy as sa
+from _common import ArrivalWatcher, Pipeline, decision, figure, rss_mb, title
 
-import httpx  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from henvis.db import make_engine  # noqa: E402
-from henvis.schemas.events import referral_id_for  # noqa: E402
+from henvis.db import make_engine
+from henvis.schemas.events import referral_id_for
 
 PARTS = ["stats-worker", "centre-worker", "router", "consent-relay", "consent-api"]
 WORKERS = ["router", "centre-worker", "stats-worker", "consent-relay"]
@@ -94,7 +93,12 @@ def sink_probe(name: str, pipeline: Pipeline, watcher: ArrivalWatcher):
         if not ids:
             return False
         with engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.referral_id.in_(ids[:500]))).scalar() > 0
+            return (
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(table).where(table.c.referral_id.in_(ids[:500]))
+                ).scalar()
+                > 0
+            )
 
     return probe
 
@@ -115,9 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
     parser.add_argument("--rate", type=float, default=20, help="steady decisions/s during the kills")
-    parser.add_argument("--session-timeout", type=float, default=10, help="consumer session timeout of every worker (s)")
-    parser.add_argument("--service-defaults", action="store_true",
-                        help="keep each worker's own default settings (session timeouts: router 30 s, centre 45 s, stats 30 s)")
+    parser.add_argument(
+        "--session-timeout", type=float, default=10, help="consumer session timeout of every worker (s)"
+    )
+    parser.add_argument(
+        "--service-defaults",
+        action="store_true",
+        help="keep each worker's own default settings (session timeouts: router 30 s, centre 45 s, stats 30 s)",
+    )
     parser.add_argument("--load-seconds", type=float, default=10, help="load time before the memory peak is read")
     parser.add_argument("--workers", default=",".join(WORKERS), help="which workers to kill, in order")
     args = parser.parse_args(argv)
@@ -135,46 +144,64 @@ def main(argv: list[str] | None = None) -> int:
         from henvis.services.stats.settings import StatsSettings
 
         env = {"HENVIS_LOG_LEVEL": "INFO"}
-        baselines.update({
-            "router": RouterSettings.model_fields["session_timeout_seconds"].default,
-            "centre-worker": CentreSettings.model_fields["consumer_session_timeout_ms"].default / 1000,
-            "stats-worker": StatsSettings.model_fields["session_timeout_seconds"].default,
-        })
+        baselines.update(
+            {
+                "router": RouterSettings.model_fields["session_timeout_seconds"].default,
+                "centre-worker": CentreSettings.model_fields["consumer_session_timeout_ms"].default / 1000,
+                "stats-worker": StatsSettings.model_fields["session_timeout_seconds"].default,
+            }
+        )
 
     print(f"Recovery and memory   {_common.machine_line()}")
-    with _common.kafka_broker(args.bootstrap) as bootstrap:
-        with Pipeline(bootstrap, PARTS, env) as pipeline:
-            with ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher:
-                title("resident memory (VmRSS, MiB)")
-                at_rest = {name: rss_mb(pipeline.pid(name)) for name in PARTS}
-                load = SteadyLoad(pipeline.consent_url, pipeline.credentials.tokens["police"], args.rate)
-                load.start()
-                peak = dict(at_rest)
-                stop_at = time.monotonic() + args.load_seconds
-                while time.monotonic() < stop_at:
-                    for name in PARTS:
-                        peak[name] = max(peak[name], rss_mb(pipeline.pid(name)))
-                    time.sleep(0.25)
-                for name in PARTS:
-                    figure(f"{name}: at rest / under {args.rate:g}/s", peak[name], "MiB", note=f"at rest {at_rest[name]:.1f} MiB")
+    with (
+        _common.kafka_broker(args.bootstrap) as bootstrap,
+        Pipeline(bootstrap, PARTS, env) as pipeline,
+        ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher,
+    ):
+        title("resident memory (VmRSS, MiB)")
+        at_rest = {name: rss_mb(pipeline.pid(name)) for name in PARTS}
+        load = SteadyLoad(pipeline.consent_url, pipeline.credentials.tokens["police"], args.rate)
+        load.start()
+        peak = dict(at_rest)
+        stop_at = time.monotonic() + args.load_seconds
+        while time.monotonic() < stop_at:
+            for name in PARTS:
+                peak[name] = max(peak[name], rss_mb(pipeline.pid(name)))
+            time.sleep(0.25)
+        for name in PARTS:
+            figure(
+                f"{name}: at rest / under {args.rate:g}/s",
+                peak[name],
+                "MiB",
+                note=f"at rest {at_rest[name]:.1f} MiB",
+            )
 
-                title(f"SIGKILL + immediate restart under {args.rate:g} decisions/s (seconds from the kill)")
-                results = {}
-                for name in args.workers.split(","):
-                    probe = sink_probe(name, pipeline, watcher)
-                    ready, flowing = recover(pipeline, load, name, probe, limit=max(120.0, 6 * baselines[name]))
-                    results[name] = (ready, flowing)
-                    figure(f"{name}: ready again", ready, "s")
-                    figure(f"{name}: referrals flowing again", flowing, "s", baselines[name],
-                           note=f"vs {'poll interval' if name == 'consent-relay' else 'session timeout'} {baselines[name]:g} s")
-                load.halt.set()
-                load.join(30)
-                posted = [referral_id for _, referral_id in load.accepted]
-                arrived = watcher.wait_for([i.encode() for i in posted], 120)
+        title(f"SIGKILL + immediate restart under {args.rate:g} decisions/s (seconds from the kill)")
+        results = {}
+        for name in args.workers.split(","):
+            probe = sink_probe(name, pipeline, watcher)
+            ready, flowing = recover(pipeline, load, name, probe, limit=max(120.0, 6 * baselines[name]))
+            results[name] = (ready, flowing)
+            figure(f"{name}: ready again", ready, "s")
+            figure(
+                f"{name}: referrals flowing again",
+                flowing,
+                "s",
+                baselines[name],
+                note=f"vs {'poll interval' if name == 'consent-relay' else 'session timeout'} {baselines[name]:g} s",
+            )
+        load.halt.set()
+        load.join(30)
+        posted = [referral_id for _, referral_id in load.accepted]
+        arrived = watcher.wait_for([i.encode() for i in posted], 120)
     title("summary")
     for name, (ready, flowing) in results.items():
-        print(f"  {name:<14} ready {ready:5.1f} s   flowing {flowing:5.1f} s   baseline {baselines[name]:g} s   ratio {flowing / baselines[name]:.2f}")
-    print(f"  {len(posted)} decisions accepted during the run, {arrived} reached a centre topic, {load.refused} not accepted")
+        print(
+            f"  {name:<14} ready {ready:5.1f} s   flowing {flowing:5.1f} s   baseline {baselines[name]:g} s   ratio {flowing / baselines[name]:.2f}"
+        )
+    print(
+        f"  {len(posted)} decisions accepted during the run, {arrived} reached a centre topic, {load.refused} not accepted"
+    )
     return 0
 
 

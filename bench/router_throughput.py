@@ -36,13 +36,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cpu_seconds, figure, output_span  # noqa: E402
+from _common import cpu_seconds, figure, output_span
 
-from henvis.kafka import ensure_topics, henvis_topics, topic_name  # noqa: E402
-from henvis.registry import load_registry  # noqa: E402
-from henvis.schemas.topics import CONSENT_DECISIONS, REFERRAL_FACTS  # noqa: E402
-from henvis_dev import loadgen  # noqa: E402
-from henvis.settings import KafkaSettings  # noqa: E402
+from henvis.kafka import ensure_topics, henvis_topics, topic_name
+from henvis.registry import load_registry
+from henvis.schemas.topics import CONSENT_DECISIONS, REFERRAL_FACTS
+from henvis.settings import KafkaSettings
+from henvis_dev import loadgen
 
 
 async def bare_loop(settings: KafkaSettings, source: str, sink: str, expected: int) -> None:
@@ -93,7 +93,9 @@ def run_baseline(bootstrap: str, partitions: int, expected: loadgen.Expected, re
     return count / seconds, cpu_ms
 
 
-def router_processes(bootstrap: str, partitions: int, settings: KafkaSettings, workers: int) -> list[loadgen.RouterProcess]:
+def router_processes(
+    bootstrap: str, partitions: int, settings: KafkaSettings, workers: int
+) -> list[loadgen.RouterProcess]:
     run_dir = Path(tempfile.mkdtemp(prefix="router-bench-"))
     env = {
         "HENVIS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -130,8 +132,9 @@ def startup_cpu(bootstrap: str, partitions: int, registry) -> float:
         process.stop()
 
 
-def run_router(bootstrap: str, partitions: int, expected: loadgen.Expected, registry, workers: int,
-               profile: str | None = None) -> tuple[float, float]:
+def run_router(
+    bootstrap: str, partitions: int, expected: loadgen.Expected, registry, workers: int, profile: str | None = None
+) -> tuple[float, float]:
     """The input is on the topic before the workers start, as for the bare loop; CPU is the
     workers' whole CPU less what starting up costs (measured on its own, on empty topics)."""
     settings = fresh_settings(bootstrap, partitions, f"router{workers}")
@@ -167,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2, help="baseline and router alternate this many times")
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--profile", default=None, metavar="PREFIX",
-                        help="py-spy the 1-worker run for 20 s: PREFIX.txt (collapsed stacks, see bench/README.md)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="PREFIX",
+        help="py-spy the 1-worker run for 20 s: PREFIX.txt (collapsed stacks, see bench/README.md)",
+    )
     args = parser.parse_args(argv)
 
     import _common
@@ -189,12 +196,25 @@ def run(bootstrap: str, args) -> int:
         baseline, baseline_cpu = run_baseline(bootstrap, args.partitions, expected, registry)
         figure("bare aiokafka consume->produce", baseline, "events/s", note=f"CPU {baseline_cpu:.3f} ms/event")
         for workers in (1, 2):
-            rate, cpu = run_router(bootstrap, args.partitions, expected, registry, workers,
-                                   profile=args.profile if (workers, round_) == (1, 1) else None)
-            figure(f"router, {workers} worker{'s' if workers > 1 else ''}", rate, "events/s", baseline,
-                   note=f"CPU {cpu:.3f} ms/event (x{cpu / baseline_cpu:.0f})")
-    print(f"  ({args.events} events, {args.partitions} partitions, one broker; output broker timestamps first->last;"
-          " CPU: the worker processes less their start-up / the bare loop's process)")
+            rate, cpu = run_router(
+                bootstrap,
+                args.partitions,
+                expected,
+                registry,
+                workers,
+                profile=args.profile if (workers, round_) == (1, 1) else None,
+            )
+            figure(
+                f"router, {workers} worker{'s' if workers > 1 else ''}",
+                rate,
+                "events/s",
+                baseline,
+                note=f"CPU {cpu:.3f} ms/event (x{cpu / baseline_cpu:.0f})",
+            )
+    print(
+        f"  ({args.events} events, {args.partitions} partitions, one broker; output broker timestamps first->last;"
+        " CPU: the worker processes less their start-up / the bare loop's process)"
+    )
     return 0
 
 

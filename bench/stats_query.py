@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
 from henvis.db import make_engine, migrate
 from henvis.registry import load_registry
@@ -52,7 +52,9 @@ QUERIES = {
         Filters(date_from=date(2022, 1, 1), date_to=date(2022, 12, 31), municipality="657")
     ),
     "monthly, all time": lambda reader: reader.monthly(Filters()),
-    "by municipality, 1 year": lambda reader: reader.by_municipality(Filters(date_from=date(2022, 1, 1), date_to=date(2022, 12, 31))),
+    "by municipality, 1 year": lambda reader: reader.by_municipality(
+        Filters(date_from=date(2022, 1, 1), date_to=date(2022, 12, 31))
+    ),
 }
 
 
@@ -104,10 +106,9 @@ def bulk_insert(engine: sa.Engine, count: int, rng: random.Random, progress) -> 
 def _copy_postgres(engine: sa.Engine, rows: list[dict]) -> None:
     raw = engine.raw_connection()
     try:
-        with raw.cursor() as cursor:
-            with cursor.copy(f"COPY referrals ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([row[name] for name in COLUMNS])
+        with raw.cursor() as cursor, cursor.copy(f"COPY referrals ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in COLUMNS])
         raw.commit()
     finally:
         raw.close()
@@ -147,7 +148,7 @@ def bench_engine(url: str, sizes: list[int], repeat: int, seed: int) -> dict[int
         for size in sizes:
             label = f"  {engine.dialect.name}: inserting up to {size:,}"
 
-            def progress(done, total, label=label, base=have):
+            def progress(done, total, label=label, base=have, size=size):
                 sys.stderr.write(f"\r{label}  {base + done:>10,}/{size:,}")
                 sys.stderr.flush()
 
@@ -187,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     for engine_name in args.engines.split(","):
         if engine_name == "sqlite":
             with tempfile.TemporaryDirectory() as folder:
-                all_results["sqlite"] = bench_engine(f"sqlite:///{Path(folder) / 'bench.db'}", sizes, args.repeat, args.seed)
+                all_results["sqlite"] = bench_engine(
+                    f"sqlite:///{Path(folder) / 'bench.db'}", sizes, args.repeat, args.seed
+                )
         elif engine_name == "postgresql":
             if not args.postgres_url:
                 print("postgresql: skipped (no --postgres-url / HENVIS_TEST_POSTGRES_URL)")
@@ -198,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     for engine_name, results in all_results.items():
         smallest, largest = results[sizes[0]], results[sizes[-1]]
         for name in [BASELINE, *QUERIES]:
-            print(f"  {engine_name:<11}{name:<32} x{largest[name] / max(smallest[name], 1e-9):.1f} for x{sizes[-1] // sizes[0]} rows")
+            print(
+                f"  {engine_name:<11}{name:<32} x{largest[name] / max(smallest[name], 1e-9):.1f} for x{sizes[-1] // sizes[0]} rows"
+            )
     return 0
 
 

@@ -34,9 +34,9 @@ import sys
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 #: One line for `henvis --help`.
 HELP = "start, stop or inspect the project's local Kafka broker"
@@ -170,8 +170,13 @@ def ensure_jars(cache_dir: Path | None = None, progress: Progress = print) -> Pa
 def _run_maven(out_dir: Path, progress: Progress) -> None:
     """Copy the pom's runtime dependencies into out_dir, reporting download progress."""
     cmd = [
-        _require_maven(), "-B", "-f", str(POM), "dependency:copy-dependencies",
-        f"-DoutputDirectory={out_dir}", "-DincludeScope=runtime",
+        _require_maven(),
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={out_dir}",
+        "-DincludeScope=runtime",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: deque[str] = deque(maxlen=40)
@@ -347,8 +352,12 @@ DEFAULT_HEAP = "1g"
 def _jvm_options(run_dir: Path, heap: str) -> list[str]:
     """Heap, and log4j2 pointed at our config writing into the run folder."""
     return [
-        f"-Xmx{heap}", f"-Xms{heap}", "-Djava.awt.headless=true", "-XX:+ExitOnOutOfMemoryError",
-        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", f"-Dkafka.logs.dir={run_dir / 'logs'}",
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-Djava.awt.headless=true",
+        "-XX:+ExitOnOutOfMemoryError",
+        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
+        f"-Dkafka.logs.dir={run_dir / 'logs'}",
     ]
 
 
@@ -364,8 +373,16 @@ def _format_storage(java: str, lib: Path, run_dir: Path, progress: Progress) -> 
     """KRaft refuses to start on unformatted storage; formatting writes meta.properties."""
     progress(f"Formatting new KRaft storage in {run_dir / 'data'}")
     cmd = [
-        java, *_jvm_options(run_dir, "128m"), "-cp", f"{lib}/*", "kafka.tools.StorageTool",
-        "format", "-t", _random_cluster_id(), "-c", str(run_dir / "server.properties"),
+        java,
+        *_jvm_options(run_dir, "128m"),
+        "-cp",
+        f"{lib}/*",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        _random_cluster_id(),
+        "-c",
+        str(run_dir / "server.properties"),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -404,7 +421,7 @@ def answers_metadata(bootstrap: str) -> bool:
             admin.list_topics()
         finally:
             admin.close()
-    except Exception:  # any client error just means "not ready yet"
+    except Exception:  # noqa: BLE001 - any client error just means "not ready yet"
         return False
     return True
 
@@ -459,9 +476,7 @@ def start(
     with _file_lock(run_dir / "broker.lock"):
         running = status(run_dir)
         if running is not None:
-            progress(
-                f"Kafka broker already running on {running.bootstrap} (pid {running.pid}, run dir {run_dir})"
-            )
+            progress(f"Kafka broker already running on {running.bootstrap} (pid {running.pid}, run dir {run_dir})")
             _wait_ready(running, None, STARTUP_TIMEOUT_S)
             return running
         handle = _launch(run_dir, port, controller_port, heap, progress)
@@ -472,9 +487,7 @@ def start(
     return handle
 
 
-def _launch(
-    run_dir: Path, port: int, controller_port: int | None, heap: str, progress: Progress
-) -> BrokerHandle:
+def _launch(run_dir: Path, port: int, controller_port: int | None, heap: str, progress: Progress) -> BrokerHandle:
     """Configure, format if new, spawn the detached JVM and wait for it (stopping it on failure)."""
     _clear_state(run_dir)
     controller_port = controller_port or _pick_controller_port(port)
@@ -501,12 +514,20 @@ def _launch(
 def _spawn(java: str, lib: Path, run_dir: Path, heap: str) -> subprocess.Popen:
     """Run kafka.Kafka in its own session so it outlives the shell or test that started it."""
     cmd = [
-        java, *_jvm_options(run_dir, heap), "-cp", f"{lib}/*",
-        "kafka.Kafka", str(run_dir / "server.properties"),
+        java,
+        *_jvm_options(run_dir, heap),
+        "-cp",
+        f"{lib}/*",
+        "kafka.Kafka",
+        str(run_dir / "server.properties"),
     ]
     with open(run_dir / "broker.out", "wb") as out:
         return subprocess.Popen(
-            cmd, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=run_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -532,9 +553,7 @@ def stop(run_dir: Path, timeout: float = 30, crash: bool = False) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     """``henvis broker start|stop|status`` options."""
-    parser = argparse.ArgumentParser(
-        prog="henvis broker", description="The local Kafka broker (KRaft, single node)."
-    )
+    parser = argparse.ArgumentParser(prog="henvis broker", description="The local Kafka broker (KRaft, single node).")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("start", "start the broker (or report the running one) and wait until it answers"),
@@ -544,13 +563,17 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument(
-            "--run-dir", type=Path, default=None,
+            "--run-dir",
+            type=Path,
+            default=None,
             help="state folder (default: $HENVIS_RUN_DIR/kafka, else .run/kafka)",
         )
         if name == "start":
             cmd.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default 9092)")
             cmd.add_argument(
-                "--controller-port", type=int, default=None,
+                "--controller-port",
+                type=int,
+                default=None,
                 help="KRaft controller port (default: port+1, else any free port)",
             )
             cmd.add_argument("--heap", default=DEFAULT_HEAP, help=f"JVM heap, e.g. 512m or 2g (default {DEFAULT_HEAP})")
@@ -571,8 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("Kafka broker stopped" if stop(run_dir) else "Kafka broker was not running")
         else:
             handle = status(run_dir)
-            print(f"Kafka broker running on {handle.bootstrap} (pid {handle.pid})" if handle
-                  else "Kafka broker not running")
+            print(
+                f"Kafka broker running on {handle.bootstrap} (pid {handle.pid})"
+                if handle
+                else "Kafka broker not running"
+            )
             return 0 if handle else 3
     except BrokerError as exc:
         print(f"henvis broker: error: {exc}", file=sys.stderr)

@@ -23,11 +23,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from henvis_dev import broker
 from henvis.auth import ApiClient, hash_token, new_token
 from henvis.registry import load_registry
+from henvis_dev import broker
 from henvis_dev.supervisor import Part, Supervisor, SupervisorError
-
 
 #: One line for `henvis --help`.
 HELP = "start the broker and every service, replay the pilot, print the figures"
@@ -135,12 +134,24 @@ def pipeline_parts(ports: Ports) -> list[Part]:
 
     return [
         Part("stats-worker", ["stats", "worker"]),
-        Part("stats-api", ["stats", "serve", "--host", "127.0.0.1", "--port", str(ports.stats)], ready_url=http(ports.stats)),
+        Part(
+            "stats-api",
+            ["stats", "serve", "--host", "127.0.0.1", "--port", str(ports.stats)],
+            ready_url=http(ports.stats),
+        ),
         Part("centre-worker", ["centre", "worker"]),
-        Part("centre-api", ["centre", "serve", "--host", "127.0.0.1", "--port", str(ports.centre)], ready_url=http(ports.centre)),
+        Part(
+            "centre-api",
+            ["centre", "serve", "--host", "127.0.0.1", "--port", str(ports.centre)],
+            ready_url=http(ports.centre),
+        ),
         Part("router", ["router", "worker"]),
         Part("consent-relay", ["consent", "relay"]),
-        Part("consent-api", ["consent", "serve", "--host", "127.0.0.1", "--port", str(ports.consent)], ready_url=http(ports.consent)),
+        Part(
+            "consent-api",
+            ["consent", "serve", "--host", "127.0.0.1", "--port", str(ports.consent)],
+            ready_url=http(ports.consent),
+        ),
     ]
 
 
@@ -149,7 +160,18 @@ def add_caseworkers(supervisor: Supervisor, credentials: Credentials) -> None:
 
     for slug, password in credentials.caseworker_passwords.items():
         subprocess.run(
-            [supervisor.python, "-m", "henvis.cli", "centre", "add-user", "--centre", slug, "--username", slug, "--password-stdin"],
+            [
+                supervisor.python,
+                "-m",
+                "henvis.cli",
+                "centre",
+                "add-user",
+                "--centre",
+                slug,
+                "--username",
+                slug,
+                "--password-stdin",
+            ],
             input=password.encode(),
             env={**os.environ, **supervisor.env},
             cwd=supervisor.run_dir,
@@ -230,7 +252,9 @@ def wait_for_stats(ports: Ports, token: str, expected_accepted: int, timeout: fl
         if funnel.get("accepted") == expected_accepted and _outcomes_settled(ports, token, funnel):
             return funnel
         time.sleep(0.5)
-    raise DemoError(f"the statistics did not reach {expected_accepted} accepted referrals within {timeout:.0f}s: {funnel}")
+    raise DemoError(
+        f"the statistics did not reach {expected_accepted} accepted referrals within {timeout:.0f}s: {funnel}"
+    )
 
 
 def _outcomes_settled(ports: Ports, token: str, funnel: dict) -> bool:
@@ -262,10 +286,10 @@ def evaluation_table(funnel: dict, by_municipality: list[dict]) -> str:
     rows = [*by_municipality, {**funnel, "municipality": "All eleven"}]
     for row in rows:
         lines.append(
-            f"{str(row.get('municipality_name') or row.get('municipality')):<20}"
-            f"{str(row.get('offered')):>9}{str(row.get('accepted')):>10}"
+            f"{row.get('municipality_name') or row.get('municipality')!s:<20}"
+            f"{row.get('offered')!s:>9}{row.get('accepted')!s:>10}"
             f"{percent(row.get('acceptance_rate')):>12}{percent(row.get('first_interview_rate')):>15}"
-            f"{percent(row.get('follow_up_rate')):>11}{str(row.get('withdrawn')):>11}"
+            f"{percent(row.get('follow_up_rate')):>11}{row.get('withdrawn')!s:>11}"
         )
     return "\n".join(lines)
 
@@ -280,9 +304,15 @@ def print_summary(ports: Ports, credentials: Credentials, funnel: dict, table: s
         f"   follow-up rate: {percent(funnel.get('follow_up_rate'))}"
     )
     say("")
-    say(f"Centre inbox (caseworkers): http://127.0.0.1:{ports.centre}/   log in as e.g. herning / {credentials.caseworker_passwords['herning']}")
-    say(f"Researchers' page:          http://127.0.0.1:{ports.stats}/   researcher token: {credentials.tokens['researcher']}")
-    say(f"Police API (OpenAPI docs):  http://127.0.0.1:{ports.consent}/docs   police token: {credentials.tokens['police']}")
+    say(
+        f"Centre inbox (caseworkers): http://127.0.0.1:{ports.centre}/   log in as e.g. herning / {credentials.caseworker_passwords['herning']}"
+    )
+    say(
+        f"Researchers' page:          http://127.0.0.1:{ports.stats}/   researcher token: {credentials.tokens['researcher']}"
+    )
+    say(
+        f"Police API (OpenAPI docs):  http://127.0.0.1:{ports.consent}/docs   police token: {credentials.tokens['police']}"
+    )
     say("All demo tokens and passwords: demo-credentials.json in the run folder.")
 
 

@@ -29,7 +29,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as clock, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as clock
 from typing import Any
 
 import httpx
@@ -92,12 +93,48 @@ POSTCODES = {
 }
 OFFENCE_WEIGHTS = {Offence.DRINK_DRIVING: 0.62, Offence.DRUG_DRIVING: 0.3, Offence.DRINK_AND_DRUG_DRIVING: 0.08}
 FIRST_NAMES = (
-    "Søren", "Mette", "Jørgen", "Åse", "Bjørn", "Kirsten", "Mads", "Anne", "Lærke", "Frederik", "Rasmus",
-    "Ida", "Nikolaj", "Sofie", "Henrik", "Louise", "Jens", "Pernille", "Ole", "Birthe", "Thøger", "Mikkel",
+    "Søren",
+    "Mette",
+    "Jørgen",
+    "Åse",
+    "Bjørn",
+    "Kirsten",
+    "Mads",
+    "Anne",
+    "Lærke",
+    "Frederik",
+    "Rasmus",
+    "Ida",
+    "Nikolaj",
+    "Sofie",
+    "Henrik",
+    "Louise",
+    "Jens",
+    "Pernille",
+    "Ole",
+    "Birthe",
+    "Thøger",
+    "Mikkel",
 )
 LAST_NAMES = (
-    "Jørgensen", "Sørensen", "Møller", "Kjær", "Nørgaard", "Østergaard", "Andersen", "Nielsen", "Hansen",
-    "Pedersen", "Christensen", "Lund", "Bach", "Holm", "Dahl", "Skovgård", "Bækgaard", "Ærø-Madsen",
+    "Jørgensen",
+    "Sørensen",
+    "Møller",
+    "Kjær",
+    "Nørgaard",
+    "Østergaard",
+    "Andersen",
+    "Nielsen",
+    "Hansen",
+    "Pedersen",
+    "Christensen",
+    "Lund",
+    "Bach",
+    "Holm",
+    "Dahl",
+    "Skovgård",
+    "Bækgaard",
+    "Ærø-Madsen",
 )
 STREETS = ("Søndergade", "Nørregade", "Østergade", "Vestergade", "Kirkevej", "Skovvej", "Åvej", "Møllevej", "Bøgevej")
 _ASCII = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "Æ": "Ae", "Ø": "Oe", "Å": "Aa"})
@@ -272,7 +309,7 @@ def generate_pilot(seed: int = 2022) -> PilotPlan:
     contactable = [decision for decision in accepted if decision not in withdrawn]
     rng.shuffle(contactable)
     interviewed = contactable[:FIRST_INTERVIEWS]
-    followed_up = set(id(decision) for decision in rng.sample(interviewed, FOLLOW_UPS))
+    followed_up = {id(decision) for decision in rng.sample(interviewed, FOLLOW_UPS)}
     rest = contactable[FIRST_INTERVIEWS:]
     unreachable = rest[:UNREACHABLE]
     declined_by_person = rest[UNREACHABLE : UNREACHABLE + DECLINED_BY_PERSON]
@@ -410,11 +447,23 @@ def replay(
     try:
         police = {"Authorization": f"Bearer {consent_token}"}
         for done, decision in enumerate(plan.decisions, start=1):
-            _post(http, f"{consent_url}/v1/decisions", decision.model_dump(mode="json"), police, "decision", (200, 201, 202))
+            _post(
+                http,
+                f"{consent_url}/v1/decisions",
+                decision.model_dump(mode="json"),
+                police,
+                "decision",
+                (200, 201, 202),
+            )
             progress("consent decisions", done, len(plan.decisions))
         for done, withdrawal in enumerate(plan.withdrawals, start=1):
             _post(
-                http, f"{consent_url}/v1/withdrawals", withdrawal.model_dump(mode="json"), police, "withdrawal", (200, 201, 202)
+                http,
+                f"{consent_url}/v1/withdrawals",
+                withdrawal.model_dump(mode="json"),
+                police,
+                "withdrawal",
+                (200, 201, 202),
             )
             progress("withdrawals", done, len(plan.withdrawals))
 

@@ -72,7 +72,7 @@ class Supervisor:
     def spawn(self, part: Part) -> Child:
         log_path = self.log_dir / f"{part.name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
-        log_file = open(log_path, "ab")
+        log_file = open(log_path, "ab")  # noqa: SIM115 - the child writes to it; closed when it is stopped
         process = subprocess.Popen(
             [self.python, "-m", "henvis.cli", *part.args],
             stdout=log_file,
@@ -166,4 +166,6 @@ class Supervisor:
         return "\n".join(text.splitlines()[-lines:])
 
     def all_log_text(self) -> str:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(
+            path.read_text(encoding="utf-8", errors="replace") for path in sorted(self.log_dir.glob("*.log"))
+        )

@@ -68,7 +68,7 @@ class ClientRegistry:
         return found
 
     @classmethod
-    def load(cls, file: Path | None = None, inline_json: str | None = None) -> "ClientRegistry":
+    def load(cls, file: Path | None = None, inline_json: str | None = None) -> ClientRegistry:
         entries: list = []
         if file:
             entries += yaml.safe_load(Path(file).read_text(encoding="utf-8")) or []
@@ -77,7 +77,7 @@ class ClientRegistry:
         return cls(TypeAdapter(list[ApiClient]).validate_python(entries))
 
     @classmethod
-    def from_settings(cls, settings) -> "ClientRegistry":
+    def from_settings(cls, settings) -> ClientRegistry:
         return cls.load(settings.api_clients_file, settings.api_clients)
 
 

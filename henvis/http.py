@@ -31,9 +31,7 @@ log = structlog.get_logger("henvis.http")
 HTTP_REQUESTS = Counter(
     "henvis_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
 )
-HTTP_LATENCY = Histogram(
-    "henvis_http_request_duration_seconds", "Time to answer an HTTP request", ["service", "route"]
-)
+HTTP_LATENCY = Histogram("henvis_http_request_duration_seconds", "Time to answer an HTTP request", ["service", "route"])
 
 
 class BodySizeLimit:
@@ -160,9 +158,10 @@ def _request_id(scope: Scope) -> str:
 def _too_large(max_bytes: int) -> JSONResponse:
     return JSONResponse(
         status_code=413,
-        content={"detail": f"The request body is larger than the limit of {max_bytes} bytes.", "errors": [
-            {"field": "body", "message": f"must be at most {max_bytes} bytes", "type": "body_too_large"}
-        ]},
+        content={
+            "detail": f"The request body is larger than the limit of {max_bytes} bytes.",
+            "errors": [{"field": "body", "message": f"must be at most {max_bytes} bytes", "type": "body_too_large"}],
+        },
     )
 
 
@@ -203,10 +202,12 @@ def create_app(
     def readyz() -> JSONResponse:
         try:
             is_ready = ready() if ready else True
-        except Exception as exc:  # any failure to reach a dependency means not ready
+        except Exception as exc:  # noqa: BLE001 - any failure to reach a dependency means not ready
             log.warning("not_ready", error_type=type(exc).__name__)
             is_ready = False
-        return JSONResponse(status_code=200 if is_ready else 503, content={"status": "ready" if is_ready else "unavailable"})
+        return JSONResponse(
+            status_code=200 if is_ready else 503, content={"status": "ready" if is_ready else "unavailable"}
+        )
 
     mount_metrics(app)
     return app

@@ -191,7 +191,9 @@ def stream_consumer_options(
     }
 
 
-def transactional_producer_options(settings: KafkaSettings, transactional_id: str, transaction_timeout_seconds: float) -> dict:
+def transactional_producer_options(
+    settings: KafkaSettings, transactional_id: str, transaction_timeout_seconds: float
+) -> dict:
     """An aiokafka producer whose writes become visible only when its transaction commits."""
     return {
         **aiokafka_options(settings, transactional_id),

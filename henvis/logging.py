@@ -72,10 +72,7 @@ def scrub_text(text: str) -> str:
 def redact(value: Any) -> Any:
     """Return ``value`` with personal data removed, recursing into mappings and sequences."""
     if isinstance(value, Mapping):
-        return {
-            key: (REDACTED if str(key).lower() in PERSONAL_KEYS else redact(item))
-            for key, item in value.items()
-        }
+        return {key: (REDACTED if str(key).lower() in PERSONAL_KEYS else redact(item)) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact(item) for item in value]
     if isinstance(value, str):

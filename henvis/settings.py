@@ -89,9 +89,14 @@ class StreamWorkerSettings(ServiceSettings):
         ge=6,
         description="Kafka group session timeout: how soon the partitions of a worker that died for good move on.",
     )
-    batch_max_records: int = Field(default=2000, ge=1, description="Most input records in one batch (one transaction per partition).")
+    batch_max_records: int = Field(
+        default=2000, ge=1, description="Most input records in one batch (one transaction per partition)."
+    )
     batch_linger_ms: int = Field(
-        default=0, ge=0, le=10_000, description="How long a batch that has records may wait for more (0: take what is there)."
+        default=0,
+        ge=0,
+        le=10_000,
+        description="How long a batch that has records may wait for more (0: take what is there).",
     )
     retry_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the retry backoff.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port; 0 = off.")

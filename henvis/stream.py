@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
-from structlog.contextvars import bound_contextvars
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
+from structlog.contextvars import bound_contextvars
 
 from henvis.kafka import (
     EndOffsetReader,
@@ -66,9 +66,13 @@ BATCH_RECORDS = Histogram(
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000),
 )
 TRANSACTIONS = Counter("henvis_stream_transactions_total", "Kafka transactions by result", ["topic", "result"])
-RESTORED_RECORDS = Counter("henvis_stream_state_restored_records_total", "Changelog records read to restore state", ["topic"])
+RESTORED_RECORDS = Counter(
+    "henvis_stream_state_restored_records_total", "Changelog records read to restore state", ["topic"]
+)
 PARTITIONS_OWNED = Gauge("henvis_stream_partitions_owned", "Input partitions this worker processes now", ["topic"])
-PUBLISH_RETRIES = Counter("henvis_stream_retries_total", "Transactions or offset commits retried after a failure", ["topic"])
+PUBLISH_RETRIES = Counter(
+    "henvis_stream_retries_total", "Transactions or offset commits retried after a failure", ["topic"]
+)
 
 # A worker with input waiting that has not moved for this long, counted from the broker's
 # return after an outage, will not recover by itself: it exits with EXIT_RESTART.
@@ -197,7 +201,9 @@ class StreamWorker:
             count = sum(map(len, batch.values()))
             deadline = time.monotonic() + options.batch_linger_ms / 1000
             while batch and count < options.batch_max_records and (left := deadline - time.monotonic()) > 0:
-                more = await self.consumer.getmany(timeout_ms=int(left * 1000), max_records=options.batch_max_records - count)
+                more = await self.consumer.getmany(
+                    timeout_ms=int(left * 1000), max_records=options.batch_max_records - count
+                )
                 for tp, records in more.items():
                     batch.setdefault(tp, []).extend(records)
                     count += len(records)
@@ -468,7 +474,9 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
     from its committed offset and state.
     """
 
-    def __init__(self, options: StreamOptions, logic: Logic[V], changelog_topic: str, tick_seconds: float | None = None):
+    def __init__(
+        self, options: StreamOptions, logic: Logic[V], changelog_topic: str, tick_seconds: float | None = None
+    ):
         super().__init__(options)
         [self.topic] = options.topics  # the changelog is partitioned like its one input topic
         self.logic = logic
@@ -512,7 +520,7 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
                 self._to_recover[partition] = (attempt + 1, time.monotonic() + delay)
             PUBLISH_RETRIES.labels(topic=self.topic).inc()
             return
-        for partition, producer in zip(partitions, producers):
+        for partition, producer in zip(partitions, producers, strict=False):
             self._partitions[partition] = _Partition(partition, producer, stores[partition])
             self._to_recover.pop(partition, None)
         log.info(
@@ -541,7 +549,9 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
         # start() waits for the producer id: the broker has fenced every earlier producer with
         # this transactional id and completed (aborted) its open transaction.
         producer = AIOKafkaProducer(
-            **transactional_producer_options(self.options.kafka, self.transactional_id(partition), TRANSACTION_TIMEOUT_SECONDS)
+            **transactional_producer_options(
+                self.options.kafka, self.transactional_id(partition), TRANSACTION_TIMEOUT_SECONDS
+            )
         )
         try:
             await producer.start()

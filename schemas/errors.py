@@ -54,7 +54,11 @@ def safe_errors(exc: ValidationError | list[dict]) -> list[dict[str, str]]:
     Takes a pydantic ``ValidationError`` or the error list of FastAPI's
     ``RequestValidationError`` (whose ``loc`` starts with ``body``/``query``).
     """
-    raw = exc.errors(include_url=False, include_input=False, include_context=True) if isinstance(exc, ValidationError) else exc
+    raw = (
+        exc.errors(include_url=False, include_input=False, include_context=True)
+        if isinstance(exc, ValidationError)
+        else exc
+    )
     errors = []
     for error in raw:
         kind = error["type"]

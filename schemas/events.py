@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from functools import lru_cache
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Union
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic_core import PydanticCustomError
@@ -20,7 +20,9 @@ from henvis.schemas.person import PERSONAL_DATA_FIELDS, MunicipalityCode, Person
 #: Namespace of referral ids; fixed forever so a replay derives the same ids.
 REFERRAL_NAMESPACE = uuid.UUID("6f1c2d2e-6b0e-5d8e-9a57-2f1d1e4b7c10")
 
-CaseRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9./-]{0,63}$", description="Police case (journal) number.")]
+CaseRef = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9./-]{0,63}$", description="Police case (journal) number.")
+]
 CentreSlug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,39}$", description="Centre id from the registry.")]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
@@ -260,19 +262,17 @@ class ManualHandling(Event):
 
 
 AnyEvent = Annotated[
-    Union[
-        ConsentGiven,
-        ConsentDeclined,
-        ConsentWithdrawn,
-        ReferralIssued,
-        ReferralWithdrawn,
-        ReferralOutcome,
-        ReferralFact,
-        ManualHandling,
-    ],
+    ConsentGiven
+    | ConsentDeclined
+    | ConsentWithdrawn
+    | ReferralIssued
+    | ReferralWithdrawn
+    | ReferralOutcome
+    | ReferralFact
+    | ManualHandling,
     Field(discriminator="event_type"),
 ]
-ConsentDecision = Annotated[Union[ConsentGiven, ConsentDeclined], Field(discriminator="event_type")]
+ConsentDecision = Annotated[ConsentGiven | ConsentDeclined, Field(discriminator="event_type")]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     model.model_fields["event_type"].default: model

@@ -40,9 +40,7 @@ def normalise_phone(value: object) -> str:
     elif digits.startswith("+") or digits.startswith("00"):
         raise PydanticCustomError("phone_country", "must be a Danish phone number (+45)")
     if not re.fullmatch(r"[2-9]\d{7}", digits):
-        raise PydanticCustomError(
-            "phone_invalid", "must be a Danish phone number of 8 digits, optionally with +45"
-        )
+        raise PydanticCustomError("phone_invalid", "must be a Danish phone number of 8 digits, optionally with +45")
     return "+45" + digits
 
 
@@ -110,9 +108,7 @@ def check_name_thoroughly(value: str) -> str:
         category = unicodedata.category(char)
         if category[0] in ("L", "M") or char in " -'’.":
             continue
-        raise PydanticCustomError(
-            "name_characters", "may hold only letters, spaces, hyphens, apostrophes and periods"
-        )
+        raise PydanticCustomError("name_characters", "may hold only letters, spaces, hyphens, apostrophes and periods")
     if not any(unicodedata.category(char)[0] == "L" for char in collapsed):
         raise PydanticCustomError("name_letters", "must contain letters")
     return unicodedata.normalize("NFC", collapsed)

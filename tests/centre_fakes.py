@@ -20,7 +20,13 @@ TOKENS = {
 }
 
 PEOPLE = [
-    ("Mette Kjær Sørensen", "+4521436587", "mette.k.soerensen@example.dk", ("Vestergade 14, 1. tv.", "7400", "Herning"), "1203851234"),
+    (
+        "Mette Kjær Sørensen",
+        "+4521436587",
+        "mette.k.soerensen@example.dk",
+        ("Vestergade 14, 1. tv.", "7400", "Herning"),
+        "1203851234",
+    ),
     ("Jens Peter Østergaard", "+4540112233", None, ("Hjertebjergvej 3", "7500", "Holstebro"), None),
     ("Aisha Rahimi", "+4528765432", "aisha.r@example.dk", None, None),
     ("Søren Bæk Thomsen", "+4531224466", None, ("Industrivej 41", "7430", "Ikast"), "0507794321"),
@@ -28,7 +34,9 @@ PEOPLE = [
 
 
 def api_clients_json() -> str:
-    return json.dumps([{"name": name, "role": role, "token_sha256": hash_token(token)} for token, (name, role) in TOKENS.items()])
+    return json.dumps(
+        [{"name": name, "role": role, "token_sha256": hash_token(token)} for token, (name, role) in TOKENS.items()]
+    )
 
 
 def auth(token: str) -> dict:
@@ -38,13 +46,13 @@ def auth(token: str) -> dict:
 def centre_settings(database_url: str, **overrides):
     from henvis.services.centre.settings import CentreSettings
 
-    values = dict(
-        database_url=database_url,
-        session_secret=SESSION_SECRET,
-        api_clients=api_clients_json(),
-        centres="herning,holstebro",
-        relay_interval_seconds=0.05,
-    )
+    values = {
+        "database_url": database_url,
+        "session_secret": SESSION_SECRET,
+        "api_clients": api_clients_json(),
+        "centres": "herning,holstebro",
+        "relay_interval_seconds": 0.05,
+    }
     values.update(overrides)
     return CentreSettings(**values)
 
@@ -86,7 +94,11 @@ def referral_issued(
 
 def referral_withdrawn(referral_id: uuid.UUID, centre: str = "herning") -> ReferralWithdrawn:
     return ReferralWithdrawn(
-        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), referral_id=referral_id, centre=centre, reason="person_changed_mind"
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        referral_id=referral_id,
+        centre=centre,
+        reason="person_changed_mind",
     )
 
 

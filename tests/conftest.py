@@ -25,6 +25,7 @@ Helpers (``free_port``, ``wait_until``, ``await_until``) live in ``tests/helpers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -119,10 +120,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         handle = broker.start(run_dir=run_dir, port=free_port())
     except BaseException:
-        try:
+        with contextlib.suppress(Exception):  # the start failure is the error worth reporting
             broker.stop(run_dir)
-        except Exception:  # noqa: BLE001 - the start failure is the error worth reporting
-            pass
         raise
     try:
         yield handle.bootstrap

@@ -133,7 +133,9 @@ def start_api(tmp_path: Path, database_url: str, log_path: Path) -> tuple[subpro
     return proc, url
 
 
-def start_relay(tmp_path: Path, database_url: str, kafka: KafkaSettings, log_path: Path, **extra: str) -> subprocess.Popen:
+def start_relay(
+    tmp_path: Path, database_url: str, kafka: KafkaSettings, log_path: Path, **extra: str
+) -> subprocess.Popen:
     env = service_env(
         tmp_path,
         database_url,

@@ -74,13 +74,22 @@ def get_referral(referral_id: uuid.UUID, client: CentreClientDep, centre: Client
     dependencies=[Depends(require_json)],
     status_code=201,
 )
-def post_outcome(referral_id: uuid.UUID, body: OutcomeRequest, client: CentreClientDep, centre: ClientCentreDep, state: StateDep):
+def post_outcome(
+    referral_id: uuid.UUID, body: OutcomeRequest, client: CentreClientDep, centre: ClientCentreDep, state: StateDep
+):
     if centre is None:
         return _error(404, NOT_FOUND)
     try:
         recorded = casework.record_and_count(
-            state.engine, state.seal, centre=centre, referral_id=str(referral_id), outcome=body.outcome.value,
-            actor=client.name, actor_kind="client", occurred_at=body.occurred_at, event_id=body.event_id,
+            state.engine,
+            state.seal,
+            centre=centre,
+            referral_id=str(referral_id),
+            outcome=body.outcome.value,
+            actor=client.name,
+            actor_kind="client",
+            occurred_at=body.occurred_at,
+            event_id=body.event_id,
         )
     except NotFound:
         return _error(404, NOT_FOUND)

@@ -53,11 +53,11 @@ class Session:
         return self.username is not None and self.centre is not None
 
     @classmethod
-    def anonymous(cls) -> "Session":
+    def anonymous(cls) -> Session:
         return cls(csrf=secrets.token_urlsafe(24), issued=time.time())
 
     @classmethod
-    def for_user(cls, username: str, centre: str) -> "Session":
+    def for_user(cls, username: str, centre: str) -> Session:
         # A fresh CSRF token at login: a token seen before login is worthless after it.
         return cls(csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, centre=centre)
 
@@ -76,7 +76,9 @@ class SessionSigner:
         self.max_age_seconds = max_age_seconds
 
     def dumps(self, session: Session) -> str:
-        body = _b64(json.dumps({"c": session.csrf, "i": session.issued, "u": session.username, "k": session.centre}).encode())
+        body = _b64(
+            json.dumps({"c": session.csrf, "i": session.issued, "u": session.username, "k": session.centre}).encode()
+        )
         return f"{body}.{self._sign(body)}"
 
     def loads(self, cookie: str | None) -> Session | None:

@@ -30,8 +30,14 @@ def read_referral(engine: Engine, centre: str, referral_id: str, *, actor: str, 
     Raises ``store_referrals.NotFound`` when it is not this centre's.
     """
     shown = get_referral(engine, centre, referral_id)
-    log_access(engine, actor=actor, actor_kind=actor_kind, centre=centre, referral_id=referral_id,
-               action=domain_inbox.access_action(shown))
+    log_access(
+        engine,
+        actor=actor,
+        actor_kind=actor_kind,
+        centre=centre,
+        referral_id=referral_id,
+        action=domain_inbox.access_action(shown),
+    )
     return shown
 
 
@@ -49,8 +55,15 @@ def record_and_count(
 ) -> Recorded:
     """Record an outcome (``store_outcomes.record_outcome``), and count and log it when it is new."""
     recorded = record_outcome(
-        engine, centre=centre, referral_id=referral_id, outcome=outcome, actor=actor, actor_kind=actor_kind,
-        occurred_at=occurred_at, event_id=event_id, seal=seal,
+        engine,
+        centre=centre,
+        referral_id=referral_id,
+        outcome=outcome,
+        actor=actor,
+        actor_kind=actor_kind,
+        occurred_at=occurred_at,
+        event_id=event_id,
+        seal=seal,
     )
     if recorded.created:
         OUTCOMES_RECORDED.labels(centre, recorded.outcome).inc()

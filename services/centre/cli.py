@@ -43,7 +43,9 @@ def main(argv: list[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="henvis centre", description="Centre inbox: worker, caseworker web app, users.")
+    parser = argparse.ArgumentParser(
+        prog="henvis centre", description="Centre inbox: worker, caseworker web app, users."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="consume the centres' topics into the inbox; relay outcomes to Kafka")
     serve_parser = sub.add_parser("serve", help="caseworker web app and API")
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     add_user_parser = sub.add_parser("add-user", help="create a caseworker account (or reset its password)")
     add_user_parser.add_argument("--centre", required=True, help="centre slug from the registry")
     add_user_parser.add_argument("--username", required=True)
-    add_user_parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of a prompt")
+    add_user_parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin instead of a prompt"
+    )
     return parser
 
 

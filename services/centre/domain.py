@@ -121,6 +121,7 @@ LIST_FILTERS = ("open", "overdue", "closed", "withdrawn", "all")
 #: Outcomes recorded again are new events only when repeating them means something.
 REPEATABLE = frozenset({Outcome.CONTACT_ATTEMPTED})
 
+
 @dataclass(frozen=True)
 class Outgoing:
     """An event to publish through the outbox, and its topic (without the test prefix)."""
@@ -205,7 +206,11 @@ def decide(state: str, outcome: str) -> Decision:
 def _illegal_sentence(state: str, wanted: Outcome) -> str:
     if state == WITHDRAWN:
         return "The person has withdrawn consent, so no outcome can be recorded for this referral."
-    if state in (Outcome.DECLINED_BY_PERSON.value, Outcome.FOLLOW_UP_ACCEPTED.value, Outcome.RETURNED_WRONG_CENTRE.value):
+    if state in (
+        Outcome.DECLINED_BY_PERSON.value,
+        Outcome.FOLLOW_UP_ACCEPTED.value,
+        Outcome.RETURNED_WRONG_CENTRE.value,
+    ):
         return f"The referral is closed ({state}), so nothing more can be recorded for it."
     if wanted is Outcome.FOLLOW_UP_ACCEPTED:
         return "A follow-up can only be recorded after the first interview has been held."

@@ -88,8 +88,12 @@ def detail(referral: Referral, history: Sequence[HistoryEntry], today: date) -> 
     shown["charged_on"] = referral.charged_on.isoformat()
     shown["contact_erased_at"] = referral.contact_erased_at.isoformat() if referral.contact_erased_at else None
     shown["outcomes"] = [
-        {"event_id": entry.event_id, "outcome": entry.outcome, "occurred_at": entry.occurred_at.isoformat(),
-         "recorded_by": entry.recorded_by}
+        {
+            "event_id": entry.event_id,
+            "outcome": entry.outcome,
+            "occurred_at": entry.occurred_at.isoformat(),
+            "recorded_by": entry.recorded_by,
+        }
         for entry in history
     ]
     return shown

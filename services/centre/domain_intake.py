@@ -24,7 +24,6 @@ from henvis.schemas.events import (
 from henvis.schemas.topics import MANUAL_HANDLING, REFERRAL_OUTCOMES
 from henvis.services.centre.domain import CENTRE_NAMESPACE, NEW, WITHDRAWN, Outgoing
 
-
 #: Withdrawal results that acknowledged the withdrawal (an outcome for the statistics).
 ACKNOWLEDGED = frozenset({"erased", "tombstone"})
 
@@ -89,7 +88,9 @@ def receive_referral(
     if event.centre != topic_centre:
         # A referral for another centre on this centre's topic: do not keep the contact
         # details here; a person re-routes it (no personal data in the case).
-        return Arrival("misrouted", outgoing=(Outgoing(MANUAL_HANDLING.name, misrouted_case(event, topic_centre, now)),))
+        return Arrival(
+            "misrouted", outgoing=(Outgoing(MANUAL_HANDLING.name, misrouted_case(event, topic_centre, now)),)
+        )
     rerouted = (
         existing is not None
         and existing.centre != event.centre
@@ -106,7 +107,9 @@ def receive_referral(
     return Arrival("stored" if withdrawn_at is None else "stored_withdrawn", lifecycle)
 
 
-def receive_withdrawal(event: ReferralWithdrawn, existing: Placement | None, remembered: bool, now: datetime) -> Withdrawal:
+def receive_withdrawal(
+    event: ReferralWithdrawn, existing: Placement | None, remembered: bool, now: datetime
+) -> Withdrawal:
     """Decide what a withdrawal does: erase the stored referral, or remember it until it arrives.
 
     ``remembered``: a tombstone of this referral's withdrawal is kept already.
@@ -154,7 +157,9 @@ def withdrawal_acknowledgement(referral_id: str, centre: str, now: datetime) -> 
 def misrouted_case(event: ReferralIssued, topic_centre: str, now: datetime) -> ManualHandling:
     """A manual-handling case for a referral on the wrong centre's topic (no personal data)."""
     return manual_case(
-        CENTRE_NAMESPACE, "misrouted", event.event_id,
+        CENTRE_NAMESPACE,
+        "misrouted",
+        event.event_id,
         reason=ManualReason.INVALID_EVENT,
         at=now,
         detail=f"referral for centre {event.centre} arrived on the topic of centre {topic_centre}",
@@ -167,5 +172,7 @@ def invalid_message(where: str, detail: str, now: datetime) -> Outgoing:
 
     Never silently dropped, and never with the message's body (it may hold personal data).
     """
-    case = manual_case(CENTRE_NAMESPACE, "invalid", where, reason=ManualReason.INVALID_EVENT, at=now, detail=f"{detail} ({where})")
+    case = manual_case(
+        CENTRE_NAMESPACE, "invalid", where, reason=ManualReason.INVALID_EVENT, at=now, detail=f"{detail} ({where})"
+    )
     return Outgoing(MANUAL_HANDLING.name, case)

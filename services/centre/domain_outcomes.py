@@ -60,7 +60,12 @@ class Recorded:
 
     def as_json(self) -> dict:
         """The API's answer body."""
-        return {"event_id": self.event_id, "referral_id": self.referral_id, "outcome": self.outcome, "status": self.status}
+        return {
+            "event_id": self.event_id,
+            "referral_id": self.referral_id,
+            "outcome": self.outcome,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -120,12 +125,16 @@ def record_outcome(
     )
 
 
-def _unchanged(referral: Referral, request: RecordOutcome, event_id: str | None, outcome: str, now: datetime) -> Recording:
+def _unchanged(
+    referral: Referral, request: RecordOutcome, event_id: str | None, outcome: str, now: datetime
+) -> Recording:
     status = referral.status(local_date(now))
     return Recording(Recorded(event_id, request.referral_id, outcome, status.value, created=False))
 
 
-def _announcements(referral: Referral, request: RecordOutcome, now: datetime, seal: Sealer | None) -> tuple[Outgoing, ...]:
+def _announcements(
+    referral: Referral, request: RecordOutcome, now: datetime, seal: Sealer | None
+) -> tuple[Outgoing, ...]:
     outcome = ReferralOutcome(
         event_id=request.event_id,
         occurred_at=request.occurred_at,
@@ -137,13 +146,18 @@ def _announcements(referral: Referral, request: RecordOutcome, now: datetime, se
         return (Outgoing(REFERRAL_OUTCOMES.name, outcome),)
     # Back to manual handling for re-routing. Contact details travel only sealed for the
     # manual-handling role; without a key the desk finds the case by referral id.
-    return (Outgoing(REFERRAL_OUTCOMES.name, outcome), Outgoing(MANUAL_HANDLING.name, returned_case(referral, request, now, seal)))
+    return (
+        Outgoing(REFERRAL_OUTCOMES.name, outcome),
+        Outgoing(MANUAL_HANDLING.name, returned_case(referral, request, now, seal)),
+    )
 
 
 def returned_case(referral: Referral, request: RecordOutcome, now: datetime, seal: Sealer | None) -> ManualHandling:
     """The manual-handling case for a referral its centre returned as not its resident's."""
     return manual_case(
-        CENTRE_NAMESPACE, "returned", request.event_id,
+        CENTRE_NAMESPACE,
+        "returned",
+        request.event_id,
         reason=ManualReason.RETURNED_WRONG_CENTRE,
         at=now,
         detail=f"returned by centre {request.centre}: the person is not this centre's resident",

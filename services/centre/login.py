@@ -30,7 +30,9 @@ class LoginVerdict(StrEnum):
     CENTRE_NOT_SERVED = "centre_not_served"
 
 
-def authenticate(state: CentreState, username: str, password: str, client_ip: str) -> tuple[LoginVerdict, sa.Row | None]:
+def authenticate(
+    state: CentreState, username: str, password: str, client_ip: str
+) -> tuple[LoginVerdict, sa.Row | None]:
     """(verdict, user); the user only when the verdict is ``ok``. Blocking: argon2 and the database."""
     subject = login_subject(username, client_ip)
     settings = state.settings
@@ -49,5 +51,7 @@ def authenticate(state: CentreState, username: str, password: str, client_ip: st
     clear_login_failures(state.engine, subject)
     if auth.needs_rehash(user.password_hash):
         set_password_hash(state.engine, user.username, auth.hash_password(password))
-    log_access(state.engine, actor=user.username, actor_kind="user", centre=user.centre, referral_id=None, action="login")
+    log_access(
+        state.engine, actor=user.username, actor_kind="user", centre=user.centre, referral_id=None, action="login"
+    )
     return LoginVerdict.OK, user

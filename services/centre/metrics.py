@@ -16,7 +16,9 @@ from henvis.services.centre.store_referrals import centre_counts
 log = structlog.get_logger(__name__)
 
 OUTCOMES_RECORDED = Counter(
-    "henvis_centre_outcomes_total", "Outcomes recorded by centres (including withdrawal acknowledgements)", ["centre", "outcome"]
+    "henvis_centre_outcomes_total",
+    "Outcomes recorded by centres (including withdrawal acknowledgements)",
+    ["centre", "outcome"],
 )
 REFERRALS_INGESTED = Counter(
     "henvis_centre_referrals_received_total", "Referral events consumed by the inbox worker", ["centre", "result"]
@@ -31,12 +33,16 @@ class InboxCollector:
         self.centres: list[str] = []
 
     def collect(self):
-        open_family = GaugeMetricFamily("henvis_centre_open_referrals", "Open referrals (overdue included)", labels=["centre"])
-        overdue_family = GaugeMetricFamily("henvis_centre_overdue_referrals", "Open referrals past a deadline", labels=["centre"])
+        open_family = GaugeMetricFamily(
+            "henvis_centre_open_referrals", "Open referrals (overdue included)", labels=["centre"]
+        )
+        overdue_family = GaugeMetricFamily(
+            "henvis_centre_overdue_referrals", "Open referrals past a deadline", labels=["centre"]
+        )
         if self.engine is not None:
             try:
                 counts = centre_counts(self.engine)
-            except Exception as exc:  # a scrape must not fail because the database blinked
+            except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database blinked
                 log.warning("metrics_counts_failed", error_type=type(exc).__name__)
                 counts = None
             if counts is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -18,12 +17,17 @@ class CentreSettings(ServiceSettings):
 
     database_url: str = Field(default_factory=sqlite_in_run_dir("centre.db"))
     centres: str | None = Field(
-        default=None, description="Comma-separated centre slugs this deployment consumes; all in the registry when unset."
+        default=None,
+        description="Comma-separated centre slugs this deployment consumes; all in the registry when unset.",
     )
     group_id: str = Field(default="henvis-centre", description="Consumer group; the topic prefix is added in front.")
-    retention_days: int = Field(default=90, ge=0, description="Days after close/withdrawal before contact details are erased.")
+    retention_days: int = Field(
+        default=90, ge=0, description="Days after close/withdrawal before contact details are erased."
+    )
     purge_interval_seconds: float = Field(default=3600, gt=0)
-    relay_interval_seconds: float = Field(default=0.2, gt=0, description="How often the outbox relay looks for new rows.")
+    relay_interval_seconds: float = Field(
+        default=0.2, gt=0, description="How often the outbox relay looks for new rows."
+    )
     session_secret: SecretStr | None = Field(
         default=None, description="Signs caseworker session cookies; required outside the demo (HENVIS_CENTRE_DEMO=1)."
     )
@@ -37,14 +41,18 @@ class CentreSettings(ServiceSettings):
     metrics_port: int = 0
     manual_public_key: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("HENVIS_CENTRE_MANUAL_PUBLIC_KEY", "HENVIS_MANUAL_PUBLIC_KEY", "manual_public_key"),
+        validation_alias=AliasChoices(
+            "HENVIS_CENTRE_MANUAL_PUBLIC_KEY", "HENVIS_MANUAL_PUBLIC_KEY", "manual_public_key"
+        ),
         description=(
             "Base64 public key of the manual-handling role (henvis router keygen). Set: a referral returned as "
             "wrong centre carries its contact details sealed for that role; unset: ids, municipality and offence only."
         ),
     )
     consumer_session_timeout_ms: int = Field(
-        default=45_000, ge=6_000, description="How long the group waits for a silent (killed) worker before reassigning its partitions."
+        default=45_000,
+        ge=6_000,
+        description="How long the group waits for a silent (killed) worker before reassigning its partitions.",
     )
 
     def centre_slugs(self, registry: Registry) -> list[str]:

@@ -12,11 +12,20 @@ from henvis.services.centre.models import access_log
 
 
 def audit(
-    conn: Connection, *, actor: str, actor_kind: str, centre: str | None, referral_id: str | None, action: str, now: datetime
+    conn: Connection,
+    *,
+    actor: str,
+    actor_kind: str,
+    centre: str | None,
+    referral_id: str | None,
+    action: str,
+    now: datetime,
 ) -> None:
     """Add a line to the access log, inside the transaction of the change it records."""
     conn.execute(
-        access_log.insert().values(at=now, actor=actor, actor_kind=actor_kind, centre=centre, referral_id=referral_id, action=action)
+        access_log.insert().values(
+            at=now, actor=actor, actor_kind=actor_kind, centre=centre, referral_id=referral_id, action=action
+        )
     )
 
 
@@ -32,7 +41,15 @@ def log_access(
 ) -> None:
     """Add a line to the access log in a transaction of its own (a look, a login)."""
     with engine.begin() as conn:
-        audit(conn, actor=actor, actor_kind=actor_kind, centre=centre, referral_id=referral_id, action=action, now=now or utcnow())
+        audit(
+            conn,
+            actor=actor,
+            actor_kind=actor_kind,
+            centre=centre,
+            referral_id=referral_id,
+            action=action,
+            now=now or utcnow(),
+        )
 
 
 def access_log_rows(engine: Engine, referral_id: str | None = None, limit: int = 10_000) -> list[dict]:
@@ -42,7 +59,13 @@ def access_log_rows(engine: Engine, referral_id: str | None = None, limit: int =
         query = query.where(access_log.c.referral_id == referral_id)
     with engine.connect() as conn:
         return [
-            {"at": aware(r.at).isoformat(), "actor": r.actor, "actor_kind": r.actor_kind, "centre": r.centre,
-             "referral_id": r.referral_id, "action": r.action}
+            {
+                "at": aware(r.at).isoformat(),
+                "actor": r.actor,
+                "actor_kind": r.actor_kind,
+                "centre": r.centre,
+                "referral_id": r.referral_id,
+                "action": r.action,
+            }
             for r in conn.execute(query)
         ]

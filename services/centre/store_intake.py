@@ -55,17 +55,28 @@ def ingest_withdrawn(engine: Engine, event: ReferralWithdrawn, now: datetime | N
         existing = _placement(conn, referral_id)
         withdrawal = domain_intake.receive_withdrawal(event, existing, _tombstone(conn, referral_id) is not None, now)
         if withdrawal.remember:
-            conn.execute(withdrawal_tombstones.insert().values(referral_id=referral_id, centre=event.centre, withdrawn_at=now))
+            conn.execute(
+                withdrawal_tombstones.insert().values(referral_id=referral_id, centre=event.centre, withdrawn_at=now)
+            )
         if withdrawal.lifecycle is not None:
             conn.execute(
-                referrals.update().where(referrals.c.referral_id == referral_id).values(**_lifecycle_values(withdrawal.lifecycle))
+                referrals.update()
+                .where(referrals.c.referral_id == referral_id)
+                .values(**_lifecycle_values(withdrawal.lifecycle))
             )
         for outcome in withdrawal.history:
             _add_system_outcome(conn, outcome, now)
         enqueue_all(conn, withdrawal.outgoing, now)
         if withdrawal.audit_action:
-            audit(conn, actor=SYSTEM_ACTOR, actor_kind="system", centre=existing.centre, referral_id=referral_id,
-                  action=withdrawal.audit_action, now=now)
+            audit(
+                conn,
+                actor=SYSTEM_ACTOR,
+                actor_kind="system",
+                centre=existing.centre,
+                referral_id=referral_id,
+                action=withdrawal.audit_action,
+                now=now,
+            )
     return withdrawal.result
 
 
@@ -85,8 +96,15 @@ def purge(engine: Engine, retention_days: int, now: datetime | None = None) -> i
         due = [row for row in candidates if domain.purge_due(row.state, aware(row.ended_at), now, retention_days)]
         for row in due:
             conn.execute(referrals.update().where(referrals.c.referral_id == row.referral_id).values(**_erased(now)))
-            audit(conn, actor=SYSTEM_ACTOR, actor_kind="system", centre=row.centre, referral_id=row.referral_id,
-                  action="contact_details_erased_retention", now=now)
+            audit(
+                conn,
+                actor=SYSTEM_ACTOR,
+                actor_kind="system",
+                centre=row.centre,
+                referral_id=row.referral_id,
+                action="contact_details_erased_retention",
+                now=now,
+            )
     return len(due)
 
 
@@ -107,37 +125,37 @@ def _referral_values(event: ReferralIssued, now: datetime) -> dict:
     """The referral's row as the event gives it (the lifecycle columns come from the decision)."""
     person = event.person
     address = person.postal_address
-    return dict(
-        referral_id=str(event.referral_id),
-        centre=event.centre,
-        issued_event_id=str(event.event_id),
-        offence=event.offence.value,
-        charged_on=event.charged_on,
-        municipality_code=event.municipality_code,
-        routed_by=event.routed_by.value,
-        contact_due_by=event.contact_due_by,
-        treatment_due_by=event.treatment_due_by,
-        issued_at=event.issued_at.astimezone(UTC),
-        received_at=now,
-        case_ref=event.case_ref,
-        person_full_name=person.full_name,
-        person_phone=person.phone,
-        person_email=person.email,
-        person_street=address.street if address else None,
-        person_postcode=address.postcode if address else None,
-        person_city=address.city if address else None,
-        person_cpr=person.cpr,
-    )
+    return {
+        "referral_id": str(event.referral_id),
+        "centre": event.centre,
+        "issued_event_id": str(event.event_id),
+        "offence": event.offence.value,
+        "charged_on": event.charged_on,
+        "municipality_code": event.municipality_code,
+        "routed_by": event.routed_by.value,
+        "contact_due_by": event.contact_due_by,
+        "treatment_due_by": event.treatment_due_by,
+        "issued_at": event.issued_at.astimezone(UTC),
+        "received_at": now,
+        "case_ref": event.case_ref,
+        "person_full_name": person.full_name,
+        "person_phone": person.phone,
+        "person_email": person.email,
+        "person_street": address.street if address else None,
+        "person_postcode": address.postcode if address else None,
+        "person_city": address.city if address else None,
+        "person_cpr": person.cpr,
+    }
 
 
 def _lifecycle_values(lifecycle: Lifecycle) -> dict:
-    values = dict(
-        state=lifecycle.state,
-        last_outcome=lifecycle.last_outcome,
-        ended_at=lifecycle.ended_at,
-        withdrawn_at=lifecycle.withdrawn_at,
-        contact_erased_at=None,
-    )
+    values = {
+        "state": lifecycle.state,
+        "last_outcome": lifecycle.last_outcome,
+        "ended_at": lifecycle.ended_at,
+        "withdrawn_at": lifecycle.withdrawn_at,
+        "contact_erased_at": None,
+    }
     if lifecycle.contact_erased_at is not None:
         values.update(_erased(lifecycle.contact_erased_at))
     return values
@@ -145,13 +163,18 @@ def _lifecycle_values(lifecycle: Lifecycle) -> dict:
 
 def _erased(now: datetime) -> dict:
     """The contact-detail columns emptied, and the time they were."""
-    return {**{column: None for column in PERSONAL_COLUMNS}, "contact_erased_at": now}
+    return {**dict.fromkeys(PERSONAL_COLUMNS), "contact_erased_at": now}
 
 
 def _add_system_outcome(conn: Connection, outcome: ReferralOutcome, now: datetime) -> None:
     conn.execute(
         outcomes.insert().values(
-            event_id=str(outcome.event_id), referral_id=str(outcome.referral_id), centre=outcome.centre,
-            outcome=outcome.outcome.value, occurred_at=outcome.occurred_at, recorded_at=now, recorded_by=SYSTEM_ACTOR,
+            event_id=str(outcome.event_id),
+            referral_id=str(outcome.referral_id),
+            centre=outcome.centre,
+            outcome=outcome.outcome.value,
+            occurred_at=outcome.occurred_at,
+            recorded_at=now,
+            recorded_by=SYSTEM_ACTOR,
         )
     )

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from henvis.services.centre import domain_outcomes
 from henvis.services.centre.database import utcnow
 from henvis.services.centre.domain import Sealer
-from henvis.services.centre.domain_outcomes import EarlierOutcome, RecordOutcome, Recorded, Recording
+from henvis.services.centre.domain_outcomes import EarlierOutcome, Recorded, Recording, RecordOutcome
 from henvis.services.centre.models import outcomes, referrals
 from henvis.services.centre.store_access_log import audit
 from henvis.services.centre.store_outbox import enqueue_all
@@ -63,8 +63,12 @@ def _record_once(engine: Engine, request: RecordOutcome, now: datetime, seal: Se
     with engine.begin() as conn:
         referral = load_referral(conn, request.centre, request.referral_id, for_update=True)
         recording = domain_outcomes.record_outcome(
-            referral, request, _earlier(conn, request.event_id), _state_event_id(conn, request.referral_id, referral.state),
-            now, seal,
+            referral,
+            request,
+            _earlier(conn, request.event_id),
+            _state_event_id(conn, request.referral_id, referral.state),
+            now,
+            seal,
         )
         if recording.change is not None:
             _save(conn, request, recording, now)
@@ -73,7 +77,9 @@ def _record_once(engine: Engine, request: RecordOutcome, now: datetime, seal: Se
 
 def _earlier(conn: Connection, event_id: uuid.UUID) -> EarlierOutcome | None:
     row = conn.execute(
-        sa.select(outcomes.c.event_id, outcomes.c.referral_id, outcomes.c.outcome).where(outcomes.c.event_id == str(event_id))
+        sa.select(outcomes.c.event_id, outcomes.c.referral_id, outcomes.c.outcome).where(
+            outcomes.c.event_id == str(event_id)
+        )
     ).first()
     return EarlierOutcome(row.event_id, row.referral_id, row.outcome) if row else None
 
@@ -91,8 +97,13 @@ def _save(conn: Connection, request: RecordOutcome, recording: Recording, now: d
     change = recording.change
     conn.execute(
         outcomes.insert().values(
-            event_id=str(request.event_id), referral_id=request.referral_id, centre=request.centre, outcome=request.outcome,
-            occurred_at=request.occurred_at, recorded_at=now, recorded_by=request.actor,
+            event_id=str(request.event_id),
+            referral_id=request.referral_id,
+            centre=request.centre,
+            outcome=request.outcome,
+            occurred_at=request.occurred_at,
+            recorded_at=now,
+            recorded_by=request.actor,
         )
     )
     conn.execute(
@@ -101,5 +112,12 @@ def _save(conn: Connection, request: RecordOutcome, recording: Recording, now: d
         .values(state=change.state, last_outcome=change.last_outcome, ended_at=change.ended_at)
     )
     enqueue_all(conn, recording.outgoing, now)
-    audit(conn, actor=request.actor, actor_kind=request.actor_kind, centre=request.centre, referral_id=request.referral_id,
-          action=recording.audit_action, now=now)
+    audit(
+        conn,
+        actor=request.actor,
+        actor_kind=request.actor_kind,
+        centre=request.centre,
+        referral_id=request.referral_id,
+        action=recording.audit_action,
+        now=now,
+    )

@@ -17,9 +17,17 @@ def add_user(engine: Engine, username: str, centre: str, password_hash: str, now
     with engine.begin() as conn:
         exists = conn.execute(sa.select(users.c.username).where(users.c.username == username)).first()
         if exists:
-            conn.execute(users.update().where(users.c.username == username).values(centre=centre, password_hash=password_hash, active=True))
+            conn.execute(
+                users.update()
+                .where(users.c.username == username)
+                .values(centre=centre, password_hash=password_hash, active=True)
+            )
             return False
-        conn.execute(users.insert().values(username=username, centre=centre, password_hash=password_hash, created_at=now or utcnow(), active=True))
+        conn.execute(
+            users.insert().values(
+                username=username, centre=centre, password_hash=password_hash, created_at=now or utcnow(), active=True
+            )
+        )
         return True
 
 
@@ -45,7 +53,9 @@ def recent_login_failures(engine: Engine, subject: str, window_seconds: int, now
     since = (now or utcnow()) - timedelta(seconds=window_seconds)
     with engine.connect() as conn:
         return conn.execute(
-            sa.select(sa.func.count()).select_from(login_failures).where(login_failures.c.subject == subject, login_failures.c.at >= since)
+            sa.select(sa.func.count())
+            .select_from(login_failures)
+            .where(login_failures.c.subject == subject, login_failures.c.at >= since)
         ).scalar_one()
 
 

@@ -94,25 +94,44 @@ class Pages:
         return response
 
     def referral(
-        self, session: auth.Session, referral: dict, *, status_code: int = 200, confirmation: str | None = None,
+        self,
+        session: auth.Session,
+        referral: dict,
+        *,
+        status_code: int = 200,
+        confirmation: str | None = None,
         error: str | None = None,
     ) -> HTMLResponse:
         """One referral's page, with a confirmation of what was recorded or an error."""
-        return self.render("detail.html", session, status_code=status_code, referral=referral, confirmation=confirmation,
-                           error=error, today=today_in_denmark())
+        return self.render(
+            "detail.html",
+            session,
+            status_code=status_code,
+            referral=referral,
+            confirmation=confirmation,
+            error=error,
+            today=today_in_denmark(),
+        )
 
     def refused(self, session: auth.Session | None) -> HTMLResponse:
         """403: a form without a valid CSRF token."""
         return self.render(
-            "message.html", session or auth.Session.anonymous(), status_code=403,
+            "message.html",
+            session or auth.Session.anonymous(),
+            status_code=403,
             title="Handlingen blev afvist",
             message="Formularen var udløbet eller ugyldig (manglende sikkerhedsnøgle). Gå tilbage, genindlæs siden og prøv igen.",
         )
 
     def no_such_referral(self, session: auth.Session) -> HTMLResponse:
         """404: no such referral in this caseworker's inbox (another centre's looks the same)."""
-        return self.render("message.html", session, status_code=404, title="Henvisningen findes ikke",
-                           message="Der er ingen henvisning med dette nummer i jeres indbakke.")
+        return self.render(
+            "message.html",
+            session,
+            status_code=404,
+            title="Henvisningen findes ikke",
+            message="Der er ingen henvisning med dette nummer i jeres indbakke.",
+        )
 
 
 def to_login() -> RedirectResponse:

@@ -71,7 +71,9 @@ async def login(request: Request, pages: PagesDep, session: CaseworkerSessionDep
     if verdict is not LoginVerdict.OK:
         status_code, error = _LOGIN_REFUSALS[verdict]
         return pages.render("login.html", session, status_code=status_code, username=username, error=error)
-    return pages.with_session(RedirectResponse("/indbakke", status_code=303), auth.Session.for_user(user.username, user.centre))
+    return pages.with_session(
+        RedirectResponse("/indbakke", status_code=303), auth.Session.for_user(user.username, user.centre)
+    )
 
 
 @router.post("/logout")
@@ -98,13 +100,16 @@ def inbox(pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, fan
 
 
 @router.get("/henvisning/{referral_id}", response_class=HTMLResponse)
-def detail(referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, udfald: str | None = None):
+def detail(
+    referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, udfald: str | None = None
+):
     """One referral with its contact details and buttons; ``udfald`` confirms what was just recorded."""
     if not (session and session.logged_in):
         return to_login()
     try:
-        referral = casework.read_referral(engine, session.centre, str(uuid.UUID(referral_id)),
-                                          actor=session.username, actor_kind="user")
+        referral = casework.read_referral(
+            engine, session.centre, str(uuid.UUID(referral_id)), actor=session.username, actor_kind="user"
+        )
     except (ValueError, NotFound):
         return pages.no_such_referral(session)
     confirmation = OUTCOME_LABELS_DA.get(udfald) if udfald else None
@@ -121,16 +126,29 @@ async def record(request: Request, referral_id: str, pages: PagesDep, session: C
         return to_login()
     outcome = str(form.get("outcome") or "")
     referral_uuid = _canonical_uuid(referral_id)
-    if referral_uuid is None or store_referrals.get_referral_or_none(state.engine, session.centre, referral_uuid) is None:
+    if (
+        referral_uuid is None
+        or store_referrals.get_referral_or_none(state.engine, session.centre, referral_uuid) is None
+    ):
         return pages.no_such_referral(session)
     try:
         occurred_at, event_id = _when_and_event_id(form)
     except ValueError:
-        return _refused_outcome(pages, state.engine, session, referral_uuid, 422, "Dato for udfaldet skal være en gyldig dato.")
+        return _refused_outcome(
+            pages, state.engine, session, referral_uuid, 422, "Dato for udfaldet skal være en gyldig dato."
+        )
     try:
         await run_in_threadpool(
-            casework.record_and_count, state.engine, state.seal, centre=session.centre, referral_id=referral_uuid,
-            outcome=outcome, actor=session.username, actor_kind="user", event_id=event_id, occurred_at=occurred_at,
+            casework.record_and_count,
+            state.engine,
+            state.seal,
+            centre=session.centre,
+            referral_id=referral_uuid,
+            outcome=outcome,
+            actor=session.username,
+            actor_kind="user",
+            event_id=event_id,
+            occurred_at=occurred_at,
         )
     except tuple(_OUTCOME_REFUSALS) as exc:
         status_code, error = _OUTCOME_REFUSALS[type(exc)]

@@ -142,7 +142,7 @@ class CentreWorker:
             where = f"{partition.topic}/{partition.partition}@{record.offset}"
             try:
                 result = apply_message(self.engine, topic_centre, record.value, where)
-            except Exception as exc:  # database down etc.: do not commit, come back to this message
+            except Exception as exc:  # noqa: BLE001 - database down etc.: do not commit, come back to this message
                 log.error("apply_failed", where=where, error_type=type(exc).__name__)
                 consumer.seek(partition, record.offset)
                 self.stop_event.wait(1.0)
@@ -171,7 +171,7 @@ class CentreWorker:
                     next_purge = time.monotonic() + self.settings.purge_interval_seconds
                 if not sent:
                     self.stop_event.wait(self.settings.relay_interval_seconds)
-            except Exception as exc:  # broker or database away: retry, the outbox keeps the rows
+            except Exception as exc:  # noqa: BLE001 - broker or database away: retry, the outbox keeps the rows
                 log.error("relay_failed", error_type=type(exc).__name__)
                 self.stop_event.wait(1.0)
         if producer is not None:
@@ -185,7 +185,7 @@ class CentreWorker:
     def _final_flush(self, producer: KafkaProducer) -> None:
         try:
             relay_once(self.engine, producer, self.settings)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - stopping anyway: the outbox keeps what was not sent
             log.warning("relay_final_flush_failed", error_type=type(exc).__name__)
         producer.close(timeout=10)
 
@@ -201,7 +201,9 @@ def relay_once(engine: Engine, producer: KafkaProducer, settings: CentreSettings
 def _publish_acknowledged(producer: KafkaProducer, settings: CentreSettings, rows) -> None:
     """Send ``rows`` and return once the broker acknowledged every one (raises otherwise)."""
     futures = [
-        producer.send(topic_name(row.topic_base, settings.kafka), key=row.kafka_key.encode(), value=row.payload.encode())
+        producer.send(
+            topic_name(row.topic_base, settings.kafka), key=row.kafka_key.encode(), value=row.payload.encode()
+        )
         for row in rows
     ]
     producer.flush(timeout=30)

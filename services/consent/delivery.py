@@ -24,9 +24,7 @@ class OutboxRow:
     lease_until: datetime | None
 
 
-def choose_lease(
-    rows: Sequence[OutboxRow], now: datetime, limit: int, leased_keys: Iterable[str] = ()
-) -> list[int]:
+def choose_lease(rows: Sequence[OutboxRow], now: datetime, limit: int, leased_keys: Iterable[str] = ()) -> list[int]:
     """Ids of unsent rows a relay may lease now, in outbox order.
 
     ``rows`` are the oldest unsent rows in id order. A row under an unexpired lease blocks
@@ -108,7 +106,7 @@ def settle_round(leased_ids: Sequence[int], outcomes: Sequence[Outcome]) -> Sett
     return Settlement(
         acked=sorted_ids[Outcome.ACKED],
         failed=sorted_ids[Outcome.FAILED],
-        not_sent=list(leased_ids[len(outcomes):]),
+        not_sent=list(leased_ids[len(outcomes) :]),
         in_doubt=sorted_ids[Outcome.IN_DOUBT],
     )
 

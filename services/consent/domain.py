@@ -143,9 +143,9 @@ def _new_event(submitted: Event, published: Event, body_hash: str, client_name: 
 
 def registry_errors(event: ConsentGiven | ConsentDeclined, registry: Registry) -> list[dict[str, str]]:
     """Checks that need the centre registry (which is data, so the schema cannot hold them)."""
-    if isinstance(event, ConsentGiven) and event.preferred_centre is not None:
-        if registry.by_slug(event.preferred_centre) is None:
-            return [error("preferred_centre", "is not one of the centres in the registry", "centre_unknown")]
+    preferred = event.preferred_centre if isinstance(event, ConsentGiven) else None
+    if preferred is not None and registry.by_slug(preferred) is None:
+        return [error("preferred_centre", "is not one of the centres in the registry", "centre_unknown")]
     return []
 
 

@@ -6,6 +6,7 @@ result and translates each into a ``delivery.Outcome``; the relay settles the ro
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,10 +51,9 @@ class Published:
 def publish(producer: KafkaProducer, topic: str, rows: Sequence[LeasedRow], timeout: float) -> Published:
     """Send ``rows`` keyed by case_ref and wait up to ``timeout`` seconds for every result."""
     futures, send_error = _send(producer, topic, rows)
-    try:
+    # Rows whose futures are still pending after a failed flush are in doubt.
+    with contextlib.suppress(KafkaError):
         producer.flush(timeout=timeout)
-    except KafkaError:
-        pass  # rows whose futures are still pending are in doubt
     results = [_outcome(future) for future in futures]
     delivery_error = next((error for _, error in results if error is not None), None)
     return Published([outcome for outcome, _ in results], send_error or delivery_error)

@@ -11,6 +11,7 @@ and the router's dedupe by event_id absorbs that.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -158,10 +159,8 @@ class Relay:
 
     def _drop_producer(self) -> None:
         if self._producer is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken producer may fail too
                 self._producer.close(timeout=0)
-            except Exception:  # noqa: BLE001 - closing a broken producer may fail too
-                pass
             self._producer = None
 
     # ------------------------------------------------------------------ housekeeping
@@ -194,10 +193,8 @@ class Relay:
     def close(self) -> None:
         """Close the producer (waiting up to 10 s for pending sends) and report not ready."""
         if self._producer is not None:
-            try:
+            with contextlib.suppress(Exception):  # a producer that cannot close is dropped all the same
                 self._producer.close(timeout=10)
-            except Exception:  # noqa: BLE001
-                pass
             self._producer = None
         WORKER_READY.set(0)
 

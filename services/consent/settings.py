@@ -24,7 +24,10 @@ class ConsentSettings(ServiceSettings):
     relay_poll_interval_seconds: float = Field(
         # 0.05 s: end-to-end p50 33 ms instead of 131 ms at 0.2 s (bench/README.md), for 20 idle
         # indexed outbox queries a second per replica.
-        default=0.05, gt=0, le=60, description="Pause when the outbox is empty."
+        default=0.05,
+        gt=0,
+        le=60,
+        description="Pause when the outbox is empty.",
     )
     relay_lease_seconds: float = Field(
         default=60.0,

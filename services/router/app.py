@@ -28,8 +28,8 @@ from henvis.kafka import topic_name
 from henvis.registry import Registry
 from henvis.schemas.events import utcnow
 from henvis.schemas.topics import CONSENT_DECISIONS
-from henvis.services.router import domain
 from henvis.sealing import Sealer
+from henvis.services.router import domain
 from henvis.services.router.settings import RouterSettings
 from henvis.stream import Effects, Output, StateView, StreamOptions, TransactionalProcessor
 
@@ -68,7 +68,9 @@ class RouterLogic:
                 result = domain.handle_message(record.value, lookup, ctx)
             except Exception as exc:  # noqa: BLE001 - a bug must not lose or block the message
                 log.error("routing_failed", error_type=type(exc).__name__, partition=partition, offset=record.offset)
-                result = domain.invalid_message(record.value, ctx, f"router could not process it ({type(exc).__name__})")
+                result = domain.invalid_message(
+                    record.value, ctx, f"router could not process it ({type(exc).__name__})"
+                )
             changed.update(result.state)
             results.append(result)
         return self._effects(results, changed)
@@ -96,7 +98,9 @@ class RouterLogic:
 
     def _effects(self, results: list[domain.Result], changed: dict[str, domain.CaseState]) -> Effects:
         outputs = [
-            Output(self._topic(out.topic), out.key, out.event.to_bytes()) for result in results for out in result.outputs
+            Output(self._topic(out.topic), out.key, out.event.to_bytes())
+            for result in results
+            for out in result.outputs
         ]
         return Effects(outputs=outputs, state=dict(changed), on_commit=_Observations(results).record)
 
@@ -114,7 +118,9 @@ class _Observations:
 
     def __init__(self, results: list[domain.Result]):
         self.duplicates = sum(result.duplicate for result in results)
-        self.referrals = [(referral.centre, referral.occurred_at) for result in results for referral in result.referrals()]
+        self.referrals = [
+            (referral.centre, referral.occurred_at) for result in results for referral in result.referrals()
+        ]
         self.manual = [
             (
                 manual.reason.value,

@@ -19,8 +19,8 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -253,7 +253,12 @@ def _route(event: ConsentGiven, registry: Registry):
     if event.preferred_centre is not None:
         centre = registry.by_slug(event.preferred_centre)
         if centre is None:
-            return None, None, ManualReason.INVALID_EVENT, "invalid fields: preferred_centre (not a centre in the registry)"
+            return (
+                None,
+                None,
+                ManualReason.INVALID_EVENT,
+                "invalid fields: preferred_centre (not a centre in the registry)",
+            )
         return centre, RoutedBy.PREFERRED_CENTRE, None, None
     if event.municipality_code is None:
         return None, None, ManualReason.NO_MUNICIPALITY, "no municipality code: the person has no Danish address"
@@ -356,7 +361,9 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
         event.event_id,
         partition=state.partition if state.partition is not None else ctx.partition,
         referrals=[*state.referrals, record],
-        pending_withdrawal=None if (pending is not None and not consumed_referral_pending) else state.pending_withdrawal,
+        pending_withdrawal=None
+        if (pending is not None and not consumed_referral_pending)
+        else state.pending_withdrawal,
     )
     result_state = {key: new_state}
     # Index the referral id so a withdrawal naming only the referral finds its case.

@@ -20,10 +20,10 @@ import time
 from collections.abc import Sequence
 
 import structlog
-from structlog.contextvars import bound_contextvars
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
+from structlog.contextvars import bound_contextvars
 
 from henvis.kafka import topic_name
 from henvis.registry import Registry
@@ -37,7 +37,9 @@ from henvis.stream import IdempotentConsumer, StreamOptions
 log = structlog.get_logger("henvis.stats")
 
 FACTS_INGESTED = Counter("henvis_stats_facts_ingested_total", "Referral facts applied to the statistics", ["decision"])
-OUTCOMES_INGESTED = Counter("henvis_stats_outcomes_ingested_total", "Centre outcomes applied to the statistics", ["outcome"])
+OUTCOMES_INGESTED = Counter(
+    "henvis_stats_outcomes_ingested_total", "Centre outcomes applied to the statistics", ["outcome"]
+)
 SKIPPED = Counter("henvis_stats_events_skipped_total", "Events not applied", ["reason"])
 DB_RETRIES = Counter("henvis_stats_db_retries_total", "Database writes that failed and were retried")
 LAG = Gauge(
@@ -46,7 +48,11 @@ LAG = Gauge(
     ["topic"],
 )
 RATE_GAUGES = {
-    name: Gauge(f"henvis_stats_{name}", f"Current {name.replace('_', ' ')} over all time (suppressed cells: NaN)", ["municipality"])
+    name: Gauge(
+        f"henvis_stats_{name}",
+        f"Current {name.replace('_', ' ')} over all time (suppressed cells: NaN)",
+        ["municipality"],
+    )
     for name in ("acceptance_rate", "first_interview_rate", "follow_up_rate")
 }
 
@@ -100,7 +106,9 @@ class StatsWorker:
             return False
         if not isinstance(event, (ReferralFact, ReferralOutcome)):
             SKIPPED.labels(reason="unexpected_type").inc()
-            log.warning("event_skipped", reason="unexpected_type", event_type=event.event_type, event_id=str(event.event_id))
+            log.warning(
+                "event_skipped", reason="unexpected_type", event_type=event.event_type, event_id=str(event.event_id)
+            )
             return False
         applied = await self._apply_until_done(event)
         if kafka_timestamp:
@@ -112,7 +120,12 @@ class StatsWorker:
             FACTS_INGESTED.labels(decision=str(event.decision)).inc()
         else:
             OUTCOMES_INGESTED.labels(outcome=str(event.outcome)).inc()
-        log.debug("event_applied", event_type=event.event_type, event_id=str(event.event_id), referral_id=str(event.referral_id))
+        log.debug(
+            "event_applied",
+            event_type=event.event_type,
+            event_id=str(event.event_id),
+            referral_id=str(event.referral_id),
+        )
         return True
 
     async def _apply_until_done(self, event: ReferralFact | ReferralOutcome) -> bool:
@@ -126,7 +139,10 @@ class StatsWorker:
             except Exception as exc:  # noqa: BLE001 - database away or a bug: never drop, retry
                 DB_RETRIES.inc()
                 log.warning(
-                    "apply_retry", error_type=type(exc).__name__, event_id=str(event.event_id), backoff_seconds=round(backoff, 2)
+                    "apply_retry",
+                    error_type=type(exc).__name__,
+                    event_id=str(event.event_id),
+                    backoff_seconds=round(backoff, 2),
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
@@ -138,7 +154,7 @@ class StatsWorker:
         rows, total = domain.publish_table(
             [(code, groups.get(code, domain.RawFunnel())) for code in codes], self.settings.suppression_threshold
         )
-        for code, row in [*zip(codes, rows), ("all", total)]:
+        for code, row in [*zip(codes, rows, strict=False), ("all", total)]:
             for name, gauge in RATE_GAUGES.items():
                 value = row[name]
                 gauge.labels(municipality=code).set(float("nan") if value is None else value)

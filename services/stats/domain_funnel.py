@@ -15,7 +15,13 @@ from henvis.services.stats.domain_referral import ReferralState
 
 #: The additive counters of a :class:`RawFunnel` (everything but the histogram).
 FUNNEL_COUNTERS: tuple[str, ...] = (
-    "accepted", "declined", "withdrawn", "first_interviews", "follow_ups", "due_referrals", "contacted_by_due",
+    "accepted",
+    "declined",
+    "withdrawn",
+    "first_interviews",
+    "follow_ups",
+    "due_referrals",
+    "contacted_by_due",
 )
 
 

@@ -12,7 +12,9 @@ def month_start(day: date) -> date:
 
 def month_end(day: date) -> date:
     """The last day of ``day``'s month."""
-    following = day.replace(year=day.year + 1, month=1, day=1) if day.month == 12 else day.replace(month=day.month + 1, day=1)
+    following = (
+        day.replace(year=day.year + 1, month=1, day=1) if day.month == 12 else day.replace(month=day.month + 1, day=1)
+    )
     return following - timedelta(days=1)
 
 

@@ -53,7 +53,7 @@ def suppressed_label(threshold: int) -> str:
 
 def round_half_up(value: float) -> int:
     """Whole percent as a report rounds it (67.2 -> 67, 31.5 -> 32), not banker's rounding."""
-    return int(math.floor(value + 0.5 + 1e-9))
+    return math.floor(value + 0.5 + 1e-9)
 
 
 def _count_cells(groups: Sequence[tuple[Hashable, RawFunnel]]) -> dict[Cell, int]:

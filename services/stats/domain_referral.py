@@ -105,7 +105,9 @@ def apply_fact(
     )
 
 
-def apply_outcome(state: ReferralState | None, *, referral_id: str, outcome: Outcome, occurred_at: datetime) -> ReferralState:
+def apply_outcome(
+    state: ReferralState | None, *, referral_id: str, outcome: Outcome, occurred_at: datetime
+) -> ReferralState:
     """The state after a centre outcome; may arrive before the referral's fact."""
     state = state or ReferralState(referral_id=referral_id)
     changes: dict = {}

@@ -26,17 +26,22 @@ def invalid_query(field: str, message: str, kind: str) -> RequestValidationError
 
 def parse_filters(
     date_from: Annotated[
-        date | None, Query(alias="from", description="First decision date, YYYY-MM-DD; widened to the start of its month.")
+        date | None,
+        Query(alias="from", description="First decision date, YYYY-MM-DD; widened to the start of its month."),
     ] = None,
     date_to: Annotated[
         date | None, Query(alias="to", description="Last decision date, YYYY-MM-DD; widened to the end of its month.")
     ] = None,
     municipality: Annotated[str | None, Query(description="Residence kommunekode, e.g. 657.")] = None,
-    offence: Annotated[Offence | None, Query(description="drink_driving, drug_driving or drink_and_drug_driving.")] = None,
+    offence: Annotated[
+        Offence | None, Query(description="drink_driving, drug_driving or drink_and_drug_driving.")
+    ] = None,
 ) -> Filters:
     """The filters of a request (a FastAPI dependency; also called with the page's values)."""
     if municipality is not None and municipality not in DANISH_MUNICIPALITIES:
-        raise invalid_query("municipality", "must be a Danish municipality code (kommunekode), e.g. 657", "municipality_unknown")
+        raise invalid_query(
+            "municipality", "must be a Danish municipality code (kommunekode), e.g. 657", "municipality_unknown"
+        )
     if date_from and date_to and date_from > date_to:
         raise invalid_query("to", "must not be before 'from'", "period_reversed")
     # Whole months only: two periods a day apart would otherwise differ by the few persons

@@ -55,9 +55,18 @@ funnel_daily = sa.Table(
     sa.Column("municipality_code", sa.String(3), primary_key=True),
     sa.Column("offence", sa.String(32), primary_key=True),
     sa.Column("decided_month", sa.String(7), nullable=False),
-    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in (
-        "accepted", "declined", "withdrawn", "first_interviews", "follow_ups", "due_referrals", "contacted_by_due"
-    )),
+    *(
+        sa.Column(name, sa.Integer, nullable=False, default=0)
+        for name in (
+            "accepted",
+            "declined",
+            "withdrawn",
+            "first_interviews",
+            "follow_ups",
+            "due_referrals",
+            "contacted_by_due",
+        )
+    ),
     sa.Index("ix_funnel_daily_month", "decided_month"),
 )
 

@@ -89,7 +89,7 @@ def trend_svg(rows: list[dict]) -> Markup:
 def _month_bars(rows: list[dict], step: float) -> list[str]:
     """Per month: a bar of the accepted count (or the withheld label) and the month below."""
     counts = [row["accepted"] for row in rows if isinstance(row["accepted"], int)]
-    max_count = max(counts + [1])
+    max_count = max([*counts, 1])
     parts = []
     for index, row in enumerate(rows):
         x = TREND_LEFT + index * step
@@ -99,13 +99,13 @@ def _month_bars(rows: list[dict], step: float) -> list[str]:
             parts.append(
                 f'<rect x="{x + step * 0.2:.1f}" y="{PLOT_BASE - bar_h:.1f}" width="{step * 0.6:.1f}" '
                 f'height="{bar_h:.1f}" fill="#d9e4ec"><title>{escape(row["month"])}: '
-                f'{escape(LABELS["accepted"])} {value}</title></rect>'
+                f"{escape(LABELS['accepted'])} {value}</title></rect>"
             )
         elif not isinstance(value, int):
             parts.append(f'<text x="{x + step * 0.3:.1f}" y="{PLOT_BASE - 4}" font-size="9">{escape(value)}</text>')
         parts.append(
             f'<text x="{x + step / 2:.1f}" y="{PLOT_BASE + 14}" font-size="9" text-anchor="middle">'
-            f'{escape(row["month"][2:])}</text>'
+            f"{escape(row['month'][2:])}</text>"
         )
     return parts
 

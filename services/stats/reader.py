@@ -56,7 +56,7 @@ class StatsReader:
         months = self._months_of(filters)
         groups = [(month, by_month.get(month, domain.RawFunnel())) for month in months]
         rows, total = domain.publish_table(groups, self.threshold)
-        for month, row in zip(months, rows):
+        for month, row in zip(months, rows, strict=False):
             row["month"] = month
         return self._table(filters, rows, total)
 
@@ -64,7 +64,7 @@ class StatsReader:
         """One row per registry municipality (and one for everyone else) and a total row."""
         groups = self._municipality_groups(filters)
         rows, total = domain.publish_table(groups, self.threshold)
-        for (code, _), row in zip(groups, rows):
+        for (code, _), row in zip(groups, rows, strict=False):
             centre = self.registry.for_municipality(code)
             row["municipality_code"] = code if code != OTHER_MUNICIPALITY else None
             row["municipality"] = centre.municipality if centre else OTHER_MUNICIPALITY_NAME

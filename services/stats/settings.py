@@ -23,5 +23,9 @@ class StatsSettings(StreamWorkerSettings):
         le=100,
         description="Cells of 1..threshold-1 persons are suppressed (Statistics Denmark's floor is 3).",
     )
-    rate_gauge_interval_seconds: float = Field(default=30.0, gt=0, description="How often the worker refreshes the rate gauges.")
-    secure_cookies: bool = Field(default=False, description="Secure flag on the page's session cookie (set behind HTTPS).")
+    rate_gauge_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often the worker refreshes the rate gauges."
+    )
+    secure_cookies: bool = Field(
+        default=False, description="Secure flag on the page's session cookie (set behind HTTPS)."
+    )

@@ -97,7 +97,9 @@ class StatsStore:
     def is_processed(self, event_id: str) -> bool:
         """Was the event with this id applied?"""
         with self.engine.connect() as conn:
-            found = conn.execute(sa.select(processed_events.c.event_id).where(processed_events.c.event_id == event_id)).first()
+            found = conn.execute(
+                sa.select(processed_events.c.event_id).where(processed_events.c.event_id == event_id)
+            ).first()
         return found is not None
 
     def rebuild_aggregates(self) -> None:
@@ -181,7 +183,9 @@ def _days_query(filters: Filters, group_by: GroupBy) -> sa.Select:
     group = _group_column(table, group_by)
     groups = [group] if group is not None else []
     return (
-        sa.select(*(column.label("group_key") for column in groups), table.c.days, sa.func.sum(table.c.referrals).label("n"))
+        sa.select(
+            *(column.label("group_key") for column in groups), table.c.days, sa.func.sum(table.c.referrals).label("n")
+        )
         .where(*_conditions(table, filters))
         .group_by(*groups, table.c.days)
     )

@@ -43,20 +43,27 @@ def rebuild_aggregates_sql() -> list[sa.Executable]:
         return sa.func.sum(sa.case((sa.and_(*conditions), 1), else_=0))
 
     not_withdrawn = r.withdrawn.is_(False)
-    counts = sa.select(
-        r.decided_on, municipality, offence, r.decided_month,
-        count_if(accepted),
-        count_if(r.decision == Decision.DECLINED.value),
-        count_if(accepted, r.withdrawn.is_(True)),
-        count_if(accepted, r.first_interview.is_(True)),
-        count_if(accepted, r.follow_up.is_(True)),
-        count_if(accepted, not_withdrawn, r.contact_due_by.is_not(None)),
-        count_if(accepted, not_withdrawn, r.contact_due_by.is_not(None), r.contacted_by_due.is_(True)),
-    ).where(r.decision.is_not(None), r.decided_on.is_not(None)).group_by(r.decided_on, municipality, offence, r.decided_month)
-    days = sa.select(
-        r.decided_on, municipality, offence, r.days_to_first_contact, r.decided_month, sa.func.count()
-    ).where(accepted, r.decided_on.is_not(None), r.days_to_first_contact.is_not(None)).group_by(
-        r.decided_on, municipality, offence, r.days_to_first_contact, r.decided_month
+    counts = (
+        sa.select(
+            r.decided_on,
+            municipality,
+            offence,
+            r.decided_month,
+            count_if(accepted),
+            count_if(r.decision == Decision.DECLINED.value),
+            count_if(accepted, r.withdrawn.is_(True)),
+            count_if(accepted, r.first_interview.is_(True)),
+            count_if(accepted, r.follow_up.is_(True)),
+            count_if(accepted, not_withdrawn, r.contact_due_by.is_not(None)),
+            count_if(accepted, not_withdrawn, r.contact_due_by.is_not(None), r.contacted_by_due.is_(True)),
+        )
+        .where(r.decision.is_not(None), r.decided_on.is_not(None))
+        .group_by(r.decided_on, municipality, offence, r.decided_month)
+    )
+    days = (
+        sa.select(r.decided_on, municipality, offence, r.days_to_first_contact, r.decided_month, sa.func.count())
+        .where(accepted, r.decided_on.is_not(None), r.days_to_first_contact.is_not(None))
+        .group_by(r.decided_on, municipality, offence, r.days_to_first_contact, r.decided_month)
     )
     return [
         funnel_daily.insert().from_select(

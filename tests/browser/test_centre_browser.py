@@ -23,8 +23,16 @@ from tests.helpers import free_port, wait_until
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--lang=da-DK",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--lang=da-DK",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "sommer-i-herning-2026"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -39,20 +47,44 @@ def seeded(tmp_path):
     store_users.add_user(engine, "bo.holstebro", "holstebro", hash_password(PASSWORD))
     now = datetime.now(UTC)
     today = now.date()
-    newest = referral_issued("herning", person_index=0, issued_at=now - timedelta(hours=2),
-                             contact_due_by=today + timedelta(days=1))
+    newest = referral_issued(
+        "herning", person_index=0, issued_at=now - timedelta(hours=2), contact_due_by=today + timedelta(days=1)
+    )
     others = [
-        referral_issued("herning", person_index=3, issued_at=now - timedelta(days=4), offence="drug_driving",
-                        contact_due_by=today - timedelta(days=2), treatment_due_by=today + timedelta(days=10)),
-        referral_issued("herning", person_index=2, issued_at=now - timedelta(days=1), offence="drink_and_drug_driving",
-                        contact_due_by=today, treatment_due_by=today + timedelta(days=13)),
-        referral_issued("herning", person_index=1, issued_at=now - timedelta(days=3),
-                        contact_due_by=today + timedelta(days=2), treatment_due_by=today + timedelta(days=11)),
+        referral_issued(
+            "herning",
+            person_index=3,
+            issued_at=now - timedelta(days=4),
+            offence="drug_driving",
+            contact_due_by=today - timedelta(days=2),
+            treatment_due_by=today + timedelta(days=10),
+        ),
+        referral_issued(
+            "herning",
+            person_index=2,
+            issued_at=now - timedelta(days=1),
+            offence="drink_and_drug_driving",
+            contact_due_by=today,
+            treatment_due_by=today + timedelta(days=13),
+        ),
+        referral_issued(
+            "herning",
+            person_index=1,
+            issued_at=now - timedelta(days=3),
+            contact_due_by=today + timedelta(days=2),
+            treatment_due_by=today + timedelta(days=11),
+        ),
     ]
     for event in [newest, *others]:
         store_intake.ingest_issued(engine, event, "herning")
-    store_outcomes.record_outcome(engine, centre="herning", referral_id=str(others[2].referral_id), outcome="contact_attempted",
-                         actor="anne.herning", actor_kind="user")
+    store_outcomes.record_outcome(
+        engine,
+        centre="herning",
+        referral_id=str(others[2].referral_id),
+        outcome="contact_attempted",
+        actor="anne.herning",
+        actor_kind="user",
+    )
     store_intake.ingest_issued(engine, referral_issued("holstebro", person_index=1), "holstebro")
     engine.dispose()
     return url, str(newest.referral_id)
@@ -62,16 +94,29 @@ def seeded(tmp_path):
 def server(seeded, tmp_path):
     url, referral_id = seeded
     port = free_port()
-    env = {**os.environ, "HENVIS_CENTRE_DATABASE_URL": url, "HENVIS_CENTRE_SESSION_SECRET": SESSION_SECRET,
-           "HENVIS_API_CLIENTS": api_clients_json(), "HENVIS_CENTRE_CENTRES": "herning,holstebro",
-           "HENVIS_RUN_DIR": str(tmp_path)}
-    log = open(tmp_path / "serve.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "henvis.cli", "centre", "serve", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "HENVIS_CENTRE_DATABASE_URL": url,
+        "HENVIS_CENTRE_SESSION_SECRET": SESSION_SECRET,
+        "HENVIS_API_CLIENTS": api_clients_json(),
+        "HENVIS_CENTRE_CENTRES": "herning,holstebro",
+        "HENVIS_RUN_DIR": str(tmp_path),
+    }
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the server writes to it until the fixture ends
+    process = subprocess.Popen(
+        [sys.executable, "-m", "henvis.cli", "centre", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, timeout=60,
-                   ignore=(httpx.HTTPError,), message="centre serve did not become ready")
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz").status_code == 200,
+            timeout=60,
+            ignore=(httpx.HTTPError,),
+            message="centre serve did not become ready",
+        )
         yield base, referral_id
     finally:
         process.terminate()

@@ -30,7 +30,9 @@ def demo_run(tmp_path_factory):
     args = [sys.executable, "-m", "henvis.cli", "demo", "--exit", "--run-dir", str(run_dir)]
     args += [item for name, port in ports.items() for item in (f"--{name}-port", str(port))]
     env = {key: value for key, value in os.environ.items() if not key.startswith("HENVIS_")}
-    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path_factory.getbasetemp())
+    result = subprocess.run(
+        args, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path_factory.getbasetemp()
+    )
     return run_dir, result
 
 
@@ -94,7 +96,7 @@ def test_the_stats_database_holds_none_of_the_replayed_personal_data(demo_run):
 
 
 def test_no_log_line_of_any_service_holds_personal_data(demo_run):
-    run_dir, result = demo_run
+    run_dir, _result = demo_run
     logs = "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in (run_dir / "logs").glob("*.log"))
     assert "http_request" in logs  # the services did log
     leaked = sorted(value for value in personal_values() if value in logs)

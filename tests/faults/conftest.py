@@ -47,9 +47,7 @@ class DedicatedPostgres:
 
     def _run(self, command: str) -> str:
         env = {**os.environ, "HENVIS_PG_PORT": str(self.port), "HENVIS_RUN_DIR": str(self.run_dir)}
-        result = subprocess.run(
-            [str(POSTGRES_SCRIPT), command], env=env, capture_output=True, text=True, timeout=180
-        )
+        result = subprocess.run([str(POSTGRES_SCRIPT), command], env=env, capture_output=True, text=True, timeout=180)
         if result.returncode != 0:
             raise RuntimeError(f"tools/postgres.sh {command} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout.strip()
@@ -165,4 +163,3 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
                 broker.stop(run_dir / "kafka")
             finally:
                 postgres.reset()  # stop it and delete its data: nothing of the run stays behind
-

@@ -20,7 +20,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
-from henvis_dev.pilot import FIRST_NAMES, LAST_NAMES, POSTCODES, STREETS
 from henvis.registry import load_registry
 from henvis.schemas.events import (
     ConsentDeclined,
@@ -33,6 +32,7 @@ from henvis.schemas.events import (
 )
 from henvis.schemas.municipalities import DANISH_MUNICIPALITIES
 from henvis.schemas.person import Person, PostalAddress
+from henvis_dev.pilot import FIRST_NAMES, LAST_NAMES, POSTCODES, STREETS
 from tests.helpers import wait_until
 
 ACCEPTED = "accepted"
@@ -96,7 +96,9 @@ class LoadGenerator:
         self.remember_personal_data = remember_personal_data
         self.registry = load_registry()
         self.codes = sorted(code for code in DANISH_MUNICIPALITIES if self.registry.for_municipality(code) is not None)
-        self.outside_codes = sorted(code for code in DANISH_MUNICIPALITIES if self.registry.for_municipality(code) is None)
+        self.outside_codes = sorted(
+            code for code in DANISH_MUNICIPALITIES if self.registry.for_municipality(code) is None
+        )
         self.client = httpx.Client(
             headers={"Authorization": f"Bearer {police_token}", "Content-Type": "application/json"}, timeout=10
         )
@@ -181,7 +183,11 @@ class LoadGenerator:
         if kind == DECLINED:
             common["municipality_code"] = rng.choice(self.codes)
             return Submission(DECLINED, ConsentDeclined(**common, recorded_by="POL1234"), "/v1/decisions")
-        code = {ACCEPTED: rng.choice(self.codes), OUTSIDE_DISTRICT: rng.choice(self.outside_codes), NO_MUNICIPALITY: None}[kind]
+        code = {
+            ACCEPTED: rng.choice(self.codes),
+            OUTSIDE_DISTRICT: rng.choice(self.outside_codes),
+            NO_MUNICIPALITY: None,
+        }[kind]
         event = ConsentGiven(
             **common,
             municipality_code=code,
@@ -196,7 +202,9 @@ class LoadGenerator:
 
     def send(self, submission: Submission) -> None:
         try:
-            answer: int | str = self.client.post(f"{self.consent_url}{submission.path}", content=submission.body).status_code
+            answer: int | str = self.client.post(
+                f"{self.consent_url}{submission.path}", content=submission.body
+            ).status_code
         except httpx.HTTPError as exc:
             answer = type(exc).__name__
         with self.lock:
@@ -251,7 +259,9 @@ class LoadGenerator:
 
         self.retries.clear()
         wait_until(
-            resend_unsettled, timeout=deadline_seconds, interval=RETRY_AFTER_SECONDS,
+            resend_unsettled,
+            timeout=deadline_seconds,
+            interval=RETRY_AFTER_SECONDS,
             message="some decisions were still not accepted after the pipeline was whole again",
         )
 
@@ -259,9 +269,7 @@ class LoadGenerator:
 
     def answered_since(self, since: float, predicate) -> int:
         with self.lock:
-            return sum(
-                1 for s in self.submissions for a in s.attempts if a.at >= since and predicate(a.answer)
-            )
+            return sum(1 for s in self.submissions for a in s.attempts if a.at >= since and predicate(a.answer))
 
     def acknowledged(self, kind: str) -> list[Submission]:
         return [s for s in self.submissions if s.kind == kind and s.acknowledged]

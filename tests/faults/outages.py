@@ -15,6 +15,7 @@ reports how long each worker went without progress beyond the outage itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,12 +28,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from henvis_dev import broker
 from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics
 from henvis.registry import load_registry
 from henvis.schemas.events import parse_event
-from henvis_dev import loadgen
 from henvis.settings import KafkaSettings
+from henvis_dev import broker, loadgen
 from tests.helpers import free_port, wait_until
 
 REGISTRY = load_registry()
@@ -59,7 +59,9 @@ class Outage:
 
 
 class OutageLoop:
-    def __init__(self, run_dir: Path, session_timeout_seconds: float = 10.0, per_second: float = 25.0, decisions: int = 40_000):
+    def __init__(
+        self, run_dir: Path, session_timeout_seconds: float = 10.0, per_second: float = 25.0, decisions: int = 40_000
+    ):
         self.run_dir = Path(run_dir)
         self.session_timeout_seconds = session_timeout_seconds
         self.port = free_port()
@@ -84,7 +86,9 @@ class OutageLoop:
         ensure_topics(self.kafka, henvis_topics(self.kafka, REGISTRY))
         for worker in WORKERS:
             self._start_worker(worker)
-        wait_until(lambda: all(self._logged(w, "worker_ready") for w in WORKERS), timeout=120, message="workers not ready")
+        wait_until(
+            lambda: all(self._logged(w, "worker_ready") for w in WORKERS), timeout=120, message="workers not ready"
+        )
         self.feeder.start()
         self._sampling.set()
         self._sampler = threading.Thread(target=self._sample, name="outage-sampler", daemon=True)
@@ -101,10 +105,8 @@ class OutageLoop:
                     process.wait(60)
                 except subprocess.TimeoutExpired:
                     process.kill()
-        try:
+        with contextlib.suppress(Exception):  # the test's own failure is the one worth reporting
             broker.stop(self.broker_dir)
-        except Exception:  # noqa: BLE001 - the test's own failure is the one worth reporting
-            pass
 
     @property
     def broker_dir(self) -> Path:
@@ -124,7 +126,10 @@ class OutageLoop:
         }
         log = open(self.log_path(worker), "ab")  # noqa: SIM115 - the child holds it open
         self.processes[worker] = subprocess.Popen(
-            [str(Path(sys.executable).with_name("henvis")), worker, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [str(Path(sys.executable).with_name("henvis")), worker, "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
@@ -173,8 +178,12 @@ class OutageLoop:
 
     def wait_for_progress(self, timeout: float) -> None:
         moment = time.monotonic()
-        wait_until(lambda: all(self.progressed_since(moment).values()), timeout=timeout, interval=0.2,
-                   message="a worker made no progress")
+        wait_until(
+            lambda: all(self.progressed_since(moment).values()),
+            timeout=timeout,
+            interval=0.2,
+            message="a worker made no progress",
+        )
 
     # ------------------------------------------------------------ outages
 
@@ -209,8 +218,12 @@ class OutageLoop:
         """Stop feeding and wait until both workers have handled everything fed."""
         self.feeder.stop()
         fed = self.feeder.sent
-        wait_until(lambda: self._router_progress() >= fed, timeout=timeout, interval=0.5, message="router did not catch up")
-        wait_until(lambda: self._stats_progress() >= fed, timeout=timeout, interval=0.5, message="stats did not catch up")
+        wait_until(
+            lambda: self._router_progress() >= fed, timeout=timeout, interval=0.5, message="router did not catch up"
+        )
+        wait_until(
+            lambda: self._stats_progress() >= fed, timeout=timeout, interval=0.5, message="stats did not catch up"
+        )
 
     def delivered(self) -> loadgen.Expected:
         """What the router must have made of the decisions fed so far (a prefix of the mix
@@ -242,7 +255,9 @@ class OutageLoop:
         for number, outage in enumerate(self.outages, 1):
             lines.append(f"{number:>7} {outage.down_for:7.1f} " + " ".join(f"{outage.beyond(w):9.1f}" for w in WORKERS))
         worst = {w: max(o.beyond(w) for o in self.outages) for w in WORKERS}
-        lines.append("longest time without progress after the broker was back: "
-                     + ", ".join(f"{w} {s:.1f} s" for w, s in worst.items())
-                     + f" (session timeout {self.session_timeout_seconds:.0f} s)")
+        lines.append(
+            "longest time without progress after the broker was back: "
+            + ", ".join(f"{w} {s:.1f} s" for w, s in worst.items())
+            + f" (session timeout {self.session_timeout_seconds:.0f} s)"
+        )
         return "\n".join(lines)

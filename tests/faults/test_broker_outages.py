@@ -48,8 +48,9 @@ def test_router_and_stats_resume_after_every_broker_outage(tmp_path):
         duplicates = loop.duplicate_referrals()
         skipped = loop.partitions_with_skipped_markers()
         print(f"duplicate referral messages: {len(duplicates)}; partitions with skipped markers: {len(skipped)}")
-        unexplained = {referral: copies for referral, copies in duplicates.items()
-                       if copies[0].partition("@")[0] not in skipped}
+        unexplained = {
+            referral: copies for referral, copies in duplicates.items() if copies[0].partition("@")[0] not in skipped
+        }
         assert unexplained == {}
     finally:
         loop.stop()

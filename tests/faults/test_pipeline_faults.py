@@ -123,7 +123,11 @@ class Expected:
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"accepted": len(self.inbox) + len(self.manual), "declined": len(self.declined), "withdrawn": len(self.withdrawn)}
+        return {
+            "accepted": len(self.inbox) + len(self.manual),
+            "declined": len(self.declined),
+            "withdrawn": len(self.withdrawn),
+        }
 
 
 class Observer:
@@ -206,7 +210,9 @@ class FaultRun:
     summary: dict
 
 
-def _run_schedule(pipeline: FaultPipeline, load: LoadGenerator, observer: Observer, rng: random.Random, record: FaultRecord) -> None:
+def _run_schedule(
+    pipeline: FaultPipeline, load: LoadGenerator, observer: Observer, rng: random.Random, record: FaultRecord
+) -> None:
     supervisor = pipeline.supervisor
 
     killed: set[str] = set()  # down on purpose until restarted
@@ -226,19 +232,28 @@ def _run_schedule(pipeline: FaultPipeline, load: LoadGenerator, observer: Observ
         """A random moment: after this many more answers from the consent API."""
         target = load.answered + decisions
         wait_until(
-            alive_and(lambda: load.answered >= target), timeout=120, interval=0.05,
+            alive_and(lambda: load.answered >= target),
+            timeout=120,
+            interval=0.05,
             message=f"the load stalled below {target} answers",
         )
 
     def delivering_again(what: str, started: float) -> None:
         before = observer.inbox_count()
         wait_until(
-            alive_and(lambda: observer.inbox_count() > before), timeout=READY_TIMEOUT, interval=0.2,
+            alive_and(lambda: observer.inbox_count() > before),
+            timeout=READY_TIMEOUT,
+            interval=0.2,
             message=f"no referral reached an inbox after {what}",
         )
         record.events.append({"fault": what, "seconds_until_delivering_again": round(time.monotonic() - started, 1)})
 
-    wait_until(lambda: observer.inbox_count() > 0, timeout=READY_TIMEOUT, interval=0.2, message="no referral was ever delivered")
+    wait_until(
+        lambda: observer.inbox_count() > 0,
+        timeout=READY_TIMEOUT,
+        interval=0.2,
+        message="no referral was ever delivered",
+    )
 
     for name in rng.sample(WORKERS, len(WORKERS)):
         after_load(rng.randint(20, 120))
@@ -284,8 +299,9 @@ def _run_schedule(pipeline: FaultPipeline, load: LoadGenerator, observer: Observ
             pipeline.postgres.stop()
             stopped = time.monotonic()
             wait_until(
-                alive_and(lambda: load.answered_since(stopped, lambda answer: answer == 503) >= 20),
-                timeout=120, message="the consent API did not answer 503 while its database was down",
+                alive_and(lambda stopped=stopped: load.answered_since(stopped, lambda answer: answer == 503) >= 20),
+                timeout=120,
+                message="the consent API did not answer 503 while its database was down",
             )
             start_requested = time.monotonic()
             record.outage_window = (stopped, start_requested)
@@ -294,7 +310,9 @@ def _run_schedule(pipeline: FaultPipeline, load: LoadGenerator, observer: Observ
             restarted = time.monotonic()
             record.postgres_restarts += 1
             wait_until(
-                alive_and(lambda: load.answered_since(restarted, is_2xx) > 0), timeout=READY_TIMEOUT, interval=0.1,
+                alive_and(lambda restarted=restarted: load.answered_since(restarted, is_2xx) > 0),
+                timeout=READY_TIMEOUT,
+                interval=0.1,
                 message="the consent API did not accept decisions again after PostgreSQL came back",
             )
             record.consent_recovery_seconds = round(time.monotonic() - restarted, 1)
@@ -334,7 +352,8 @@ def fault_run(fault_pipeline: FaultPipeline) -> FaultRun:
             f"; inbox missing {len(set(expected.inbox) - set(last.inbox))}, manual missing "
             f"{len(set(expected.manual) - set(last.manual))}, stats "
             f"{ {key: last.funnel.get(key) for key in expected.stats} } vs {expected.stats}"
-            if last else ""
+            if last
+            else ""
         )
         raise AssertionError(f"{exc}{detail}") from None
     drain_seconds = time.monotonic() - drain_started
@@ -350,7 +369,10 @@ def fault_run(fault_pipeline: FaultPipeline) -> FaultRun:
         "events_submitted": len(submissions),
         "http_attempts": sum(len(s.attempts) for s in submissions),
         "answers": {str(key): value for key, value in sorted(load.answers.items(), key=str)},
-        "acknowledged_by_kind": {kind: len(load.acknowledged(kind)) for kind in (ACCEPTED, DECLINED, OUTSIDE_DISTRICT, NO_MUNICIPALITY, WITHDRAWAL)},
+        "acknowledged_by_kind": {
+            kind: len(load.acknowledged(kind))
+            for kind in (ACCEPTED, DECLINED, OUTSIDE_DISTRICT, NO_MUNICIPALITY, WITHDRAWAL)
+        },
         "kills": dict(record.kills),
         "kills_total": sum(record.kills.values()),
         "restarts_total": sum(record.restarts.values()),
@@ -390,7 +412,11 @@ def test_every_acknowledged_consent_is_in_its_centres_inbox_exactly_once(fault_r
     inbox, expected = fault_run.snapshot.inbox, fault_run.expected
     missing = set(expected.inbox) - set(inbox)
     unexpected = set(inbox) - set(expected.inbox)  # a declined, manual or never-acknowledged one
-    wrong_centre = {rid: (row["centre"], expected.inbox[rid]) for rid, row in inbox.items() if rid in expected.inbox and row["centre"] != expected.inbox[rid]}
+    wrong_centre = {
+        rid: (row["centre"], expected.inbox[rid])
+        for rid, row in inbox.items()
+        if rid in expected.inbox and row["centre"] != expected.inbox[rid]
+    }
     assert (len(missing), len(unexpected), wrong_centre) == (0, 0, {})
     # one row per referral id is the table's key; the consent it came from must be the one we sent
     accepted = {str(s.referral_id): s for s in fault_run.load.acknowledged(ACCEPTED)}
@@ -443,7 +469,11 @@ def test_the_consent_api_never_acknowledged_a_decision_it_did_not_store(fault_ru
     assert len(acknowledged) == len(fault_run.load.submissions)  # every event was settled by retries
     assert [str(s.event.event_id) for s in acknowledged if str(s.event.event_id) not in stored] == []
     # nothing but accepted (2xx), unavailable (503) or no answer at all: no 4xx/500 for valid events
-    odd = {answer: count for answer, count in fault_run.load.answers.items() if isinstance(answer, int) and not (is_2xx(answer) or answer == 503)}
+    odd = {
+        answer: count
+        for answer, count in fault_run.load.answers.items()
+        if isinstance(answer, int) and not (is_2xx(answer) or answer == 503)
+    }
     assert odd == {}
 
 
@@ -453,15 +483,19 @@ def test_the_consent_api_answered_503_while_postgresql_was_down_and_recovered_by
     stopped, start_requested = record.outage_window
     # one second of grace for a commit PostgreSQL finished just before it shut down
     acknowledged_while_down = [
-        attempt for s in load.submissions for attempt in s.attempts
+        attempt
+        for s in load.submissions
+        for attempt in s.attempts
         if stopped + 1.0 <= attempt.at <= start_requested and is_2xx(attempt.answer)
     ]
     assert acknowledged_while_down == []
     assert fault_run.summary["consent_api_same_process"]
     # a 503 stored nothing: its retry was new (202), not a replay of something kept (200)
     stored_after_503 = [
-        s for s in load.submissions
-        if any(a.answer == 503 for a in s.attempts) and s.first_2xx == 200
+        s
+        for s in load.submissions
+        if any(a.answer == 503 for a in s.attempts)
+        and s.first_2xx == 200
         and not any(isinstance(a.answer, str) for a in s.attempts)
     ]
     assert stored_after_503 == []

@@ -110,10 +110,20 @@ def _consent_for(pipeline: FaultPipeline, code: str, tag: str) -> ConsentGiven:
         phone=f"+4529{uuid.uuid4().int % 10**6:06d}",
         email=f"bodil.sweep.{tag}@eksempel.dk",
         cpr="0101801234",
-        postal_address=PostalAddress(street=f"Fjordvej {uuid.uuid4().int % 900 + 100}Q", postcode="7400", city="Herning"),
+        postal_address=PostalAddress(
+            street=f"Fjordvej {uuid.uuid4().int % 900 + 100}Q", postcode="7400", city="Herning"
+        ),
     )
     pipeline.remember_personal_data(
-        [person.full_name, person.phone, person.phone[3:], person.email, person.cpr, person.postal_address.street, f"SWEEP-{tag}"]
+        [
+            person.full_name,
+            person.phone,
+            person.phone[3:],
+            person.email,
+            person.cpr,
+            person.postal_address.street,
+            f"SWEEP-{tag}",
+        ]
     )
     return ConsentGiven(
         event_id=uuid.uuid4(),
@@ -138,8 +148,16 @@ def herning_referral(fault_pipeline: FaultPipeline) -> str:
     referral_id = str(referral_id_for(consent.event_id))
     headers = {"Authorization": f"Bearer {fault_pipeline.token('centre:herning')}"}
     wait_until(
-        lambda: httpx.get(f"{fault_pipeline.url('centre')}/v1/referrals/{referral_id}", headers=headers, timeout=5).status_code == 200,
-        timeout=120, interval=0.3, message="the sweep's referral never reached the Herning inbox", ignore=(httpx.HTTPError,),
+        lambda: (
+            httpx.get(
+                f"{fault_pipeline.url('centre')}/v1/referrals/{referral_id}", headers=headers, timeout=5
+            ).status_code
+            == 200
+        ),
+        timeout=120,
+        interval=0.3,
+        message="the sweep's referral never reached the Herning inbox",
+        ignore=(httpx.HTTPError,),
     )
     return referral_id
 
@@ -147,8 +165,16 @@ def herning_referral(fault_pipeline: FaultPipeline) -> str:
 # ---------------------------------------------------------------------- calling an endpoint
 
 
-def call(pipeline: FaultPipeline, service: str, method: str, path: str, referral_id: str, token: str | None = None,
-         client: httpx.Client | None = None, form: dict | None = None) -> httpx.Response:
+def call(
+    pipeline: FaultPipeline,
+    service: str,
+    method: str,
+    path: str,
+    referral_id: str,
+    token: str | None = None,
+    client: httpx.Client | None = None,
+    form: dict | None = None,
+) -> httpx.Response:
     url = pipeline.url(service) + path.replace("{referral_id}", referral_id)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     requester = client or httpx
@@ -157,8 +183,9 @@ def call(pipeline: FaultPipeline, service: str, method: str, path: str, referral
     if form is not None:
         return requester.post(url, headers=headers, data=form, timeout=10, follow_redirects=False)
     body = b'{"outcome": "contact_attempted"}' if path.endswith("/outcomes") else b"{}"
-    return requester.post(url, headers={**headers, "Content-Type": "application/json"}, content=body, timeout=10,
-                          follow_redirects=False)
+    return requester.post(
+        url, headers={**headers, "Content-Type": "application/json"}, content=body, timeout=10, follow_redirects=False
+    )
 
 
 def refused_page(response: httpx.Response) -> bool:
@@ -185,7 +212,9 @@ def test_every_endpoint_refuses_a_client_without_a_valid_credential(fault_pipeli
             api = ALLOWED_ROLES[(service, method, path)] is not None and in_openapi
             ok = response.status_code == 401 if api else refused_page(response)
             if not ok:
-                wrong.append((service, method, path, "no token" if token is None else "unknown token", response.status_code))
+                wrong.append(
+                    (service, method, path, "no token" if token is None else "unknown token", response.status_code)
+                )
     assert wrong == []
 
 
@@ -203,7 +232,9 @@ def test_every_endpoint_refuses_every_other_roles_credential(fault_pipeline, rou
     assert wrong == []
 
 
-def test_another_centres_credential_gets_404_for_a_referral_and_cannot_change_it(fault_pipeline, routes, herning_referral):
+def test_another_centres_credential_gets_404_for_a_referral_and_cannot_change_it(
+    fault_pipeline, routes, herning_referral
+):
     owner = {"Authorization": f"Bearer {fault_pipeline.token('centre:herning')}"}
     before = httpx.get(f"{fault_pipeline.url('centre')}/v1/referrals/{herning_referral}", headers=owner, timeout=10)
     assert before.status_code == 200 and before.json()["person"]  # the owner sees it, with the person to call
@@ -216,12 +247,18 @@ def test_another_centres_credential_gets_404_for_a_referral_and_cannot_change_it
                 response = call(fault_pipeline, service, method, path, herning_referral, token)
                 if response.status_code != 404:
                     wrong.append((slug, method, path, response.status_code))
-        listing = httpx.get(f"{fault_pipeline.url('centre')}/v1/referrals", params={"status": "all"},
-                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        listing = httpx.get(
+            f"{fault_pipeline.url('centre')}/v1/referrals",
+            params={"status": "all"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
         if herning_referral in listing.text:
             wrong.append((slug, "GET", "/v1/referrals", "lists Herning's referral"))
     assert wrong == []
-    after = httpx.get(f"{fault_pipeline.url('centre')}/v1/referrals/{herning_referral}", headers=owner, timeout=10).json()
+    after = httpx.get(
+        f"{fault_pipeline.url('centre')}/v1/referrals/{herning_referral}", headers=owner, timeout=10
+    ).json()
     assert after["outcomes"] == before.json()["outcomes"] == []  # no other centre recorded an outcome on it
 
 
@@ -229,21 +266,28 @@ def _log_in(pipeline: FaultPipeline, slug: str) -> tuple[httpx.Client, str]:
     client = httpx.Client(base_url=pipeline.url("centre"), timeout=10)
     page = client.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    answer = client.post("/login", data={"username": slug, "password": pipeline.credentials.caseworker_passwords[slug], "csrf_token": csrf})
+    answer = client.post(
+        "/login",
+        data={"username": slug, "password": pipeline.credentials.caseworker_passwords[slug], "csrf_token": csrf},
+    )
     assert answer.status_code == 303 and answer.headers["location"] == "/indbakke"
     inbox = client.get("/indbakke")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', inbox.text).group(1)
     return client, csrf
 
 
-def test_another_centres_caseworker_gets_404_for_a_referral_page_and_cannot_record_on_it(fault_pipeline, herning_referral):
+def test_another_centres_caseworker_gets_404_for_a_referral_page_and_cannot_record_on_it(
+    fault_pipeline, herning_referral
+):
     owner, _ = _log_in(fault_pipeline, "herning")
     assert owner.get(f"/henvisning/{herning_referral}").status_code == 200  # the owner's caseworker sees it
     owner.close()
     client, csrf = _log_in(fault_pipeline, "holstebro")
     try:
         page = client.get(f"/henvisning/{herning_referral}")
-        recorded = client.post(f"/henvisning/{herning_referral}/udfald", data={"outcome": "contact_attempted", "csrf_token": csrf})
+        recorded = client.post(
+            f"/henvisning/{herning_referral}/udfald", data={"outcome": "contact_attempted", "csrf_token": csrf}
+        )
         inbox = client.get("/indbakke", params={"fane": "all"})
     finally:
         client.close()
@@ -294,7 +338,15 @@ def leaked(values: list[str], text: str) -> list[str]:
 
 
 def test_the_log_scan_finds_personal_data_wherever_a_log_line_puts_it():
-    values = ["+4529123456", "29123456", "0101801234", "bodil.x@eksempel.dk", "Bodil Kjærsgaard-Xy", "Fjordvej 12Q", "SWEEP-abc"]
+    values = [
+        "+4529123456",
+        "29123456",
+        "0101801234",
+        "bodil.x@eksempel.dk",
+        "Bodil Kjærsgaard-Xy",
+        "Fjordvej 12Q",
+        "SWEEP-abc",
+    ]
     line = (
         '{"event": "oops", "to": "+4529123456", "n": 29123456, "cpr": "0101801234", "mail": "<bodil.x@eksempel.dk>", '
         '"who": "Bodil Kjærsgaard-Xy.", "where": "Fjordvej 12Q, 7400", "path": "/v1/cases/SWEEP-abc"}'
@@ -307,7 +359,15 @@ def test_the_log_scan_finds_personal_data_wherever_a_log_line_puts_it():
 def test_no_log_of_the_whole_run_holds_any_personal_data_submitted(fault_pipeline, herning_referral):
     logs = sorted((fault_pipeline.run_dir / "logs").glob("*.log"))
     text = "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in logs)
-    assert {path.stem for path in logs} >= {"consent-api", "consent-relay", "router", "centre-worker", "centre-api", "stats-worker", "stats-api"}
+    assert {path.stem for path in logs} >= {
+        "consent-api",
+        "consent-relay",
+        "router",
+        "centre-worker",
+        "centre-api",
+        "stats-worker",
+        "stats-api",
+    }
     assert "http_request" in text  # the services did log what they did
     submitted = sorted(fault_pipeline.submitted_personal_data)
     assert len(submitted) >= 7

@@ -27,13 +27,21 @@ class WorkerProcess:
     """`henvis centre worker` as the supervisor runs it, with its JSON log lines collected."""
 
     def __init__(self, database_url: str, **extra_env: str):
-        env = {**os.environ, **extra_env, "HENVIS_CENTRE_DATABASE_URL": database_url, "HENVIS_CENTRE_CENTRES": "herning,holstebro",
-               "HENVIS_CENTRE_RELAY_INTERVAL_SECONDS": "0.05",
-               # the broker's minimum, so a SIGKILLed member is evicted quickly (default 45 s)
-               "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
+        env = {
+            **os.environ,
+            **extra_env,
+            "HENVIS_CENTRE_DATABASE_URL": database_url,
+            "HENVIS_CENTRE_CENTRES": "herning,holstebro",
+            "HENVIS_CENTRE_RELAY_INTERVAL_SECONDS": "0.05",
+            # the broker's minimum, so a SIGKILLed member is evicted quickly (default 45 s)
+            "HENVIS_CENTRE_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "henvis.cli", "centre", "worker"], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "henvis.cli", "centre", "worker"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -62,8 +70,11 @@ def worker(database_url, kafka_settings):
     # Retention 0 days and a fast purge tick: the worker's periodic purge becomes observable.
     process = WorkerProcess(database_url, HENVIS_CENTRE_RETENTION_DAYS="0", HENVIS_CENTRE_PURGE_INTERVAL_SECONDS="0.2")
     try:
-        wait_until(lambda: process.logged("worker_ready") or process.process.poll() is not None, timeout=120,
-                   message="centre worker did not log worker_ready")
+        wait_until(
+            lambda: process.logged("worker_ready") or process.process.poll() is not None,
+            timeout=120,
+            message="centre worker did not log worker_ready",
+        )
         assert process.process.poll() is None, "".join(process.lines[-20:])
         yield process
     finally:
@@ -73,8 +84,11 @@ def worker(database_url, kafka_settings):
 def _outcomes_on_topic(kafka_settings, expected: int) -> list[dict]:
     consumer = KafkaConsumer(
         topic_name("referral.outcomes.v1", kafka_settings),
-        bootstrap_servers=kafka_settings.bootstrap_servers, auto_offset_reset="earliest",
-        isolation_level="read_committed", group_id=None, consumer_timeout_ms=1000,
+        bootstrap_servers=kafka_settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        group_id=None,
+        consumer_timeout_ms=1000,
     )
     seen: list[dict] = []
 
@@ -104,23 +118,30 @@ def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url
     producer.flush()
 
     with TestClient(app, base_url="http://localhost") as client:
+
         def listed(token):
             return client.get("/v1/referrals?status=all", headers=auth(token)).json()["referrals"]
 
-        wait_until(lambda: listed("tok-herning") and listed("tok-holstebro"), timeout=60,
-                   message="referrals did not reach the inbox")
+        wait_until(
+            lambda: listed("tok-herning") and listed("tok-holstebro"),
+            timeout=60,
+            message="referrals did not reach the inbox",
+        )
         assert [r["referral_id"] for r in listed("tok-herning")] == [str(herning.referral_id)]
         assert [r["referral_id"] for r in listed("tok-holstebro")] == [str(holstebro.referral_id)]
 
         for outcome in ("contacted", "first_interview_held", "follow_up_accepted"):
-            answer = client.post(f"/v1/referrals/{herning.referral_id}/outcomes", json={"outcome": outcome},
-                                 headers=auth("tok-herning"))
+            answer = client.post(
+                f"/v1/referrals/{herning.referral_id}/outcomes", json={"outcome": outcome}, headers=auth("tok-herning")
+            )
             assert answer.status_code == 201
         assert listed("tok-herning")[0]["status"] == "closed"
 
         def herning_row():
             with engine.connect() as conn:
-                return conn.execute(sa.select(referrals).where(referrals.c.referral_id == str(herning.referral_id))).one()
+                return conn.execute(
+                    sa.select(referrals).where(referrals.c.referral_id == str(herning.referral_id))
+                ).one()
 
         # The worker's periodic purge erases a closed referral's details once the retention has passed.
         wait_until(lambda: herning_row().contact_erased_at is not None, timeout=60, message="the worker never purged")
@@ -128,18 +149,29 @@ def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url
 
         # Withdrawal end to end: the contact details are erased from the row within seconds.
         withdrawal = referral_withdrawn(holstebro.referral_id, "holstebro")
-        producer.send(centre_topic_name("holstebro", kafka_settings), key=withdrawal.kafka_key(), value=withdrawal.to_bytes())
+        producer.send(
+            centre_topic_name("holstebro", kafka_settings), key=withdrawal.kafka_key(), value=withdrawal.to_bytes()
+        )
         producer.flush()
         producer.close()
 
         def erased_row():
             with engine.connect() as conn:
-                row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == str(holstebro.referral_id))).one()
+                row = conn.execute(
+                    sa.select(referrals).where(referrals.c.referral_id == str(holstebro.referral_id))
+                ).one()
             return row if row.state == "withdrawn" else None
 
         row = wait_until(erased_row, timeout=60, message="withdrawal did not reach the inbox")
-        assert row.person_full_name is None and row.person_phone is None and row.person_cpr is None and row.case_ref is None
-        assert client.get(f"/v1/referrals/{holstebro.referral_id}", headers=auth("tok-holstebro")).json()["person"] is None
+        assert (
+            row.person_full_name is None
+            and row.person_phone is None
+            and row.person_cpr is None
+            and row.case_ref is None
+        )
+        assert (
+            client.get(f"/v1/referrals/{holstebro.referral_id}", headers=auth("tok-holstebro")).json()["person"] is None
+        )
 
     published = _outcomes_on_topic(kafka_settings, expected=4)
     by_referral = {}
@@ -177,8 +209,12 @@ def test_a_worker_killed_mid_stream_loses_and_duplicates_no_referral(database_ur
 
     first = WorkerProcess(database_url)
     try:
-        wait_until(lambda: inbox_ids() or first.process.poll() is not None, timeout=120, interval=0.01,
-                   message="the first worker stored nothing")
+        wait_until(
+            lambda: inbox_ids() or first.process.poll() is not None,
+            timeout=120,
+            interval=0.01,
+            message="the first worker stored nothing",
+        )
     finally:
         first.process.kill()  # SIGKILL: no chance to commit offsets or close cleanly
         first.process.wait()
@@ -212,10 +248,19 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
     try:
         now = datetime.now(UTC)
         consent = ConsentGiven(
-            event_id=uuid4(), occurred_at=now, case_ref="4100-80261-00777-26", offence="drink_driving",
-            charged_on=now.date(), municipality_code="657", consent_text_version="2020-03", recorded_by="politi-1234",
-            person={"full_name": "Mette Kjær Sørensen", "phone": "+4521436587",
-                    "postal_address": {"street": "Vestergade 14, 1. tv.", "postcode": "7400", "city": "Herning"}},
+            event_id=uuid4(),
+            occurred_at=now,
+            case_ref="4100-80261-00777-26",
+            offence="drink_driving",
+            charged_on=now.date(),
+            municipality_code="657",
+            consent_text_version="2020-03",
+            recorded_by="politi-1234",
+            person={
+                "full_name": "Mette Kjær Sørensen",
+                "phone": "+4521436587",
+                "postal_address": {"street": "Vestergade 14, 1. tv.", "postcode": "7400", "city": "Herning"},
+            },
         )
         referral_id = str(referral_id_for(consent.event_id))
         producer = make_producer(kafka_settings, "test-consent-relay")
@@ -226,6 +271,7 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
         app = build_app(centre_settings(database_url))
         engine = app.state.centre.engine
         with TestClient(app, base_url="http://localhost") as client:
+
             def detail():
                 answer = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning"))
                 return answer.json() if answer.status_code == 200 else None
@@ -234,22 +280,35 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
             assert referral["person"]["full_name"] == "Mette Kjær Sørensen"
             assert referral["contact_due_by"] > now.date().isoformat()
             assert client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-holstebro")).status_code == 404
-            assert client.post(f"/v1/referrals/{referral_id}/outcomes", json={"outcome": "contact_attempted"},
-                               headers=auth("tok-herning")).status_code == 201
+            assert (
+                client.post(
+                    f"/v1/referrals/{referral_id}/outcomes",
+                    json={"outcome": "contact_attempted"},
+                    headers=auth("tok-herning"),
+                ).status_code
+                == 201
+            )
 
-            withdrawal = ConsentWithdrawn(event_id=uuid4(), occurred_at=datetime.now(UTC), case_ref=consent.case_ref,
-                                          reason="person_changed_mind")
+            withdrawal = ConsentWithdrawn(
+                event_id=uuid4(), occurred_at=datetime.now(UTC), case_ref=consent.case_ref, reason="person_changed_mind"
+            )
             producer.send(decisions, key=withdrawal.kafka_key(), value=withdrawal.to_bytes())
             producer.flush()
             producer.close()
-            wait_until(lambda: (detail() or {}).get("status") == "withdrawn", timeout=180,
-                       message="the withdrawal did not reach the inbox")
+            wait_until(
+                lambda: (detail() or {}).get("status") == "withdrawn",
+                timeout=180,
+                message="the withdrawal did not reach the inbox",
+            )
             with engine.connect() as conn:
                 row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == referral_id)).one()
             assert row.person_full_name is None and row.person_phone is None and row.person_street is None
 
         outcomes = _outcomes_on_topic(kafka_settings, expected=2)
-        assert [o["outcome"] for o in outcomes if o["referral_id"] == referral_id] == ["contact_attempted", "withdrawal_acknowledged"]
+        assert [o["outcome"] for o in outcomes if o["referral_id"] == referral_id] == [
+            "contact_attempted",
+            "withdrawal_acknowledged",
+        ]
         engine.dispose()
     finally:
         centre_worker.stop()

@@ -140,7 +140,15 @@ def test_an_oversized_body_is_413_whether_declared_or_streamed(api: TestClient) 
         (examples.consent_given(occurred_at="2021-03-02T10:15:00"), "occurred_at"),
         ({**examples.consent_given(), "event_type": f"consent.given {SECRET_NAME}"}, "event_type"),
     ],
-    ids=["foreign-phone", "cpr-no-date", "unknown-centre", "unknown-municipality", "declined-with-person", "naive-time", "unknown-type"],
+    ids=[
+        "foreign-phone",
+        "cpr-no-date",
+        "unknown-centre",
+        "unknown-municipality",
+        "declined-with-person",
+        "naive-time",
+        "unknown-type",
+    ],
 )
 def test_invalid_decisions_are_422_naming_the_field_without_echoing_values(
     api: TestClient, event: dict, field: str
@@ -156,7 +164,9 @@ def test_invalid_decisions_are_422_naming_the_field_without_echoing_values(
 
 
 def test_malformed_json_is_422_on_body(api: TestClient) -> None:
-    response = api.post("/v1/decisions", content=b'{"event_id": ', headers={**POLICE, "Content-Type": "application/json"})
+    response = api.post(
+        "/v1/decisions", content=b'{"event_id": ', headers={**POLICE, "Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body"
 
@@ -210,10 +220,15 @@ def test_rejections_are_counted_by_reason(api: TestClient) -> None:
 
 
 def test_refusals_without_a_handler_reason_are_counted_by_status(api: TestClient) -> None:
-    before = {reason: _metric("henvis_consent_rejected_total", reason=reason) for reason in ("unauthenticated", "too_large")}
+    before = {
+        reason: _metric("henvis_consent_rejected_total", reason=reason) for reason in ("unauthenticated", "too_large")
+    }
     assert api.post("/v1/decisions", json=examples.consent_given()).status_code == 401
     oversized = b"{" + b" " * (70 * 1024) + b"}"
-    assert api.post("/v1/decisions", content=oversized, headers={**POLICE, "Content-Type": "application/json"}).status_code == 413
+    assert (
+        api.post("/v1/decisions", content=oversized, headers={**POLICE, "Content-Type": "application/json"}).status_code
+        == 413
+    )
     assert _metric("henvis_consent_rejected_total", reason="unauthenticated") == before["unauthenticated"] + 1
     assert _metric("henvis_consent_rejected_total", reason="too_large") == before["too_large"] + 1
 

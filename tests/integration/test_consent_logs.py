@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -40,7 +38,11 @@ def _requests_full_of_personal_data() -> list[tuple[str, dict | bytes, dict]]:
         ("/v1/decisions", {**given, "offence": "drug_driving"}, POLICE),  # 409
         ("/v1/decisions", examples.consent_declined(case_ref=SECRET_CASE, person=person), POLICE),  # 422
         ("/v1/decisions", examples.consent_given(person=person | {"phone": f"+46{SECRET_PHONE}"}), POLICE),
-        ("/v1/decisions", examples.consent_given(person=person | {"cpr": SECRET_CPR[:4] + "99" + SECRET_CPR[6:]}), POLICE),
+        (
+            "/v1/decisions",
+            examples.consent_given(person=person | {"cpr": SECRET_CPR[:4] + "99" + SECRET_CPR[6:]}),
+            POLICE,
+        ),
         ("/v1/decisions", examples.consent_given(person=person | {"email": f"{SECRET_NAME}@"}), POLICE),
         ("/v1/decisions", examples.consent_given(person=person, preferred_centre="aarhus"), POLICE),
         ("/v1/decisions", {**given, "event_type": SECRET_NAME}, POLICE),
@@ -94,12 +96,21 @@ def test_submit_reports_every_bad_line_by_number_and_never_the_values(tmp_path: 
     batch = tmp_path / "batch.jsonl"
     batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = subprocess.run(
-        HENVIS + ["consent", "submit", str(batch), "--url", "http://127.0.0.1:9", "--check"],
-        capture_output=True, text=True, cwd=REPO, env=service_env(tmp_path, "sqlite://"),
+        [*HENVIS, "consent", "submit", str(batch), "--url", "http://127.0.0.1:9", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=service_env(tmp_path, "sqlite://"),
     )
     assert result.returncode == 1
     output = result.stdout + result.stderr
-    for expected in ("line 2: person", "line 3: not valid JSON", "line 5: person.phone", "line 6: event_type", "line 7: preferred_centre"):
+    for expected in (
+        "line 2: person",
+        "line 3: not valid JSON",
+        "line 5: person.phone",
+        "line 6: event_type",
+        "line 7: preferred_centre",
+    ):
         assert expected in output
     assert "line 1:" not in output and "line 4:" not in output
     assert "nothing was sent" in output
@@ -119,7 +130,7 @@ def test_submit_posts_a_batch_with_progress_and_a_rerun_changes_nothing(database
     log_path = tmp_path / "consent-serve.log"
     proc, url = start_api(tmp_path, database_url, log_path)
     try:
-        command = HENVIS + ["consent", "submit", str(batch), "--url", url, "--token-file", str(token_file)]
+        command = [*HENVIS, "consent", "submit", str(batch), "--url", url, "--token-file", str(token_file)]
         env = service_env(tmp_path, database_url)
         first = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
         rerun = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)

@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from henvis_dev import broker
 from henvis.kafka import topic_name
 from henvis.schemas.events import parse_decision
 from henvis.services.consent import store
 from henvis.services.consent.models import consent_outbox
 from henvis.settings import KafkaSettings
+from henvis_dev import broker
 from tests import examples
 from tests.consent_support import (
     POLICE,
@@ -86,7 +86,7 @@ def _assert_exactly_in_order(messages: list[tuple[str, dict]], events: list[dict
 
 def _assert_no_personal_data(log_path: Path) -> None:
     text = log_path.read_text(encoding="utf-8", errors="replace")
-    for secret in secrets() + ["4100-0000"]:
+    for secret in [*secrets(), "4100-0000"]:
         assert secret not in text
 
 

@@ -97,9 +97,7 @@ def test_accepted_replayed_and_conflicting_answers_never_carry_the_person(databa
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def run(name: str, phone: str, preferred) -> None:
         assume(name.lower() not in FIXED_TEXT)
-        event = examples.consent_given(
-            person=examples.person(full_name=name, phone=phone), preferred_centre=preferred
-        )
+        event = examples.consent_given(person=examples.person(full_name=name, phone=phone), preferred_centre=preferred)
         first = client.post("/v1/decisions", json=event, headers=POLICE)
         again = client.post("/v1/decisions", json=event, headers=POLICE)
         conflict = client.post("/v1/decisions", json={**event, "offence": "drug_driving"}, headers=POLICE)

@@ -125,7 +125,7 @@ def test_sigkill_mid_stream_delivers_every_referral_exactly_once(kafka_settings,
         # decisions keep arriving, then start it again.
         committed_at_start = loadgen.committed_total(kafka_settings, group)
         wait_until(
-            lambda: loadgen.committed_total(kafka_settings, group) >= committed_at_start + 300,
+            lambda start=committed_at_start: loadgen.committed_total(kafka_settings, group) >= start + 300,
             timeout=PROCESSING_TIMEOUT,
             interval=0.1,
             message=f"router made no progress before kill {kill + 1}",
@@ -172,8 +172,12 @@ def test_a_worker_joining_and_another_leaving_mid_stream_loses_nothing(kafka_set
     wait_until(first.is_ready, timeout=120, message="first router not ready")
     feeder = loadgen.Feeder(kafka_settings, expected.messages, per_second=800)
     feeder.start()
-    wait_until(lambda: loadgen.committed_total(kafka_settings, group) >= 1_500, timeout=PROCESSING_TIMEOUT, interval=0.2,
-               message="no progress")
+    wait_until(
+        lambda: loadgen.committed_total(kafka_settings, group) >= 1_500,
+        timeout=PROCESSING_TIMEOUT,
+        interval=0.2,
+        message="no progress",
+    )
     second = workers("router-b")  # scale out mid-stream: a rebalance while the first is busy
     wait_until(lambda: second.is_ready() and second.last_assignment(), timeout=120, message="second never got work")
     assert feeder.running(), "the rebalance should fall mid-stream"
@@ -192,7 +196,9 @@ def test_a_paused_worker_that_lost_its_partitions_cannot_commit_when_it_wakes(ka
     expected = loadgen.mixed_decisions(6_000, REGISTRY, seed=15)
     group = group_id(kafka_settings)
     zombie, survivor = workers("router-a"), workers("router-b")
-    wait_until(lambda: zombie.last_assignment() and survivor.last_assignment(), timeout=120, message="both must hold work")
+    wait_until(
+        lambda: zombie.last_assignment() and survivor.last_assignment(), timeout=120, message="both must hold work"
+    )
     feeder = loadgen.Feeder(kafka_settings, expected.messages, per_second=500)
     feeder.start()
     wait_until(lambda: loadgen.committed_total(kafka_settings, group) >= 500, timeout=120, message="no progress")
@@ -205,7 +211,9 @@ def test_a_paused_worker_that_lost_its_partitions_cannot_commit_when_it_wakes(ka
         for _attempt in range(200):
             zombie.pause()
             states = admin.describe_transactions(transactional_ids)
-            open_ids = [tid for tid, txn in states.items() if txn.state is TransactionState.ONGOING and txn.topic_partitions]
+            open_ids = [
+                tid for tid, txn in states.items() if txn.state is TransactionState.ONGOING and txn.topic_partitions
+            ]
             if open_ids:
                 break
             zombie.resume()
@@ -221,8 +229,11 @@ def test_a_paused_worker_that_lost_its_partitions_cannot_commit_when_it_wakes(ka
     all_partitions = list(range(kafka_settings.partitions))
     wait_until(lambda: survivor.last_assignment() == all_partitions, timeout=120, message="survivor never took over")
     progress = loadgen.committed_total(kafka_settings, group)
-    wait_until(lambda: loadgen.committed_total(kafka_settings, group) > progress + 200, timeout=120,
-               message="survivor made no progress")
+    wait_until(
+        lambda: loadgen.committed_total(kafka_settings, group) > progress + 200,
+        timeout=120,
+        message="survivor made no progress",
+    )
 
     zombie.resume()
     # Its late commit is refused: the broker fenced it.

@@ -19,11 +19,11 @@ from fastapi.testclient import TestClient
 
 from henvis.auth import hash_token
 from henvis.kafka import make_producer, topic_name
-from henvis_dev.pilot import generate_pilot
 from henvis.schemas.events import ReferralFact, ReferralOutcome
 from henvis.schemas.topics import REFERRAL_FACTS, REFERRAL_OUTCOMES
 from henvis.services.stats.api import create_stats_app
 from henvis.services.stats.settings import StatsSettings
+from henvis_dev.pilot import generate_pilot
 from tests.helpers import free_port, wait_until
 
 TOKEN = "researcher-token-for-worker-tests"
@@ -107,31 +107,71 @@ def hand_made_events() -> list:
     accepted = [uuid.uuid4() for _ in range(12)]
     for index, referral_id in enumerate(accepted):
         fact = ReferralFact(
-            event_id=uuid.uuid4(), occurred_at=at(MONDAY, 8), referral_id=referral_id, decision="accepted",
-            offence="drink_driving", municipality_code="657", centre="herning", decided_on=MONDAY,
+            event_id=uuid.uuid4(),
+            occurred_at=at(MONDAY, 8),
+            referral_id=referral_id,
+            decision="accepted",
+            offence="drink_driving",
+            municipality_code="657",
+            centre="herning",
+            decided_on=MONDAY,
             contact_due_by=MONDAY + timedelta(days=1),
         )
         outcomes = [
-            ReferralOutcome(event_id=uuid.uuid4(), occurred_at=at(MONDAY, 24 + index), referral_id=referral_id,
-                            centre="herning", outcome="contacted")
+            ReferralOutcome(
+                event_id=uuid.uuid4(),
+                occurred_at=at(MONDAY, 24 + index),
+                referral_id=referral_id,
+                centre="herning",
+                outcome="contacted",
+            )
         ]
         if index < 7:
-            outcomes.append(ReferralOutcome(event_id=uuid.uuid4(), occurred_at=at(MONDAY, 72), referral_id=referral_id,
-                                            centre="herning", outcome="first_interview_held"))
+            outcomes.append(
+                ReferralOutcome(
+                    event_id=uuid.uuid4(),
+                    occurred_at=at(MONDAY, 72),
+                    referral_id=referral_id,
+                    centre="herning",
+                    outcome="first_interview_held",
+                )
+            )
         if index < 5:
-            outcomes.append(ReferralOutcome(event_id=uuid.uuid4(), occurred_at=at(MONDAY, 96), referral_id=referral_id,
-                                            centre="herning", outcome="follow_up_accepted"))
-        events += (outcomes + [fact]) if index % 2 else ([fact] + outcomes)
+            outcomes.append(
+                ReferralOutcome(
+                    event_id=uuid.uuid4(),
+                    occurred_at=at(MONDAY, 96),
+                    referral_id=referral_id,
+                    centre="herning",
+                    outcome="follow_up_accepted",
+                )
+            )
+        events += ([*outcomes, fact]) if index % 2 else ([fact, *outcomes])
         if index >= 7:
-            events.append(ReferralFact(
-                event_id=uuid.uuid4(), occurred_at=at(MONDAY, 50), referral_id=referral_id, decision="withdrawn",
-                offence="drink_driving", municipality_code="657", centre="herning", decided_on=MONDAY + timedelta(days=2),
-            ))
+            events.append(
+                ReferralFact(
+                    event_id=uuid.uuid4(),
+                    occurred_at=at(MONDAY, 50),
+                    referral_id=referral_id,
+                    decision="withdrawn",
+                    offence="drink_driving",
+                    municipality_code="657",
+                    centre="herning",
+                    decided_on=MONDAY + timedelta(days=2),
+                )
+            )
     for _ in range(8):
-        events.append(ReferralFact(
-            event_id=uuid.uuid4(), occurred_at=at(MONDAY, 9), referral_id=uuid.uuid4(), decision="declined",
-            offence="drink_driving", municipality_code="657", decided_on=MONDAY,
-        ))
+        events.append(
+            ReferralFact(
+                event_id=uuid.uuid4(),
+                occurred_at=at(MONDAY, 9),
+                referral_id=uuid.uuid4(),
+                decision="declined",
+                offence="drink_driving",
+                municipality_code="657",
+                decided_on=MONDAY,
+            )
+        )
     return events + events  # at-least-once delivery: everything twice
 
 
@@ -139,8 +179,15 @@ def hand_made_events() -> list:
 def test_facts_and_outcomes_on_the_topics_become_the_funnel(stats_worker, api, kafka_settings):
     produce(kafka_settings, hand_made_events())
     expected = {
-        "offered": 20, "accepted": 12, "declined": 8, "withdrawn": 5, "first_interviews": 7, "follow_ups": 5,
-        "acceptance_rate": 0.6, "first_interview_rate": 0.5833, "follow_up_rate": 0.4167,
+        "offered": 20,
+        "accepted": 12,
+        "declined": 8,
+        "withdrawn": 5,
+        "first_interviews": 7,
+        "follow_ups": 5,
+        "acceptance_rate": 0.6,
+        "first_interview_rate": 0.5833,
+        "follow_up_rate": 0.4167,
     }
     result = wait_until(
         lambda: (lambda body: body if {k: body[k] for k in expected} == expected else None)(funnel(api)),
@@ -161,7 +208,7 @@ def test_facts_and_outcomes_on_the_topics_become_the_funnel(stats_worker, api, k
     assert 'henvis_stats_facts_ingested_total{decision="accepted"} 12.0' in metrics
     assert 'henvis_stats_events_skipped_total{reason="duplicate"}' in metrics
     assert "henvis_stats_ingest_lag_seconds" in metrics
-    assert 'henvis_worker_ready 1.0' in metrics
+    assert "henvis_worker_ready 1.0" in metrics
 
 
 @pytest.mark.slow
@@ -176,7 +223,9 @@ def test_the_pilots_facts_and_outcomes_give_the_status_reports_figures(stats_wor
         body = funnel(api, **{"from": "2021-04-01", "to": "2022-01-31"})
         return body if body["accepted"] == 119 and body["first_interviews"] == 80 and body["follow_ups"] == 38 else None
 
-    body = wait_until(settled, timeout=180, interval=1.0, message=f"pilot figures not reached; log:\n{_tail(stats_worker['log'])}")
+    body = wait_until(
+        settled, timeout=180, interval=1.0, message=f"pilot figures not reached; log:\n{_tail(stats_worker['log'])}"
+    )
     assert (body["accepted"], body["first_interview_percent"], body["follow_up_percent"]) == (119, 67, 32)
     assert total_outcomes > 300
 
@@ -212,17 +261,28 @@ def test_sigterm_stops_the_worker_cleanly(stats_worker):
 def test_stats_serve_is_ready_and_answers_researchers(database_url, tmp_path):
     """`henvis stats serve` as the supervisor starts it: migrates, /readyz 200, figures."""
     port = free_port()
-    env = {**os.environ, "HENVIS_STATS_DATABASE_URL": database_url, "HENVIS_API_CLIENTS": CLIENTS, "HENVIS_RUN_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "HENVIS_STATS_DATABASE_URL": database_url,
+        "HENVIS_API_CLIENTS": CLIENTS,
+        "HENVIS_RUN_DIR": str(tmp_path),
+    }
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "henvis.cli", "stats", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, timeout=60, ignore=(httpx.TransportError,),
-                   message=f"stats serve not ready; log:\n{_tail(log_path)}")
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz").status_code == 200,
+            timeout=60,
+            ignore=(httpx.TransportError,),
+            message=f"stats serve not ready; log:\n{_tail(log_path)}",
+        )
         response = httpx.get(f"{base}/v1/funnel", headers={"Authorization": f"Bearer {TOKEN}"})
         assert response.status_code == 200 and response.json()["offered"] == 0
         assert httpx.get(f"{base}/v1/funnel").status_code == 401

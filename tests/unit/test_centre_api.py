@@ -39,7 +39,12 @@ def _post(client, referral_id, token="tok-herning", **body):
 
 def _outbox(engine, topic_base):
     with engine.connect() as conn:
-        return [json.loads(r.payload) for r in conn.execute(sa.select(outbox.c.payload).where(outbox.c.topic_base == topic_base).order_by(outbox.c.id))]
+        return [
+            json.loads(r.payload)
+            for r in conn.execute(
+                sa.select(outbox.c.payload).where(outbox.c.topic_base == topic_base).order_by(outbox.c.id)
+            )
+        ]
 
 
 def test_credentials_and_roles(centre):
@@ -69,22 +74,38 @@ def test_a_centre_sees_only_its_own_referrals_and_others_look_missing(centre):
     assert foreign.json() == missing.json()
     assert _post(client, herning_id, "tok-holstebro", outcome="contacted").status_code == 404
     with engine.connect() as conn:
-        assert conn.execute(sa.select(referrals.c.state).where(referrals.c.referral_id == herning_id)).scalar_one() == "new"
+        assert (
+            conn.execute(sa.select(referrals.c.state).where(referrals.c.referral_id == herning_id)).scalar_one()
+            == "new"
+        )
 
 
 def test_list_is_sorted_by_deadline_without_contact_details(centre):
     client, engine = centre
     today = datetime.now(UTC).date()
     later = _issue(engine, contact_due_by=today + timedelta(days=3))
-    overdue = _issue(engine, person_index=1, issued_at=datetime.now(UTC) - timedelta(days=5),
-                     contact_due_by=today - timedelta(days=2))
+    overdue = _issue(
+        engine,
+        person_index=1,
+        issued_at=datetime.now(UTC) - timedelta(days=5),
+        contact_due_by=today - timedelta(days=2),
+    )
     soon = _issue(engine, person_index=2, contact_due_by=today + timedelta(days=1))
 
     body = client.get("/v1/referrals?status=open", headers=auth("tok-herning")).json()
     assert [r["referral_id"] for r in body["referrals"]] == [overdue, soon, later]
     first = body["referrals"][0]
-    assert set(first) == {"referral_id", "centre", "status", "offence", "contact_due_by", "treatment_due_by",
-                          "issued_at", "last_outcome", "next_outcomes"}
+    assert set(first) == {
+        "referral_id",
+        "centre",
+        "status",
+        "offence",
+        "contact_due_by",
+        "treatment_due_by",
+        "issued_at",
+        "last_outcome",
+        "next_outcomes",
+    }
     assert first["status"] == "overdue" and first["last_outcome"] is None
     assert "contacted" in first["next_outcomes"]
     text = json.dumps(body)
@@ -107,13 +128,26 @@ def test_caseworker_path_to_closed_and_outcomes_in_the_outbox(centre):
 
     detail = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning")).json()
     assert detail["person"]["full_name"] == "Mette Kjær Sørensen"
-    assert [o["outcome"] for o in detail["outcomes"]] == ["contact_attempted", "contacted", "first_interview_held", "follow_up_accepted"]
+    assert [o["outcome"] for o in detail["outcomes"]] == [
+        "contact_attempted",
+        "contacted",
+        "first_interview_held",
+        "follow_up_accepted",
+    ]
     assert detail["next_outcomes"] == []
-    assert client.get("/v1/referrals?status=closed", headers=auth("tok-herning")).json()["referrals"][0]["referral_id"] == referral_id
+    assert (
+        client.get("/v1/referrals?status=closed", headers=auth("tok-herning")).json()["referrals"][0]["referral_id"]
+        == referral_id
+    )
     assert client.get("/v1/referrals?status=open", headers=auth("tok-herning")).json()["referrals"] == []
 
     published = _outbox(engine, "referral.outcomes.v1")
-    assert [p["outcome"] for p in published] == ["contact_attempted", "contacted", "first_interview_held", "follow_up_accepted"]
+    assert [p["outcome"] for p in published] == [
+        "contact_attempted",
+        "contacted",
+        "first_interview_held",
+        "follow_up_accepted",
+    ]
     assert all(p["referral_id"] == referral_id and p["centre"] == "herning" for p in published)
 
 
@@ -150,17 +184,25 @@ def test_bad_input_is_4xx_naming_the_field_never_echoing_it(centre):
     unknown = _post(client, referral_id, outcome="Mette Kjær Sørensen")
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "outcome"
     assert "Mette" not in unknown.text
-    future = _post(client, referral_id, outcome="contacted", occurred_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
+    future = _post(
+        client, referral_id, outcome="contacted", occurred_at=(datetime.now(UTC) + timedelta(days=1)).isoformat()
+    )
     assert future.status_code == 422 and future.json()["errors"][0]["field"] == "occurred_at"
     naive = _post(client, referral_id, outcome="contacted", occurred_at="2026-11-20T10:00:00")
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "occurred_at"
     extra = _post(client, referral_id, outcome="contacted", note="ringede kl 10")
     assert extra.status_code == 422 and extra.json()["errors"][0]["field"] == "note"
-    not_json = client.post(f"/v1/referrals/{referral_id}/outcomes", content="outcome=contacted",
-                           headers={**auth("tok-herning"), "Content-Type": "application/x-www-form-urlencoded"})
+    not_json = client.post(
+        f"/v1/referrals/{referral_id}/outcomes",
+        content="outcome=contacted",
+        headers={**auth("tok-herning"), "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert not_json.status_code == 415
-    huge = client.post(f"/v1/referrals/{referral_id}/outcomes", content=b"{" + b" " * 70_000 + b"}",
-                       headers={**auth("tok-herning"), "Content-Type": "application/json"})
+    huge = client.post(
+        f"/v1/referrals/{referral_id}/outcomes",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={**auth("tok-herning"), "Content-Type": "application/json"},
+    )
     assert huge.status_code == 413
     bad_id = client.get("/v1/referrals/not-a-uuid", headers=auth("tok-herning"))
     assert bad_id.status_code == 422 and bad_id.json()["errors"][0]["field"] == "path.referral_id"
@@ -186,8 +228,16 @@ def test_withdrawal_erases_contact_details_from_the_database_row(centre):
     with engine.connect() as conn:
         row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == referral_id)).one()
     assert row.state == "withdrawn" and row.contact_erased_at is not None
-    for column in ("case_ref", "person_full_name", "person_phone", "person_email", "person_street",
-                   "person_postcode", "person_city", "person_cpr"):
+    for column in (
+        "case_ref",
+        "person_full_name",
+        "person_phone",
+        "person_email",
+        "person_street",
+        "person_postcode",
+        "person_city",
+        "person_cpr",
+    ):
         assert getattr(row, column) is None, column
     detail = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning")).json()
     assert detail["person"] is None and detail["status"] == "withdrawn"
@@ -263,8 +313,11 @@ def test_purge_erases_contact_details_after_the_retention_period(centre):
     _post(client, old_closed, outcome="declined_by_person")
     _post(client, recent_closed, outcome="declined_by_person")
     with engine.begin() as conn:
-        conn.execute(referrals.update().where(referrals.c.referral_id == old_closed)
-                     .values(ended_at=datetime.now(UTC) - timedelta(days=91)))
+        conn.execute(
+            referrals.update()
+            .where(referrals.c.referral_id == old_closed)
+            .values(ended_at=datetime.now(UTC) - timedelta(days=91))
+        )
 
     assert store_intake.purge(engine, retention_days=90) == 1
     with engine.connect() as conn:
@@ -277,8 +330,12 @@ def test_purge_erases_contact_details_after_the_retention_period(centre):
 def test_metrics_count_open_overdue_and_outcomes(centre):
     client, engine = centre
     _issue(engine)
-    _issue(engine, person_index=1, issued_at=datetime.now(UTC) - timedelta(days=4),
-           contact_due_by=datetime.now(UTC).date() - timedelta(days=2))
+    _issue(
+        engine,
+        person_index=1,
+        issued_at=datetime.now(UTC) - timedelta(days=4),
+        contact_due_by=datetime.now(UTC).date() - timedelta(days=2),
+    )
     closed = _issue(engine, person_index=2)
     _post(client, closed, outcome="unreachable")
     text = client.get("/metrics").text

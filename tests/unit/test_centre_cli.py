@@ -17,25 +17,47 @@ from tests.centre_fakes import referral_issued
 
 def _henvis(*args: str, database_url: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "henvis.cli", "centre", *args], input=stdin, capture_output=True, text=True,
-        env={**os.environ, "HENVIS_CENTRE_DATABASE_URL": database_url, **env}, timeout=120,
+        [sys.executable, "-m", "henvis.cli", "centre", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HENVIS_CENTRE_DATABASE_URL": database_url, **env},
+        timeout=120,
     )
 
 
 def test_add_user_hashes_the_password_and_refuses_weak_input(tmp_path):
     url = f"sqlite:///{tmp_path / 'centre.db'}"
-    made = _henvis("add-user", "--centre", "herning", "--username", "anne.herning", "--password-stdin",
-                   database_url=url, stdin="lang-nok-adgangskode\n")
+    made = _henvis(
+        "add-user",
+        "--centre",
+        "herning",
+        "--username",
+        "anne.herning",
+        "--password-stdin",
+        database_url=url,
+        stdin="lang-nok-adgangskode\n",
+    )
     assert made.returncode == 0 and "created user anne.herning for centre herning" in made.stdout
     engine = database.make_centre_engine(url)
     user = store_users.get_user(engine, "anne.herning")
     assert user.centre == "herning" and "lang-nok-adgangskode" not in user.password_hash
     assert verify_password(user.password_hash, "lang-nok-adgangskode")
 
-    short = _henvis("add-user", "--centre", "herning", "--username", "bo", "--password-stdin", database_url=url, stdin="kort\n")
+    short = _henvis(
+        "add-user", "--centre", "herning", "--username", "bo", "--password-stdin", database_url=url, stdin="kort\n"
+    )
     assert short.returncode == 2 and "at least 12 characters" in short.stderr
-    unknown = _henvis("add-user", "--centre", "aarhus", "--username", "cai", "--password-stdin", database_url=url,
-                      stdin="lang-nok-adgangskode\n")
+    unknown = _henvis(
+        "add-user",
+        "--centre",
+        "aarhus",
+        "--username",
+        "cai",
+        "--password-stdin",
+        database_url=url,
+        stdin="lang-nok-adgangskode\n",
+    )
     assert unknown.returncode == 2 and "unknown centre" in unknown.stderr
     engine.dispose()
 
@@ -47,8 +69,14 @@ def test_purge_command_erases_closed_referrals_after_the_retention(tmp_path):
     closed, still_open = referral_issued("herning"), referral_issued("herning", person_index=1)
     for event in (closed, still_open):
         store_intake.ingest_issued(engine, event, "herning")
-    store_outcomes.record_outcome(engine, centre="herning", referral_id=str(closed.referral_id), outcome="declined_by_person",
-                         actor="anne.herning", actor_kind="user")
+    store_outcomes.record_outcome(
+        engine,
+        centre="herning",
+        referral_id=str(closed.referral_id),
+        outcome="declined_by_person",
+        actor="anne.herning",
+        actor_kind="user",
+    )
 
     kept = _henvis("purge", database_url=url)  # default retention: 90 days
     assert kept.returncode == 0 and "erased contact details of 0 referral(s)" in kept.stdout

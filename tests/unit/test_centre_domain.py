@@ -20,8 +20,22 @@ ALL = [
 
 # Written out by hand (not read from domain.TRANSITIONS) so the test states the rules.
 EXPECTED_LEGAL = {
-    "new": {"contact_attempted", "contacted", "first_interview_held", "unreachable", "declined_by_person", "returned_wrong_centre"},
-    "contact_attempted": {"contact_attempted", "contacted", "first_interview_held", "unreachable", "declined_by_person", "returned_wrong_centre"},
+    "new": {
+        "contact_attempted",
+        "contacted",
+        "first_interview_held",
+        "unreachable",
+        "declined_by_person",
+        "returned_wrong_centre",
+    },
+    "contact_attempted": {
+        "contact_attempted",
+        "contacted",
+        "first_interview_held",
+        "unreachable",
+        "declined_by_person",
+        "returned_wrong_centre",
+    },
     "contacted": {"first_interview_held", "unreachable", "declined_by_person", "returned_wrong_centre"},
     "first_interview_held": {"follow_up_accepted", "declined_by_person"},
     "unreachable": {"contacted", "first_interview_held"},

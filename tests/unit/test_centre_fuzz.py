@@ -36,8 +36,11 @@ def test_no_server_errors_and_no_contact_details_outside_the_detail(tmp_path, pa
     strategy = schema[path][method].as_strategy(generation_mode=mode)
     statuses: set[int] = set()
 
-    @given(case=strategy, token=st.sampled_from(["tok-herning", "tok-holstebro", "tok-auditor", None]),
-           existing=st.sampled_from([None, *known]))
+    @given(
+        case=strategy,
+        token=st.sampled_from(["tok-herning", "tok-holstebro", "tok-auditor", None]),
+        existing=st.sampled_from([None, *known]),
+    )
     @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def run(case, token, existing):
         if existing and "referral_id" in (case.path_parameters or {}):

@@ -21,7 +21,9 @@ def test_a_new_referral_is_stored_new():
 
 
 def test_a_referral_already_in_the_inbox_is_a_duplicate():
-    arrival = domain_intake.receive_referral(referral_issued("herning"), "herning", Placement("herning", "contacted"), None, NOW)
+    arrival = domain_intake.receive_referral(
+        referral_issued("herning"), "herning", Placement("herning", "contacted"), None, NOW
+    )
     assert (arrival.result, arrival.lifecycle, arrival.outgoing) == ("duplicate", None, ())
 
 
@@ -39,7 +41,10 @@ def test_a_referral_returned_by_another_centre_starts_afresh_when_re_routed_here
     arrival = domain_intake.receive_referral(referral_issued("holstebro"), "holstebro", returned, None, NOW)
     assert arrival.result == "rerouted" and arrival.replaces_returned and arrival.lifecycle.state == "new"
     still_open = Placement("herning", "contacted")
-    assert domain_intake.receive_referral(referral_issued("holstebro"), "holstebro", still_open, None, NOW).result == "duplicate"
+    assert (
+        domain_intake.receive_referral(referral_issued("holstebro"), "holstebro", still_open, None, NOW).result
+        == "duplicate"
+    )
 
 
 def test_a_referral_on_another_centres_topic_opens_a_manual_case_without_personal_data():
@@ -49,7 +54,11 @@ def test_a_referral_on_another_centres_topic_opens_a_manual_case_without_persona
     (outgoing,) = arrival.outgoing
     case = outgoing.event
     assert outgoing.topic_base == "henvis.manual.v1" and isinstance(case, ManualHandling)
-    assert (case.reason, case.source_event_id, case.source_event_type) == ("invalid_event", event.event_id, "referral.issued")
+    assert (case.reason, case.source_event_id, case.source_event_type) == (
+        "invalid_event",
+        event.event_id,
+        "referral.issued",
+    )
     assert (case.referral_id, case.municipality_code, case.offence) == (event.referral_id, "661", event.offence)
     assert case.detail == "referral for centre holstebro arrived on the topic of centre herning"
     assert not any(value in case.model_dump_json() for value in personal_strings())
@@ -60,7 +69,9 @@ def test_manual_case_ids_are_derived_as_they_always_were():
     event = referral_issued("holstebro").model_copy(update={"event_id": uuid.UUID(int=1)})
     misrouted = domain_intake.receive_referral(event, "herning", None, None, NOW).outgoing[0].event
     assert str(misrouted.event_id) == "afe584b1-6442-503b-b324-5d5a8bfc4b27"
-    invalid = domain_intake.invalid_message("referrals.herning.v1/0@7", "message on a centre topic is not a valid event", NOW)
+    invalid = domain_intake.invalid_message(
+        "referrals.herning.v1/0@7", "message on a centre topic is not a valid event", NOW
+    )
     assert str(invalid.event.event_id) == "3541282f-b81b-52c6-a7cd-d904787992e3"
     assert invalid.topic_base == "henvis.manual.v1"
     assert invalid.event.detail == "message on a centre topic is not a valid event (referrals.herning.v1/0@7)"
@@ -69,7 +80,9 @@ def test_manual_case_ids_are_derived_as_they_always_were():
 
 def test_a_withdrawal_erases_a_stored_referral_and_acknowledges_once():
     referral_id = uuid.UUID(int=3)
-    withdrawal = domain_intake.receive_withdrawal(referral_withdrawn(referral_id), Placement("herning", "contacted"), False, NOW)
+    withdrawal = domain_intake.receive_withdrawal(
+        referral_withdrawn(referral_id), Placement("herning", "contacted"), False, NOW
+    )
     assert withdrawal.result == "erased" and not withdrawal.remember
     assert withdrawal.lifecycle.state == "withdrawn" and withdrawal.lifecycle.contact_erased_at == NOW
     assert withdrawal.audit_action == "contact_details_erased_withdrawal"

@@ -67,5 +67,9 @@ def test_no_module_imports_inside_a_function():
     for module in set(_modules()) - LAZY_IMPORTS_ALLOWED:
         for node in ast.walk(_tree(module)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                hidden += [f"{module}.{node.name}" for inner in ast.walk(node) if isinstance(inner, (ast.Import, ast.ImportFrom))]
+                hidden += [
+                    f"{module}.{node.name}"
+                    for inner in ast.walk(node)
+                    if isinstance(inner, (ast.Import, ast.ImportFrom))
+                ]
     assert hidden == []

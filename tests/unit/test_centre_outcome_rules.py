@@ -15,23 +15,47 @@ from henvis.services.centre.domain_outcomes import EarlierOutcome, RecordOutcome
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 25)
 REFERRAL_ID = str(uuid.UUID(int=42))
-CONTACT = Contact(case_ref="4100-80261-00123-21", full_name="Mette Kjær Sørensen", phone="+4521436587", email=None,
-                  street="Vestergade 14, 1. tv.", postcode="7400", city="Herning", cpr=None)
+CONTACT = Contact(
+    case_ref="4100-80261-00123-21",
+    full_name="Mette Kjær Sørensen",
+    phone="+4521436587",
+    email=None,
+    street="Vestergade 14, 1. tv.",
+    postcode="7400",
+    city="Herning",
+    cpr=None,
+)
 
 
 def _referral(state: str = "new", contact: Contact | None = CONTACT, **changes) -> Referral:
-    values = dict(
-        referral_id=REFERRAL_ID, centre="herning", state=state, offence="drink_driving", charged_on=TODAY - timedelta(days=3),
-        municipality_code="657", contact_due_by=TODAY + timedelta(days=1), treatment_due_by=TODAY + timedelta(days=14),
-        issued_at=NOW - timedelta(days=1), last_outcome=None, contact_erased_at=None if contact else NOW, contact=contact,
-    )
+    values = {
+        "referral_id": REFERRAL_ID,
+        "centre": "herning",
+        "state": state,
+        "offence": "drink_driving",
+        "charged_on": TODAY - timedelta(days=3),
+        "municipality_code": "657",
+        "contact_due_by": TODAY + timedelta(days=1),
+        "treatment_due_by": TODAY + timedelta(days=14),
+        "issued_at": NOW - timedelta(days=1),
+        "last_outcome": None,
+        "contact_erased_at": None if contact else NOW,
+        "contact": contact,
+    }
     values.update(changes)
     return Referral(**values)
 
 
 def _request(outcome: str, event_id: uuid.UUID = uuid.UUID(int=7), occurred_at: datetime = NOW) -> RecordOutcome:
-    return RecordOutcome(centre="herning", referral_id=REFERRAL_ID, outcome=outcome, actor="anne.herning", actor_kind="user",
-                         occurred_at=occurred_at, event_id=event_id)
+    return RecordOutcome(
+        centre="herning",
+        referral_id=REFERRAL_ID,
+        outcome=outcome,
+        actor="anne.herning",
+        actor_kind="user",
+        occurred_at=occurred_at,
+        event_id=event_id,
+    )
 
 
 def test_a_new_outcome_changes_the_state_and_is_published():
@@ -41,7 +65,11 @@ def test_a_new_outcome_changes_the_state_and_is_published():
     assert recording.audit_action == "outcome_recorded:contacted"
     (outgoing,) = recording.outgoing
     assert outgoing.topic_base == "referral.outcomes.v1"
-    assert (outgoing.event.event_id, outgoing.event.outcome, outgoing.event.centre) == (uuid.UUID(int=7), "contacted", "herning")
+    assert (outgoing.event.event_id, outgoing.event.outcome, outgoing.event.centre) == (
+        uuid.UUID(int=7),
+        "contacted",
+        "herning",
+    )
 
 
 def test_closing_starts_the_retention_clock_and_reopening_stops_it():
@@ -77,7 +105,9 @@ def test_illegal_outcomes_and_impossible_times_are_refused():
     with pytest.raises(domain.IllegalTransition):
         domain_outcomes.record_outcome(_referral("new"), _request("follow_up_accepted"), None, None, NOW)
     with pytest.raises(domain.InvalidOccurredAt):
-        domain_outcomes.record_outcome(_referral(), _request("contacted", occurred_at=NOW + timedelta(hours=1)), None, None, NOW)
+        domain_outcomes.record_outcome(
+            _referral(), _request("contacted", occurred_at=NOW + timedelta(hours=1)), None, None, NOW
+        )
 
 
 def test_a_returned_referral_goes_to_manual_handling_with_its_contact_details_sealed():
@@ -87,12 +117,18 @@ def test_a_returned_referral_goes_to_manual_handling_with_its_contact_details_se
         sealed.append(payload)
         return "sealed-for-the-desk"
 
-    recording = domain_outcomes.record_outcome(_referral(), _request("returned_wrong_centre", uuid.UUID(int=2)), None, None, NOW, seal)
+    recording = domain_outcomes.record_outcome(
+        _referral(), _request("returned_wrong_centre", uuid.UUID(int=2)), None, None, NOW, seal
+    )
     assert [item.topic_base for item in recording.outgoing] == ["referral.outcomes.v1", "henvis.manual.v1"]
     case = recording.outgoing[1].event
     assert str(case.event_id) == "ba830009-3fb8-5501-b859-c94c5b78240b"  # derived from the outcome's event id
     assert (case.reason, str(case.referral_id), case.municipality_code, case.offence) == (
-        "returned_wrong_centre", REFERRAL_ID, "657", "drink_driving")
+        "returned_wrong_centre",
+        REFERRAL_ID,
+        "657",
+        "drink_driving",
+    )
     assert case.sealed_payload == "sealed-for-the-desk" and case.source_event_id is None
     opened = json.loads(sealed[0])
     assert opened["person"]["full_name"] == "Mette Kjær Sørensen" and opened["case_ref"] == "4100-80261-00123-21"
@@ -119,8 +155,14 @@ def test_the_inbox_lists_matching_referrals_most_urgent_first():
 def test_the_detail_shows_contact_details_until_they_are_erased():
     history = [HistoryEntry("e1", "contacted", NOW, "anne.herning")]
     shown = domain_inbox.detail(_referral("contacted"), history, TODAY)
-    assert shown["person"]["postal_address"] == {"street": "Vestergade 14, 1. tv.", "postcode": "7400", "city": "Herning"}
-    assert shown["outcomes"] == [{"event_id": "e1", "outcome": "contacted", "occurred_at": NOW.isoformat(), "recorded_by": "anne.herning"}]
+    assert shown["person"]["postal_address"] == {
+        "street": "Vestergade 14, 1. tv.",
+        "postcode": "7400",
+        "city": "Herning",
+    }
+    assert shown["outcomes"] == [
+        {"event_id": "e1", "outcome": "contacted", "occurred_at": NOW.isoformat(), "recorded_by": "anne.herning"}
+    ]
     assert domain_inbox.access_action(shown) == "view_contact_details"
     erased = domain_inbox.detail(_referral("withdrawn", contact=None), [], TODAY)
     assert erased["person"] is None and erased["contact_erased_at"] == NOW.isoformat()

@@ -11,19 +11,24 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from henvis.auth import hash_token
-from henvis_dev.pilot import generate_pilot
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ReferralIssued, referral_id_for
 from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
+from henvis_dev.pilot import generate_pilot
 from tests.centre_fakes import centre_settings
 
 
 @pytest.mark.slow
 def test_pilot_outcomes_replay_through_the_api_without_refusals(tmp_path):
     registry = load_registry()
-    clients = [{"name": f"case-{slug}", "role": f"centre:{slug}", "token_sha256": hash_token(f"tok-{slug}")} for slug in registry.slugs]
-    app = build_app(centre_settings(f"sqlite:///{tmp_path / 'centre.db'}", centres=None, api_clients=json.dumps(clients)))
+    clients = [
+        {"name": f"case-{slug}", "role": f"centre:{slug}", "token_sha256": hash_token(f"tok-{slug}")}
+        for slug in registry.slugs
+    ]
+    app = build_app(
+        centre_settings(f"sqlite:///{tmp_path / 'centre.db'}", centres=None, api_clients=json.dumps(clients))
+    )
     engine = app.state.centre.engine
     plan = generate_pilot()
     issued_now = datetime.now(UTC)
@@ -35,11 +40,20 @@ def test_pilot_outcomes_replay_through_the_api_without_refusals(tmp_path):
         referral_id = referral_id_for(decision.event_id)
         centre_of[referral_id] = centre.slug
         event = ReferralIssued(
-            event_id=referral_id, occurred_at=issued_now, referral_id=referral_id, consent_event_id=decision.event_id,
-            centre=centre.slug, routed_by="residence", case_ref=decision.case_ref, offence=decision.offence,
-            charged_on=decision.charged_on, municipality_code=decision.municipality_code, person=decision.person,
+            event_id=referral_id,
+            occurred_at=issued_now,
+            referral_id=referral_id,
+            consent_event_id=decision.event_id,
+            centre=centre.slug,
+            routed_by="residence",
+            case_ref=decision.case_ref,
+            offence=decision.offence,
+            charged_on=decision.charged_on,
+            municipality_code=decision.municipality_code,
+            person=decision.person,
             contact_due_by=centre.contact_due_by(decision.occurred_at),
-            treatment_due_by=centre.treatment_due_by(decision.occurred_at), issued_at=issued_now,
+            treatment_due_by=centre.treatment_due_by(decision.occurred_at),
+            issued_at=issued_now,
         )
         assert store_intake.ingest_issued(engine, event, centre.slug) == "stored"
 
@@ -50,8 +64,11 @@ def test_pilot_outcomes_replay_through_the_api_without_refusals(tmp_path):
                 for index, (outcome, occurred_at) in enumerate(steps):
                     answer = client.post(
                         f"/v1/referrals/{referral_id}/outcomes",
-                        json={"outcome": outcome.value, "occurred_at": occurred_at.isoformat(),
-                              "event_id": str(plan.outcome_event_id(referral_id, index))},
+                        json={
+                            "outcome": outcome.value,
+                            "occurred_at": occurred_at.isoformat(),
+                            "event_id": str(plan.outcome_event_id(referral_id, index)),
+                        },
                         headers={"Authorization": f"Bearer tok-{centre_of[referral_id]}"},
                     )
                     assert answer.status_code in (200, 201), answer.json()

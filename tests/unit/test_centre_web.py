@@ -32,7 +32,9 @@ def _csrf(html: str) -> str:
 
 def _login(client: TestClient, username: str, password: str = PASSWORD):
     token = _csrf(client.get("/login").text)
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token}, follow_redirects=False)
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}, follow_redirects=False
+    )
 
 
 def _issue(app, centre="herning", **kwargs):
@@ -69,7 +71,9 @@ def test_pages_need_a_login(app):
 def test_a_form_post_without_a_valid_csrf_token_is_refused(app):
     referral_id = _issue(app)
     with TestClient(app, base_url="http://localhost") as client:
-        no_token = client.post("/login", data={"username": "anne.herning", "password": PASSWORD}, follow_redirects=False)
+        no_token = client.post(
+            "/login", data={"username": "anne.herning", "password": PASSWORD}, follow_redirects=False
+        )
         assert no_token.status_code == 403
         _login(client, "anne.herning")
         for data in ({"outcome": "contacted"}, {"outcome": "contacted", "csrf_token": "forged"}):
@@ -98,16 +102,27 @@ def test_detail_shows_contact_details_only_the_next_buttons_and_a_confirmation(a
         detail = client.get(f"/henvisning/{referral_id}").text
         assert "Mette Kjær Sørensen" in detail and "+4521436587" in detail
         buttons = re.findall(r'name="outcome" value="([a-z_]+)"', detail)
-        assert buttons == ["contact_attempted", "contacted", "first_interview_held", "unreachable",
-                           "declined_by_person", "returned_wrong_centre"]
-        answer = client.post(f"/henvisning/{referral_id}/udfald",
-                             data={"outcome": "first_interview_held", "csrf_token": _csrf(detail),
-                                   "event_id": str(uuid.uuid4())})
+        assert buttons == [
+            "contact_attempted",
+            "contacted",
+            "first_interview_held",
+            "unreachable",
+            "declined_by_person",
+            "returned_wrong_centre",
+        ]
+        answer = client.post(
+            f"/henvisning/{referral_id}/udfald",
+            data={"outcome": "first_interview_held", "csrf_token": _csrf(detail), "event_id": str(uuid.uuid4())},
+        )
         assert answer.status_code == 200
         assert "Registreret: Første samtale holdt." in answer.text
-        assert re.findall(r'name="outcome" value="([a-z_]+)"', answer.text) == ["follow_up_accepted", "declined_by_person"]
-        illegal = client.post(f"/henvisning/{referral_id}/udfald",
-                              data={"outcome": "contacted", "csrf_token": _csrf(detail)})
+        assert re.findall(r'name="outcome" value="([a-z_]+)"', answer.text) == [
+            "follow_up_accepted",
+            "declined_by_person",
+        ]
+        illegal = client.post(
+            f"/henvisning/{referral_id}/udfald", data={"outcome": "contacted", "csrf_token": _csrf(detail)}
+        )
         assert illegal.status_code == 409 and "kan ikke registreres nu" in illegal.text
 
 
@@ -119,7 +134,12 @@ def test_a_caseworker_cannot_open_another_centres_referral(app):
         foreign = client.get(f"/henvisning/{referral_id}")
         assert foreign.status_code == 404 and "Mette" not in foreign.text
         token = _csrf(client.get("/indbakke").text)
-        assert client.post(f"/henvisning/{referral_id}/udfald", data={"outcome": "contacted", "csrf_token": token}).status_code == 404
+        assert (
+            client.post(
+                f"/henvisning/{referral_id}/udfald", data={"outcome": "contacted", "csrf_token": token}
+            ).status_code
+            == 404
+        )
 
 
 def test_page_views_are_in_the_access_log_under_the_caseworkers_name(app):
@@ -128,19 +148,25 @@ def test_page_views_are_in_the_access_log_under_the_caseworkers_name(app):
         _login(client, "anne.herning")
         client.get(f"/henvisning/{referral_id}")
     entries = store_access_log.access_log_rows(app.state.centre.engine, referral_id)
-    assert [(e["actor"], e["actor_kind"], e["action"]) for e in entries] == [("anne.herning", "user", "view_contact_details")]
+    assert [(e["actor"], e["actor_kind"], e["action"]) for e in entries] == [
+        ("anne.herning", "user", "view_contact_details")
+    ]
     assert not any(value in str(entries) for value in personal_strings())
 
 
 def test_overdue_referrals_are_highlighted_in_the_inbox(app):
     from datetime import UTC, datetime, timedelta
 
-    _issue(app, issued_at=datetime.now(UTC) - timedelta(days=5), contact_due_by=datetime.now(UTC).date() - timedelta(days=3))
+    _issue(
+        app,
+        issued_at=datetime.now(UTC) - timedelta(days=5),
+        contact_due_by=datetime.now(UTC).date() - timedelta(days=3),
+    )
     with TestClient(app, base_url="http://localhost") as client:
         _login(client, "anne.herning")
         page = client.get("/indbakke").text
         assert 'class="status-overdue"' in page and "⚠ Overskredet" in page
-        assert "Overskredne <span class=\"count\">(1)</span>" in page
+        assert 'Overskredne <span class="count">(1)</span>' in page
 
 
 def test_a_tampered_session_cookie_is_not_a_login_and_logout_ends_the_session(app):
@@ -171,13 +197,18 @@ def test_a_caseworker_can_record_yesterdays_call_but_not_tomorrows(app):
     with TestClient(app, base_url="http://localhost") as client:
         _login(client, "anne.herning")
         token = _csrf(client.get(f"/henvisning/{referral_id}").text)
-        tomorrow = client.post(f"/henvisning/{referral_id}/udfald",
-                               data={"outcome": "contacted", "dato": (today + timedelta(days=1)).isoformat(), "csrf_token": token})
+        tomorrow = client.post(
+            f"/henvisning/{referral_id}/udfald",
+            data={"outcome": "contacted", "dato": (today + timedelta(days=1)).isoformat(), "csrf_token": token},
+        )
         assert tomorrow.status_code == 422 and "Dato for udfaldet" in tomorrow.text
-        garbled = client.post(f"/henvisning/{referral_id}/udfald",
-                              data={"outcome": "contacted", "dato": "i går", "csrf_token": token})
+        garbled = client.post(
+            f"/henvisning/{referral_id}/udfald", data={"outcome": "contacted", "dato": "i går", "csrf_token": token}
+        )
         assert garbled.status_code == 422
-        yesterday = client.post(f"/henvisning/{referral_id}/udfald",
-                                data={"outcome": "contacted", "dato": (today - timedelta(days=1)).isoformat(), "csrf_token": token})
+        yesterday = client.post(
+            f"/henvisning/{referral_id}/udfald",
+            data={"outcome": "contacted", "dato": (today - timedelta(days=1)).isoformat(), "csrf_token": token},
+        )
         assert yesterday.status_code == 200 and "Registreret: Kontakt opnået." in yesterday.text
         assert (today - timedelta(days=1)).strftime("%d-%m-%Y") + " 12:00" in yesterday.text

@@ -37,4 +37,3 @@ def test_backlog_age_is_that_of_the_oldest_row_and_never_negative() -> None:
 
 def test_the_retention_cutoff_lies_the_retention_before_now() -> None:
     assert delivery.retention_cutoff(NOW, timedelta(days=365)) == NOW - timedelta(days=365)
-

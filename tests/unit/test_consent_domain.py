@@ -52,7 +52,9 @@ def test_preferred_centre_must_be_one_of_the_registry_centres() -> None:
 
 
 def test_withdrawal_by_referral_id_is_published_with_the_case_it_belongs_to() -> None:
-    withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4())))
+    withdrawal = ConsentWithdrawn.model_validate(
+        examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4()))
+    )
     published, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral("4100-1"))
     assert errors == []
     assert published.case_ref == "4100-1"
@@ -61,14 +63,18 @@ def test_withdrawal_by_referral_id_is_published_with_the_case_it_belongs_to() ->
 
 
 def test_withdrawal_naming_an_unknown_referral_is_refused_on_referral_id() -> None:
-    withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4())))
+    withdrawal = ConsentWithdrawn.model_validate(
+        examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4()))
+    )
     published, errors = domain.resolve_withdrawal(withdrawal, None)
     assert published is None
     assert [(e["field"], e["type"]) for e in errors] == [("referral_id", "referral_unknown")]
 
 
 def test_withdrawal_whose_referral_belongs_to_another_case_is_refused() -> None:
-    withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn(case_ref="4100-2", referral_id=str(uuid.uuid4())))
+    withdrawal = ConsentWithdrawn.model_validate(
+        examples.consent_withdrawn(case_ref="4100-2", referral_id=str(uuid.uuid4()))
+    )
     _, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral("4100-1"))
     assert [e["type"] for e in errors] == ["referral_case_mismatch"]
 
@@ -101,9 +107,7 @@ def test_lease_takes_rows_in_outbox_order_up_to_the_limit() -> None:
 def test_two_relays_never_hold_rows_of_the_same_case() -> None:
     rows = [_row(i, f"case-{i % 4}") for i in range(1, 21)]
     first = set(delivery.choose_lease(rows, NOW, limit=3))
-    after_first = [
-        _row(r.id, r.key, "relay-1", NOW + timedelta(seconds=30)) if r.id in first else r for r in rows
-    ]
+    after_first = [_row(r.id, r.key, "relay-1", NOW + timedelta(seconds=30)) if r.id in first else r for r in rows]
     second = set(delivery.choose_lease(after_first, NOW, limit=20))
     keys_first = {r.key for r in rows if r.id in first}
     keys_second = {r.key for r in rows if r.id in second}

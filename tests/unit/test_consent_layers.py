@@ -52,7 +52,7 @@ def test_no_import_cycle_between_the_consent_modules() -> None:
     done: set[str] = set()
 
     def visit(module: str) -> None:
-        assert module not in visiting, f"import cycle: {' -> '.join(visiting[visiting.index(module):] + [module])}"
+        assert module not in visiting, f"import cycle: {' -> '.join([*visiting[visiting.index(module) :], module])}"
         if module in done:
             return
         visiting.append(module)

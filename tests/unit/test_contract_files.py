@@ -11,14 +11,16 @@ import jsonschema
 import pytest
 import yaml
 
-from henvis.schemas.events import EVENT_TYPES
 from henvis.contract import contract_files, stale_files
+from henvis.schemas.events import EVENT_TYPES
 from henvis.schemas.topics import ALL_TOPICS
 from tests import examples
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "schemas" / "generated"
-ASYNCAPI_SPEC = ROOT / "tools" / "asyncapi" / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0-without-$id.json"
+ASYNCAPI_SPEC = (
+    ROOT / "tools" / "asyncapi" / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0-without-$id.json"
+)
 
 
 def test_checked_in_files_are_current():

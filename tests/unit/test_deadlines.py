@@ -21,7 +21,9 @@ def test_easter_is_not_a_working_day():
 
 
 def test_christmas_and_new_year():
-    assert contact_due_by(datetime(2021, 12, 24, 10, tzinfo=UTC), 1) == date(2021, 12, 27)  # 25th/26th are a weekend anyway
+    assert contact_due_by(datetime(2021, 12, 24, 10, tzinfo=UTC), 1) == date(
+        2021, 12, 27
+    )  # 25th/26th are a weekend anyway
     assert contact_due_by(datetime(2021, 12, 31, 10, tzinfo=UTC), 1) == date(2022, 1, 3)
     assert not is_working_day(date(2020, 12, 25)) and not is_working_day(date(2022, 1, 1))
 

@@ -45,7 +45,9 @@ def test_oversized_body_is_logged_and_counted_as_413_and_a_crash_as_500():
     http = make_client()
     with structlog.testing.capture_logs() as logs:
         declared = http.post("/v1/cases/x", content=b"x" * 2000, headers={"Authorization": f"Bearer {TOKEN}"})
-        streamed = http.post("/v1/cases/x", content=(b"x" * 600 for _ in range(3)), headers={"Authorization": f"Bearer {TOKEN}"})
+        streamed = http.post(
+            "/v1/cases/x", content=(b"x" * 600 for _ in range(3)), headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         crashed = http.get("/v1/boom")
     assert (declared.status_code, streamed.status_code, crashed.status_code) == (413, 413, 500)
     assert [status for _, status, _ in request_log(logs)] == [413, 413, 500]

@@ -25,7 +25,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 #: folder -> the import name it is installed under (pyproject.toml's package-dir)
 PACKAGES = {"henvis": "henvis", "services": "henvis.services", "schemas": "henvis.schemas", "devtools": "henvis_dev"}
-IO_LIBRARIES = ("sqlalchemy", "kafka", "aiokafka", "faust", "mode", "httpx", "fastapi", "starlette", "uvicorn", "psycopg")
+IO_LIBRARIES = (
+    "sqlalchemy",
+    "kafka",
+    "aiokafka",
+    "faust",
+    "mode",
+    "httpx",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "psycopg",
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,9 @@ def parse(path: Path, name: str) -> Module:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             imports.add(base)
             imports.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
@@ -114,7 +127,9 @@ def domains_doing_io(known: dict[str, Module]) -> list[str]:
         if not (service_of(module.name) and module.path.name.startswith("domain")):
             continue
         problems += [
-            f"{module.name} imports {target}" for target in sorted(module.imports) if target.split(".")[0] in IO_LIBRARIES
+            f"{module.name} imports {target}"
+            for target in sorted(module.imports)
+            if target.split(".")[0] in IO_LIBRARIES
         ]
         if module.reads_environment:
             problems.append(f"{module.name} reads os.environ")
@@ -138,7 +153,7 @@ def import_cycles(known: dict[str, Module]) -> list[str]:
     def visit(name: str, path: list[str]) -> Iterator[list[str]]:
         for target in sorted(graph[name]):
             if target in path:
-                yield path[path.index(target):] + [target]
+                yield [*path[path.index(target) :], target]
             elif target not in done:
                 yield from visit(target, [*path, target])
         done.add(name)
@@ -149,7 +164,13 @@ def import_cycles(known: dict[str, Module]) -> list[str]:
     return sorted(set(cycles))
 
 
-RULES = [services_importing_each_other, schemas_importing_henvis, domains_doing_io, runtime_importing_devtools, import_cycles]
+RULES = [
+    services_importing_each_other,
+    schemas_importing_henvis,
+    domains_doing_io,
+    runtime_importing_devtools,
+    import_cycles,
+]
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)

@@ -44,7 +44,13 @@ def assert_clean(text: str) -> None:
 
 def test_an_event_dict_full_of_personal_data_is_redacted(log_output):
     event = examples.consent_given()
-    structlog.get_logger().info("received", decision=event, case_ref=event["case_ref"], phone="22 34 56 78", note="call 22 34 56 78 or mail soren@example.dk, cpr 010190-1234")
+    structlog.get_logger().info(
+        "received",
+        decision=event,
+        case_ref=event["case_ref"],
+        phone="22 34 56 78",
+        note="call 22 34 56 78 or mail soren@example.dk, cpr 010190-1234",
+    )
     text = log_output.getvalue()
     assert_clean(text)
     record = lines(log_output)[0]
@@ -73,7 +79,9 @@ def test_exceptions_are_logged_without_the_values_in_their_message(log_output):
 
 
 def test_timestamps_and_ids_are_not_mistaken_for_personal_data(log_output):
-    structlog.get_logger().info("tick", referral_id="3f2a1b4c-1234-5678-9abc-123456789012", day="2026-11-25", count=12345678)
+    structlog.get_logger().info(
+        "tick", referral_id="3f2a1b4c-1234-5678-9abc-123456789012", day="2026-11-25", count=12345678
+    )
     record = lines(log_output)[0]
     assert record["referral_id"] == "3f2a1b4c-1234-5678-9abc-123456789012"
     assert record["day"] == "2026-11-25"

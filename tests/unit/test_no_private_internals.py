@@ -36,8 +36,11 @@ def _library_names(tree: ast.Module) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIBRARIES:
             names.update(alias.asname or alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names
-                         if alias.name.split(".")[0] in LIBRARIES)
+            names.update(
+                (alias.asname or alias.name).split(".")[0]
+                for alias in node.names
+                if alias.name.split(".")[0] in LIBRARIES
+            )
     return names
 
 
@@ -60,15 +63,16 @@ def violations(source: str) -> list[str]:
             if isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super":
                 continue
             found.append(f"line {node.lineno}: reads .{node.attr}")
-        elif isinstance(node, ast.ImportFrom) and node.module and any(_private(part) for part in node.module.split(".")):
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and any(_private(part) for part in node.module.split("."))
+        ):
             found.append(f"line {node.lineno}: imports the private module {node.module}")
-        elif isinstance(node, ast.ClassDef):
-            if {_root(base) for base in node.bases} & library_names:
-                found.extend(
-                    f"line {item.lineno}: {node.name} overrides {item.name} of a library class"
-                    for item in node.body
-                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and _private(item.name)
-                )
+        elif isinstance(node, ast.ClassDef) and {_root(base) for base in node.bases} & library_names:
+            found.extend(
+                f"line {item.lineno}: {node.name} overrides {item.name} of a library class"
+                for item in node.body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and _private(item.name)
+            )
     return found
 
 

@@ -6,11 +6,11 @@ from collections import Counter
 from datetime import date
 
 from henvis.deadlines import local_date
-from henvis_dev.pilot import PILOT_FIRST_DAY, PILOT_LAST_DAY, generate_pilot
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentDeclined, ConsentGiven, Outcome, parse_event, referral_id_for
 from henvis.schemas.person import PERSONAL_DATA_FIELDS
 from henvis.services.stats import domain
+from henvis_dev.pilot import PILOT_FIRST_DAY, PILOT_LAST_DAY, generate_pilot
 
 
 def test_the_plan_has_the_reports_figures():
@@ -82,13 +82,20 @@ def test_facts_and_outcome_events_give_the_reports_figures_when_applied():
     for fact in plan.facts():
         key = str(fact.referral_id)
         states[key] = domain.apply_fact(
-            states.get(key), referral_id=key, decision=str(fact.decision), offence=str(fact.offence),
-            municipality_code=fact.municipality_code, centre=fact.centre, decided_on=fact.decided_on,
+            states.get(key),
+            referral_id=key,
+            decision=str(fact.decision),
+            offence=str(fact.offence),
+            municipality_code=fact.municipality_code,
+            centre=fact.centre,
+            decided_on=fact.decided_on,
             contact_due_by=fact.contact_due_by,
         )
     for event in plan.outcome_events():
         key = str(event.referral_id)
-        states[key] = domain.apply_outcome(states.get(key), referral_id=key, outcome=str(event.outcome), occurred_at=event.occurred_at)
+        states[key] = domain.apply_outcome(
+            states.get(key), referral_id=key, outcome=str(event.outcome), occurred_at=event.occurred_at
+        )
     published = domain.publish_single(domain.funnel_of(states.values()), threshold=5)
     assert published["accepted"] == 119
     assert published["first_interview_percent"] == 67

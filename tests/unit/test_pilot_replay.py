@@ -12,9 +12,9 @@ from collections import Counter, defaultdict
 import httpx
 import pytest
 
-from henvis_dev.pilot import ReplayError, generate_pilot, replay
 from henvis.registry import load_registry
 from henvis.schemas.events import referral_id_for
+from henvis_dev.pilot import ReplayError, generate_pilot, replay
 
 POLICE = "police-token"
 REFERRAL_PATH = re.compile(r"^/v1/referrals/([0-9a-f-]{36})(/outcomes)?$")
@@ -24,7 +24,9 @@ class FakePipeline:
     """Stands in for the consent API and the centre API over HTTP, recording what it was sent.
     A referral becomes visible at its centre only after a few lookups (delivery takes time)."""
 
-    def __init__(self, plan, lookups_before_delivery: int = 2, never_deliver: bool = False, refuse_decisions: bool = False):
+    def __init__(
+        self, plan, lookups_before_delivery: int = 2, never_deliver: bool = False, refuse_decisions: bool = False
+    ):
         registry = load_registry()
         self.centre_of = {
             str(referral_id_for(decision.event_id)): registry.for_municipality(decision.municipality_code).slug

@@ -10,9 +10,17 @@ import yaml
 from henvis.registry import RegistryError, load_registry
 
 DISTRICT = {
-    "657": "Herning", "661": "Holstebro", "665": "Lemvig", "671": "Struer", "740": "Silkeborg",
-    "756": "Ikast-Brande", "760": "Ringkøbing-Skjern", "773": "Morsø", "779": "Skive",
-    "787": "Thisted", "791": "Viborg",
+    "657": "Herning",
+    "661": "Holstebro",
+    "665": "Lemvig",
+    "671": "Struer",
+    "740": "Silkeborg",
+    "756": "Ikast-Brande",
+    "760": "Ringkøbing-Skjern",
+    "773": "Morsø",
+    "779": "Skive",
+    "787": "Thisted",
+    "791": "Viborg",
 }
 
 
@@ -20,7 +28,10 @@ def test_the_packaged_registry_holds_exactly_the_eleven_municipalities():
     registry = load_registry()
     assert {centre.municipality_code: centre.municipality for centre in registry.centres} == DISTRICT
     assert len(set(registry.slugs)) == 11
-    assert all(registry.for_municipality(code).topic_base == f"referrals.{registry.for_municipality(code).slug}.v1" for code in DISTRICT)
+    assert all(
+        registry.for_municipality(code).topic_base == f"referrals.{registry.for_municipality(code).slug}.v1"
+        for code in DISTRICT
+    )
 
 
 def test_codes_outside_the_district_have_no_centre():

@@ -21,8 +21,8 @@ from henvis.schemas.events import (
     parse_event,
     referral_id_for,
 )
-from henvis.services.router import domain
 from henvis.sealing import Sealer, generate_keypair, unseal
+from henvis.services.router import domain
 
 REGISTRY = load_registry()
 NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
@@ -270,7 +270,7 @@ def test_invalid_phone_is_reported_without_echoing_it():
 
 def test_plain_text_garbage_is_never_sealed_and_gets_a_stable_id():
     garbage = b"Jens Hansen 22334455 please call"
-    private, public = generate_keypair()
+    _private, public = generate_keypair()
     router = RouterUnderTest(seal=Sealer(public))
 
     [manual] = events_of(router.send(garbage), ManualHandling)

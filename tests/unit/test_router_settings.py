@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from nacl.exceptions import CryptoError
 from pydantic import ValidationError
 
 from henvis.sealing import Sealer, generate_keypair, unseal
@@ -73,7 +74,7 @@ def test_a_configured_key_seals_so_only_the_private_key_opens_it(monkeypatch):
     assert "22334455" not in sealed
     assert unseal(private, sealed) == b'{"phone": "+4522334455"}'
     other_private, _ = generate_keypair()
-    with pytest.raises(Exception):
+    with pytest.raises(CryptoError):
         unseal(other_private, sealed)
 
 

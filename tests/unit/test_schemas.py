@@ -58,7 +58,16 @@ def test_event_id_must_be_a_uuid(event_type):
 
 @pytest.mark.parametrize(
     "written",
-    ["22345678", "22 34 56 78", "+45 22 34 56 78", "+4522345678", "0045 2234 5678", "(+45) 22-34-56-78", "2234 5678", "22.34.56.78"],
+    [
+        "22345678",
+        "22 34 56 78",
+        "+45 22 34 56 78",
+        "+4522345678",
+        "0045 2234 5678",
+        "(+45) 22-34-56-78",
+        "2234 5678",
+        "22.34.56.78",
+    ],
 )
 def test_usual_danish_phone_notations_are_normalised(written):
     event = parse_decision(examples.consent_given(person=examples.person(phone=written)))
@@ -67,14 +76,28 @@ def test_usual_danish_phone_notations_are_normalised(written):
 
 @pytest.mark.parametrize(
     "written",
-    ["1234567", "123456789", "12345678", "02345678", "+46 22345678", "0046 22345678", "2234567a", "", "   ", "+45", "tlf 22345678"],
+    [
+        "1234567",
+        "123456789",
+        "12345678",
+        "02345678",
+        "+46 22345678",
+        "0046 22345678",
+        "2234567a",
+        "",
+        "   ",
+        "+45",
+        "tlf 22345678",
+    ],
 )
 def test_phone_numbers_that_are_not_danish_mobile_or_landline_are_refused(written):
     errors = errors_of(examples.consent_given(person=examples.person(phone=written)))
     assert [error["field"] for error in errors] == ["person.phone"]
 
 
-@pytest.mark.parametrize("written,stored", [("010190-1234", "0101901234"), ("2902044321", "2902044321"), ("3112894321", "3112894321")])
+@pytest.mark.parametrize(
+    "written,stored", [("010190-1234", "0101901234"), ("2902044321", "2902044321"), ("3112894321", "3112894321")]
+)
 def test_cpr_with_a_real_birth_date_is_accepted(written, stored):
     assert parse_decision(examples.consent_given(person=examples.person(cpr=written))).person.cpr == stored
 
@@ -167,13 +190,30 @@ def test_facts_cannot_carry_personal_data_or_case_ref():
 
 # ---------------------------------------------------------------- hostile input
 
+
 def echoes(submitted: str, rendered: str) -> bool:
     """Whether a response repeats a submitted value (too short a value proves nothing)."""
     return len(submitted.strip()) >= 4 and submitted in rendered
 
 
 DANISH_NAMES = st.lists(
-    st.sampled_from(["Søren", "Ærø", "Øster-Gård", "Åse", "Mette", "Jens", "Anne-Mette", "O'Neil", "Bjørn", "Høj", "Ådalen", "Ulla", "Kirstine"]),
+    st.sampled_from(
+        [
+            "Søren",
+            "Ærø",
+            "Øster-Gård",
+            "Åse",
+            "Mette",
+            "Jens",
+            "Anne-Mette",
+            "O'Neil",
+            "Bjørn",
+            "Høj",
+            "Ådalen",
+            "Ulla",
+            "Kirstine",
+        ]
+    ),
     min_size=1,
     max_size=4,
 ).map(" ".join)
@@ -182,7 +222,19 @@ HOSTILE = st.one_of(
     st.text(min_size=201, max_size=400, alphabet=st.characters(categories=["L"])),
     st.text(min_size=1, max_size=40).map(lambda s: s + "\u0000"),
     st.text(min_size=1, max_size=40).map(lambda s: "\u202e" + s),  # right-to-left override
-    st.sampled_from(["'; DROP TABLE consent;--", "<script>alert(1)</script>", "Robert\"); --", "😀😀", "{{7*7}}", "${jndi:ldap://x}", "Jens\nHansen\r", "\t", "42"]),
+    st.sampled_from(
+        [
+            "'; DROP TABLE consent;--",
+            "<script>alert(1)</script>",
+            'Robert"); --',
+            "😀😀",
+            "{{7*7}}",
+            "${jndi:ldap://x}",
+            "Jens\nHansen\r",
+            "\t",
+            "42",
+        ]
+    ),
     st.text(alphabet="0123456789<>;{}\\", min_size=1, max_size=30),
 )
 
@@ -190,7 +242,9 @@ HOSTILE = st.one_of(
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(name=DANISH_NAMES)
 def test_danish_names_pass(name):
-    assert parse_decision(examples.consent_given(person=examples.person(full_name=name))).person.full_name == " ".join(name.split())
+    assert parse_decision(examples.consent_given(person=examples.person(full_name=name))).person.full_name == " ".join(
+        name.split()
+    )
 
 
 @settings(max_examples=500)
@@ -224,7 +278,9 @@ def test_hostile_contact_fields_fail_without_echoing(garbage, field):
 @settings(max_examples=100)
 @given(street=HOSTILE.filter(lambda s: any(c in s for c in "<>{}\\\u0000\u202e") or len(s) > 200))
 def test_hostile_addresses_fail(street):
-    data = examples.consent_given(person=examples.person(postal_address={"street": street, "postcode": "7400", "city": "Herning"}))
+    data = examples.consent_given(
+        person=examples.person(postal_address={"street": street, "postcode": "7400", "city": "Herning"})
+    )
     assert fields_of(data) == {"person.postal_address.street"}
 
 

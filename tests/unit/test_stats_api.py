@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 
 from henvis.auth import hash_token
 from henvis.db import make_engine
-from henvis_dev.pilot import generate_pilot
 from henvis.services.stats.api import create_stats_app
 from henvis.services.stats.settings import StatsSettings
 from henvis.services.stats.store import StatsStore
+from henvis_dev.pilot import generate_pilot
 
 RESEARCHER = "researcher-token-for-tests"
 POLICE = "police-token-for-tests"
@@ -73,7 +73,16 @@ def test_monthly_and_municipality_tables_add_up_to_the_funnel(stats):
     client, _ = stats
     monthly = get(client, "/v1/funnel/monthly").json()
     assert [row["month"] for row in monthly["rows"]] == [
-        "2021-04", "2021-05", "2021-06", "2021-07", "2021-08", "2021-09", "2021-10", "2021-11", "2021-12", "2022-01"
+        "2021-04",
+        "2021-05",
+        "2021-06",
+        "2021-07",
+        "2021-08",
+        "2021-09",
+        "2021-10",
+        "2021-11",
+        "2021-12",
+        "2022-01",
     ]
     assert monthly["total"]["accepted"] == 119
     by_municipality = get(client, "/v1/funnel/by-municipality").json()
@@ -83,11 +92,13 @@ def test_monthly_and_municipality_tables_add_up_to_the_funnel(stats):
 
 
 @pytest.mark.parametrize("path", ["/v1/funnel", "/v1/funnel/monthly", "/v1/funnel/by-municipality"])
-@pytest.mark.parametrize("params", [{}, {"municipality": "773"}, {"offence": "drug_driving"}, {"from": "2021-12-01", "to": "2022-01-31"}])
+@pytest.mark.parametrize(
+    "params", [{}, {"municipality": "773"}, {"offence": "drug_driving"}, {"from": "2021-12-01", "to": "2022-01-31"}]
+)
 def test_no_json_or_csv_output_contains_a_small_count(stats, path, params):
     client, _ = stats
     body = get(client, path, **params).json()
-    rows = body.get("rows", []) + [body.get("total", body)]
+    rows = [*body.get("rows", []), body.get("total", body)]
     for row in rows:
         for name in COUNT_COLUMNS:
             assert row[name] == "<5" or not (0 < row[name] < 5), (name, row[name])
@@ -195,14 +206,34 @@ def test_the_page_also_takes_a_bearer_header_and_filters(stats):
 PERSONAL_WORDS = re.compile(r"name|phone|mail|address|street|postcode|city|cpr|case|person|birth", re.I)
 EXPECTED_COLUMNS = {
     "referrals": {
-        "referral_id", "decision", "withdrawn", "offence", "municipality_code", "centre", "decided_on",
-        "decided_month", "contact_due_by", "first_contact_at", "days_to_first_contact", "contacted_by_due",
-        "first_interview", "follow_up",
+        "referral_id",
+        "decision",
+        "withdrawn",
+        "offence",
+        "municipality_code",
+        "centre",
+        "decided_on",
+        "decided_month",
+        "contact_due_by",
+        "first_contact_at",
+        "days_to_first_contact",
+        "contacted_by_due",
+        "first_interview",
+        "follow_up",
     },
     "processed_events": {"event_id", "event_type"},
     "funnel_daily": {
-        "decided_on", "municipality_code", "offence", "decided_month", "accepted", "declined", "withdrawn",
-        "first_interviews", "follow_ups", "due_referrals", "contacted_by_due",
+        "decided_on",
+        "municipality_code",
+        "offence",
+        "decided_month",
+        "accepted",
+        "declined",
+        "withdrawn",
+        "first_interviews",
+        "follow_ups",
+        "due_referrals",
+        "contacted_by_due",
     },
     "contact_days_daily": {"decided_on", "municipality_code", "offence", "days", "decided_month", "referrals"},
 }
@@ -228,9 +259,7 @@ def test_no_replayed_personal_data_is_in_the_database(stats, pilot):
     _, engine = stats
     with engine.connect() as conn:
         dump = "\n".join(
-            str(tuple(row))
-            for table in EXPECTED_COLUMNS
-            for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
+            str(tuple(row)) for table in EXPECTED_COLUMNS for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
         )
     assert dump.count("\n") > 300
     for decision in pilot.accepted:

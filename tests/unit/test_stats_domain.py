@@ -15,7 +15,16 @@ from henvis.services.stats.store import Filters, StatsStore
 MONDAY = date(2021, 5, 3)
 
 
-def fact(referral_id, decision="accepted", *, municipality="657", offence="drink_driving", decided_on=MONDAY, due=None, event_id=None):
+def fact(
+    referral_id,
+    decision="accepted",
+    *,
+    municipality="657",
+    offence="drink_driving",
+    decided_on=MONDAY,
+    due=None,
+    event_id=None,
+):
     return ReferralFact(
         event_id=event_id or uuid.uuid4(),
         occurred_at=datetime.combine(decided_on, datetime.min.time(), UTC) + timedelta(hours=10),
@@ -30,7 +39,9 @@ def fact(referral_id, decision="accepted", *, municipality="657", offence="drink
 
 
 def outcome(referral_id, name, when: datetime, event_id=None):
-    return ReferralOutcome(event_id=event_id or uuid.uuid4(), occurred_at=when, referral_id=referral_id, centre="herning", outcome=name)
+    return ReferralOutcome(
+        event_id=event_id or uuid.uuid4(), occurred_at=when, referral_id=referral_id, centre="herning", outcome=name
+    )
 
 
 def at(day: date, hour: int = 10) -> datetime:
@@ -122,10 +133,18 @@ def test_days_to_first_contact_use_the_earliest_attempt_of_any_contact_outcome(s
 def test_first_contact_day_is_the_danish_calendar_day():
     # 23:30 UTC on Monday is already Tuesday in Denmark (CEST, UTC+2)
     state = domain.apply_fact(
-        None, referral_id="r", decision="accepted", offence="drink_driving", municipality_code="657",
-        centre="herning", decided_on=MONDAY, contact_due_by=MONDAY,
+        None,
+        referral_id="r",
+        decision="accepted",
+        offence="drink_driving",
+        municipality_code="657",
+        centre="herning",
+        decided_on=MONDAY,
+        contact_due_by=MONDAY,
     )
-    state = domain.apply_outcome(state, referral_id="r", outcome="contacted", occurred_at=at(MONDAY, 23) + timedelta(minutes=30))
+    state = domain.apply_outcome(
+        state, referral_id="r", outcome="contacted", occurred_at=at(MONDAY, 23) + timedelta(minutes=30)
+    )
     assert state.days_to_first_contact == 1
     assert state.contacted_by_due is False
 
@@ -133,7 +152,7 @@ def test_first_contact_day_is_the_danish_calendar_day():
 def test_median_and_90th_percentile_of_days_to_first_contact():
     assert domain.median({1: 5, 2: 3, 7: 2}) == 1.5
     assert domain.median({1: 3, 4: 1, 9: 1}) == 1
-    assert domain.percentile({day: 1 for day in range(1, 11)}, 0.9) == 9
+    assert domain.percentile(dict.fromkeys(range(1, 11), 1), 0.9) == 9
     assert domain.percentile({1: 9, 30: 1}, 0.9) == 1
     assert domain.percentile({1: 8, 30: 2}, 0.9) == 30
     assert domain.median({}) is None and domain.percentile({}, 0.9) is None
@@ -255,14 +274,39 @@ def test_upgrading_a_database_with_referrals_builds_its_aggregates(tmp_path):
     migrate(url, "stats", revision="0001_stats")
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(referrals.insert(), [
-            {"referral_id": str(uuid.uuid4()), "decision": "accepted", "withdrawn": False, "offence": "drug_driving",
-             "municipality_code": "791", "decided_on": MONDAY, "decided_month": "2021-05", "contact_due_by": MONDAY,
-             "days_to_first_contact": 2, "contacted_by_due": False, "first_interview": True, "follow_up": False},
-            {"referral_id": str(uuid.uuid4()), "decision": "declined", "withdrawn": False, "offence": "drug_driving",
-             "municipality_code": "791", "decided_on": MONDAY, "decided_month": "2021-05", "contact_due_by": None,
-             "days_to_first_contact": None, "contacted_by_due": None, "first_interview": False, "follow_up": False},
-        ])
+        conn.execute(
+            referrals.insert(),
+            [
+                {
+                    "referral_id": str(uuid.uuid4()),
+                    "decision": "accepted",
+                    "withdrawn": False,
+                    "offence": "drug_driving",
+                    "municipality_code": "791",
+                    "decided_on": MONDAY,
+                    "decided_month": "2021-05",
+                    "contact_due_by": MONDAY,
+                    "days_to_first_contact": 2,
+                    "contacted_by_due": False,
+                    "first_interview": True,
+                    "follow_up": False,
+                },
+                {
+                    "referral_id": str(uuid.uuid4()),
+                    "decision": "declined",
+                    "withdrawn": False,
+                    "offence": "drug_driving",
+                    "municipality_code": "791",
+                    "decided_on": MONDAY,
+                    "decided_month": "2021-05",
+                    "contact_due_by": None,
+                    "days_to_first_contact": None,
+                    "contacted_by_due": None,
+                    "first_interview": False,
+                    "follow_up": False,
+                },
+            ],
+        )
     migrate(url, "stats")
     raw = StatsStore(engine).funnels(Filters(municipality="791"))[None]
     assert (raw.accepted, raw.declined, raw.first_interviews, raw.days_histogram) == (1, 1, 1, {2: 1})

@@ -36,8 +36,11 @@ class InMemoryStore:
 
     def funnels(self, filters: Filters, group_by=None) -> dict[str | None, domain.RawFunnel]:
         self.asked.append(filters)
-        key = {None: lambda state: None, "month": lambda state: state.decided_month,
-               "municipality": lambda state: state.municipality_code or ""}[group_by]
+        key = {
+            None: lambda state: None,
+            "month": lambda state: state.decided_month,
+            "municipality": lambda state: state.municipality_code or "",
+        }[group_by]
         groups = defaultdict(list)
         for state in self._matching(filters):
             groups[key(state)].append(state)
@@ -64,8 +67,12 @@ class InMemoryStore:
 
 def referral(number: int, decision: Decision, decided_on: date, municipality: str = "657") -> domain.ReferralState:
     return domain.ReferralState(
-        referral_id=f"r{number}", decision=decision, offence=Offence.DRINK_DRIVING,
-        municipality_code=municipality, centre="herning", decided_on=decided_on,
+        referral_id=f"r{number}",
+        decision=decision,
+        offence=Offence.DRINK_DRIVING,
+        municipality_code=municipality,
+        centre="herning",
+        decided_on=decided_on,
     )
 
 
@@ -81,10 +88,12 @@ def store() -> InMemoryStore:
 def client(store) -> TestClient:
     app: FastAPI = create_app(service="stats", title="stats routes under test", version="test")
     app.state.settings = StatsSettings(database_url="sqlite://")
-    app.state.clients = ClientRegistry([
-        ApiClient(name="researcher", role="researcher", token_sha256=hash_token(RESEARCHER)),
-        ApiClient(name="police", role="police", token_sha256=hash_token(POLICE)),
-    ])
+    app.state.clients = ClientRegistry(
+        [
+            ApiClient(name="researcher", role="researcher", token_sha256=hash_token(RESEARCHER)),
+            ApiClient(name="police", role="police", token_sha256=hash_token(POLICE)),
+        ]
+    )
     app.state.reader = StatsReader(store, load_registry(), threshold=5)
     app.include_router(api_routes.router)
     app.include_router(page_routes.router)

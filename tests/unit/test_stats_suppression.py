@@ -77,7 +77,7 @@ def test_shown_figures_are_the_true_figures_and_rates_hide_with_their_counts(gro
     whole = domain.RawFunnel()
     for raw in groups:
         whole.add(raw)
-    for row, raw in [*zip(rows, groups), (total, whole)]:
+    for row, raw in [*zip(rows, groups, strict=False), (total, whole)]:
         for name in domain.COUNT_FIELDS:
             assert row[name] == f"<{threshold}" or row[name] == getattr(raw, name)
         for rate, (numerator, denominator) in domain.RATES.items():

@@ -4,8 +4,9 @@ Revision ID: 0001_stats
 Revises:
 Create Date: 2026-11-25
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0001_stats"
 down_revision = None

@@ -4,8 +4,9 @@ Revision ID: 0002_daily_aggregates
 Revises: 0001_stats
 Create Date: 2026-11-25
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0002_daily_aggregates"
 down_revision = "0001_stats"
