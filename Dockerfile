@@ -12,12 +12,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/henvis
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md requirements-runtime.lock /src/
 COPY henvis /src/henvis
 COPY schemas /src/schemas
 COPY services /src/services
-RUN /opt/henvis/bin/pip install --upgrade pip \
-    && /opt/henvis/bin/pip install /src \
+COPY devtools /src/devtools
+# Exactly the versions the tests ran with (make lock), then henvis itself without resolving.
+RUN /opt/henvis/bin/pip install --require-hashes -r /src/requirements-runtime.lock \
+    && /opt/henvis/bin/pip install --no-deps /src \
+    && /opt/henvis/bin/pip check \
     && /opt/henvis/bin/henvis --help >/dev/null
 
 # --- runtime: the virtualenv and a non-root user, nothing else ---------------------------
