@@ -4,7 +4,8 @@
 #                         requirements.lock, then henvis itself (`pip install --no-deps -e .`);
 #                         reruns when pyproject.toml or requirements.lock changed
 #   make lock             recompile requirements.lock from pyproject.toml (runtime + `test` extra)
-#   make test             generated-schema check, local PostgreSQL, Kafka jars, chromium,
+#   make lint             ruff (lint and format) and mypy (tools/typecheck.sh): the gates of make test
+#   make test             lint, generated-schema check, local PostgreSQL, Kafka jars, chromium,
 #                         then the whole pytest suite (PYTEST_ARGS='-m "not kafka"' etc. to narrow)
 #   make demo             the end-to-end demo
 #   make check-generated  schemas/generated is up to date with the pydantic models
@@ -21,7 +22,7 @@ PYTEST_ARGS ?=
 # apt-get needs root; a developer who is not root goes through sudo.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: venv lock test demo check-generated helm-check postgres-start postgres-stop
+.PHONY: venv lock lint test demo check-generated helm-check postgres-start postgres-stop
 
 # The lock: every runtime and `test` dependency pinned with its hashes, for CPython 3.11 on
 # Linux x86_64 (Debian 12's glibc 2.36). `make lock` compiles it with uv, installed into a
@@ -29,6 +30,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # them (LOCK_ARGS=--upgrade moves everything to the newest allowed, LOCK_ARGS='--upgrade-package
 # NAME' one package).
 LOCK := requirements.lock
+# The same versions without the test tools, for the image (Dockerfile).
+RUNTIME_LOCK := requirements-runtime.lock
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 LOCK_ARGS ?=
@@ -50,7 +53,15 @@ lock:
 	"$$tool/bin/python" -m pip install --quiet 'uv==$(UV_VERSION)'; \
 	"$$tool/bin/uv" pip compile --quiet --no-config --generate-hashes --extra test \
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
-	    --custom-compile-command 'make lock' $(LOCK_ARGS) -o $(LOCK) pyproject.toml
+	    --custom-compile-command 'make lock' $(LOCK_ARGS) -o $(LOCK) pyproject.toml; \
+	"$$tool/bin/uv" pip compile --quiet --no-config --generate-hashes --constraint $(LOCK) \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+	    --custom-compile-command 'make lock' -o $(RUNTIME_LOCK) pyproject.toml
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	tools/typecheck.sh
 
 check-generated: venv
 	$(HENVIS) schemas export --check schemas/generated
@@ -67,7 +78,7 @@ $(ASYNCAPI_SPEC): tools/asyncapi/package-lock.json
 helm-check:
 	tools/helm-check.sh
 
-test: venv check-generated $(ASYNCAPI_SPEC) helm-check
+test: venv lint check-generated $(ASYNCAPI_SPEC) helm-check
 	if [ -z "$${HENVIS_TEST_POSTGRES_URL:-}" ]; then \
 	    HENVIS_TEST_POSTGRES_URL="$$(tools/postgres.sh start | tail -n 1)"; \
 	fi; \

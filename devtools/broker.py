@@ -586,8 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = args.run_dir or default_run_dir()
     try:
         if args.command == "start":
-            handle = start(run_dir, port=args.port, controller_port=args.controller_port, heap=args.heap)
-            print(f"bootstrap servers: {handle.bootstrap}")
+            started = start(run_dir, port=args.port, controller_port=args.controller_port, heap=args.heap)
+            print(f"bootstrap servers: {started.bootstrap}")
         elif args.command == "jars":
             print(f"Kafka {kafka_version()} jars in {ensure_jars()}")
         elif args.command == "stop":

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 import yaml
@@ -186,11 +187,11 @@ def add_caseworkers(supervisor: Supervisor, credentials: Credentials) -> None:
 class ProgressBar:
     """One line that redraws itself: what is happening and how far it is."""
 
-    def __init__(self, stream=sys.stdout, width: int = 30):
+    def __init__(self, stream: TextIO = sys.stdout, width: int = 30):
         self.stream = stream
         self.width = width
         self.interactive = stream.isatty()
-        self._last_stage = None
+        self._last_stage: str | None = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         filled = int(self.width * done / total) if total else self.width

@@ -8,13 +8,20 @@ service running.  Synthetic persons only: no real personal data.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -24,15 +31,27 @@ from henvis.schemas.events import (
     ConsentDeclined,
     ConsentGiven,
     ConsentWithdrawn,
+    Event,
+    ManualHandling,
+    Offence,
+    ReferralFact,
+    ReferralIssued,
+    ReferralWithdrawn,
+    WithdrawalReason,
     parse_event,
     referral_id_for,
 )
+from henvis.schemas.person import Person
 from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING, REFERRAL_FACTS
 from henvis.settings import KafkaSettings
 
 OUTSIDE_DISTRICT = ["101", "751", "851", "461", "630"]
 _FIRST = ["Anna", "Jens", "Mette", "Lars", "Sofie", "Mikkel", "Ida", "Rasmus"]
 _LAST = ["Nielsen", "Jensen", "Hansen", "Pedersen", "Andersen", "Christensen"]
+#: The offences drawn from, in this order (the seeded streams depend on it).
+_OFFENCES = [Offence.DRINK_DRIVING, Offence.DRUG_DRIVING, Offence.DRINK_AND_DRUG_DRIVING]
+
+_EventT = TypeVar("_EventT", bound=Event)
 
 
 @dataclass
@@ -56,6 +75,7 @@ def mixed_decisions(count: int, registry: Registry, seed: int = 4) -> Expected:
     centres = list(registry.centres)
     base = datetime(2024, 3, 1, 8, tzinfo=UTC)
     given_cases: list[tuple[str, uuid.UUID, str | None]] = []
+    event: ConsentGiven | ConsentDeclined | ConsentWithdrawn
     for index in range(count):
         occurred_at = base + timedelta(minutes=7 * index)
         case_ref = f"4100-{rng.randrange(10000, 99999)}-{index:05d}-24"
@@ -64,7 +84,10 @@ def mixed_decisions(count: int, registry: Registry, seed: int = 4) -> Expected:
             # A withdrawal of an earlier consent (same case_ref, so same partition, after it).
             case_ref, referral_id, slug = given_cases.pop(rng.randrange(len(given_cases)))
             event = ConsentWithdrawn(
-                event_id=rng_uuid(rng), occurred_at=occurred_at, case_ref=case_ref, reason="person_changed_mind"
+                event_id=rng_uuid(rng),
+                occurred_at=occurred_at,
+                case_ref=case_ref,
+                reason=WithdrawalReason.PERSON_CHANGED_MIND,
             )
             if slug:
                 expected.withdrawals[referral_id] = slug
@@ -77,7 +100,7 @@ def mixed_decisions(count: int, registry: Registry, seed: int = 4) -> Expected:
                 event_id=rng_uuid(rng),
                 occurred_at=occurred_at,
                 case_ref=case_ref,
-                offence=rng.choice(["drink_driving", "drug_driving", "drink_and_drug_driving"]),
+                offence=rng.choice(_OFFENCES),
                 charged_on=occurred_at.date() - timedelta(days=rng.randrange(0, 3)),
                 municipality_code=centre.municipality_code,
             )
@@ -98,14 +121,14 @@ def mixed_decisions(count: int, registry: Registry, seed: int = 4) -> Expected:
                 event_id=rng_uuid(rng),
                 occurred_at=occurred_at,
                 case_ref=case_ref,
-                offence=rng.choice(["drink_driving", "drug_driving", "drink_and_drug_driving"]),
+                offence=rng.choice(_OFFENCES),
                 charged_on=occurred_at.date() - timedelta(days=rng.randrange(0, 3)),
                 municipality_code=code,
                 preferred_centre=preferred,
-                person={
-                    "full_name": f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
-                    "phone": f"+45{rng.randrange(20000000, 99999999)}",
-                },
+                person=Person(
+                    full_name=f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
+                    phone=f"+45{rng.randrange(20000000, 99999999)}",
+                ),
                 consent_text_version="v1",
                 recorded_by="loadgen",
             )
@@ -243,27 +266,30 @@ def observe(settings: KafkaSettings, registry: Registry) -> Observed:
     mismatch = 0
     for slug in registry.slugs:
         seen_issued: set[uuid.UUID] = set()
+        topic = centre_topic_name(slug, settings, registry)
         # One referral's messages share a key, so a partition and its order; read_all keeps
         # each partition's order.
-        for _key, value in read_all(settings, centre_topic_name(slug, settings, registry)):
-            event = parse_event(value)
-            if event.centre != slug:
+        for _key, value in read_all(settings, topic):
+            referral = _centre_event(topic, value)
+            if referral.centre != slug:
                 mismatch += 1
-            if event.event_type == "referral.issued":
-                issued[slug].append(event.referral_id)
-                seen_issued.add(event.referral_id)
+            if isinstance(referral, ReferralIssued):
+                issued[slug].append(referral.referral_id)
+                seen_issued.add(referral.referral_id)
             else:
-                withdrawn[slug].append(event.referral_id)
-                if event.referral_id not in seen_issued:
-                    out_of_order.append(event.referral_id)
+                withdrawn[slug].append(referral.referral_id)
+                if referral.referral_id not in seen_issued:
+                    out_of_order.append(referral.referral_id)
     manual_ids: dict[uuid.UUID, str] = {}
-    for _key, value in read_all(settings, topic_name(MANUAL_HANDLING.name, settings)):
-        event = parse_event(value)
-        manual_ids[event.event_id] = event.reason.value
+    manual_topic = topic_name(MANUAL_HANDLING.name, settings)
+    for _key, value in read_all(settings, manual_topic):
+        manual = _parse_on(manual_topic, value, ManualHandling)
+        manual_ids[manual.event_id] = manual.reason.value
     fact_ids: dict[uuid.UUID, str] = {}
-    for _key, value in read_all(settings, topic_name(REFERRAL_FACTS.name, settings)):
-        event = parse_event(value)
-        fact_ids[event.event_id] = event.decision.value
+    facts_topic = topic_name(REFERRAL_FACTS.name, settings)
+    for _key, value in read_all(settings, facts_topic):
+        fact = _parse_on(facts_topic, value, ReferralFact)
+        fact_ids[fact.event_id] = fact.decision.value
     return Observed(
         issued=dict(issued),
         withdrawn=dict(withdrawn),
@@ -272,6 +298,26 @@ def observe(settings: KafkaSettings, registry: Registry) -> Observed:
         facts=Counter(fact_ids.values()),
         withdrawn_before_issued=out_of_order,
     )
+
+
+def _parse_on(topic: str, value: bytes, kind: type[_EventT]) -> _EventT:
+    """The event in ``value``, which must be a ``kind``: the only event ``topic`` carries."""
+    event = parse_event(value)
+    if not isinstance(event, kind):
+        raise _unexpected(topic, event, kind.__name__)
+    return event
+
+
+def _centre_event(topic: str, value: bytes) -> ReferralIssued | ReferralWithdrawn:
+    """The event in ``value`` from a centre topic, which carries issued and withdrawn referrals only."""
+    event = parse_event(value)
+    if not isinstance(event, ReferralIssued | ReferralWithdrawn):
+        raise _unexpected(topic, event, "ReferralIssued or ReferralWithdrawn")
+    return event
+
+
+def _unexpected(topic: str, event: Event, expected: str) -> TypeError:
+    return TypeError(f"{topic} holds a {type(event).__name__} (event {event.event_id}); expected {expected}")
 
 
 def committed_total(settings: KafkaSettings, group_id: str) -> int:
@@ -304,19 +350,15 @@ def committed_lag(settings: KafkaSettings, group_id: str) -> int | None:
 class RouterProcess:
     """``henvis router worker`` as a child process, the way the supervisor runs it."""
 
-    def __init__(self, env: dict[str, str], log_path, name: str = "router"):
+    def __init__(self, env: dict[str, str], log_path: str | os.PathLike[str], name: str = "router"):
         self.env = env
         self.log_path = log_path
         self.name = name
-        self.process = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._log: TextIO | None = None
 
     def start(self) -> RouterProcess:
-        import os
-        import subprocess
-        import sys
-        from pathlib import Path
-
         henvis = Path(sys.executable).with_name("henvis")
         self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
         self._log_offset = Path(self.log_path).stat().st_size
@@ -329,11 +371,18 @@ class RouterProcess:
         self.starts += 1
         return self
 
-    def log_lines(self) -> list[dict]:
-        """JSON log lines of the current run."""
-        import json
-        from pathlib import Path
+    def _started(self) -> subprocess.Popen[bytes]:
+        """The child process; only after start()."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} has not been started")
+        return self.process
 
+    @property
+    def pid(self) -> int:
+        return self._started().pid
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """JSON log lines of the current run."""
         text = Path(self.log_path).read_text(errors="replace")[self._log_offset :]
         lines = []
         for line in text.splitlines():
@@ -354,18 +403,12 @@ class RouterProcess:
 
     def pause(self) -> None:
         """SIGSTOP: the process freezes mid-whatever, as a long GC pause or a stalled VM would."""
-        import signal
-
-        self.process.send_signal(signal.SIGSTOP)
+        self._started().send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        import signal
-
-        self.process.send_signal(signal.SIGCONT)
+        self._started().send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
-        import signal
-
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
@@ -373,9 +416,6 @@ class RouterProcess:
 
     def stop(self, timeout: float = 60) -> int | None:
         """SIGTERM and wait; returns the exit code (killed if it does not stop)."""
-        import signal
-        import subprocess
-
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -389,7 +429,6 @@ class RouterProcess:
         return self.process.returncode
 
     def _close(self) -> None:
-        log = getattr(self, "_log", None)
-        if log is not None:
-            log.close()
+        if self._log is not None:
+            self._log.close()
             self._log = None

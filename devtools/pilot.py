@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from henvis.deadlines import DANISH_TIME, add_working_days, local_date
-from henvis.registry import Registry, load_registry
+from henvis.registry import Centre, Registry, load_registry
 from henvis.schemas.events import (
     ConsentDeclined,
     ConsentGiven,
@@ -163,7 +163,7 @@ class PilotPlan:
     @property
     def withdrawn_referral_ids(self) -> set[uuid.UUID]:
         by_case = {decision.case_ref: decision for decision in self.accepted}
-        return {referral_id_for(by_case[withdrawal.case_ref].event_id) for withdrawal in self.withdrawals}
+        return {referral_id_for(by_case[_withdrawn_case(withdrawal)].event_id) for withdrawal in self.withdrawals}
 
     def count_with(self, outcome: Outcome) -> int:
         return sum(any(planned == outcome for planned, _ in steps) for steps in self.outcomes.values())
@@ -191,12 +191,10 @@ class PilotPlan:
         """The facts the router publishes for this plan (for testing stats on its own)."""
         registry = registry or load_registry()
         facts: list[ReferralFact] = []
-        by_case: dict[str, ConsentGiven] = {}
+        by_case = {decision.case_ref: decision for decision in self.accepted}
         for decision in self.decisions:
-            centre = registry.for_municipality(decision.municipality_code) if decision.municipality_code else None
+            centre = _centre_of(registry, decision)
             accepted = isinstance(decision, ConsentGiven)
-            if accepted:
-                by_case[decision.case_ref] = decision
             facts.append(
                 ReferralFact(
                     event_id=uuid.uuid5(PILOT_NAMESPACE, f"{self.seed}:fact:{decision.event_id}"),
@@ -212,8 +210,8 @@ class PilotPlan:
                 )
             )
         for withdrawal in self.withdrawals:
-            decision = by_case[withdrawal.case_ref]
-            centre = registry.for_municipality(decision.municipality_code)
+            decision = by_case[_withdrawn_case(withdrawal)]
+            centre = _centre_of(registry, decision)
             facts.append(
                 ReferralFact(
                     event_id=uuid.uuid5(PILOT_NAMESPACE, f"{self.seed}:fact:{withdrawal.event_id}"),
@@ -231,10 +229,7 @@ class PilotPlan:
     def outcome_events(self, registry: Registry | None = None) -> list[ReferralOutcome]:
         """The outcomes the centres publish for this plan (for testing stats on its own)."""
         registry = registry or load_registry()
-        centre_of = {
-            referral_id_for(decision.event_id): registry.for_municipality(decision.municipality_code).slug
-            for decision in self.accepted
-        }
+        centre_of = {referral_id_for(decision.event_id): _centre_slug(registry, decision) for decision in self.accepted}
         return [
             ReferralOutcome(
                 event_id=self.outcome_event_id(referral_id, index),
@@ -246,6 +241,28 @@ class PilotPlan:
             for referral_id, steps in self.outcomes.items()
             for index, (outcome, occurred_at) in enumerate(steps)
         ]
+
+
+def _withdrawn_case(withdrawal: ConsentWithdrawn) -> str:
+    """The case a withdrawal names: the pilot's withdrawals always go by case_ref, never referral_id."""
+    if withdrawal.case_ref is None:
+        raise ValueError(f"withdrawal {withdrawal.event_id} names no case_ref; pilot withdrawals go by case")
+    return withdrawal.case_ref
+
+
+def _centre_of(registry: Registry, decision: ConsentGiven | ConsentDeclined) -> Centre | None:
+    """The centre of the decision's municipality; None without a municipality or outside the district."""
+    return registry.for_municipality(decision.municipality_code) if decision.municipality_code else None
+
+
+def _centre_slug(registry: Registry, decision: ConsentGiven) -> str:
+    """The centre an accepted decision goes to; every pilot municipality has one in the registry."""
+    centre = _centre_of(registry, decision)
+    if centre is None:
+        raise ValueError(
+            f"no centre in the registry for municipality {decision.municipality_code!r} (decision {decision.event_id})"
+        )
+    return centre.slug
 
 
 # ---------------------------------------------------------------- generation (pure)
@@ -273,7 +290,8 @@ def generate_pilot(seed: int = 2022) -> PilotPlan:
         offence = rng.choices(list(OFFENCE_WEIGHTS), weights=list(OFFENCE_WEIGHTS.values()))[0]
         occurred_at = moment.astimezone(DANISH_TIME)
         charged_on = local_date(occurred_at) - timedelta(days=rng.choice((0, 0, 0, 1, 2)))
-        common = {
+        # The fields both kinds of decision share, as keyword arguments of either model.
+        common: dict[str, Any] = {
             "event_id": ids.next("decision"),
             "occurred_at": occurred_at,
             "case_ref": f"3900-{84000 + index * 7 % 1000:05d}-{index + 1:05d}-{occurred_at.year % 100:02d}",
@@ -467,10 +485,7 @@ def replay(
             )
             progress("withdrawals", done, len(plan.withdrawals))
 
-        centre_of = {
-            referral_id_for(decision.event_id): registry.for_municipality(decision.municipality_code).slug
-            for decision in plan.accepted
-        }
+        centre_of = {referral_id_for(decision.event_id): _centre_slug(registry, decision) for decision in plan.accepted}
         missing = sorted(set(centre_of.values()) - set(centre_tokens))
         if missing:
             raise ReplayError(f"no centre token for: {', '.join(missing)}")
@@ -496,7 +511,9 @@ def replay(
             http.close()
 
 
-def _post(http: httpx.Client, url: str, body: dict, headers: dict, what: str, ok: tuple[int, ...]) -> httpx.Response:
+def _post(
+    http: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str], what: str, ok: tuple[int, ...]
+) -> httpx.Response:
     """POST with a few retries on connection trouble and 5xx (every body is idempotent)."""
     last_problem = ""
     for attempt in range(6):

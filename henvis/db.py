@@ -63,6 +63,8 @@ def run_migrations_online() -> None:
     from alembic import context
 
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no sqlalchemy.url (henvis.db.migrate sets it)")
     engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, render_as_batch=is_sqlite(engine))

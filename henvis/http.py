@@ -221,10 +221,7 @@ def bearer_auth(clients: ClientRegistry, allowed: Iterable[str] | Callable[[str]
 
     ``allowed`` is a set of roles, or a predicate on the role (e.g. any ``centre:`` role).
     """
-    allowed_roles = None if callable(allowed) else frozenset(allowed)
-
-    def _role_allowed(role: str) -> bool:
-        return role in allowed_roles if allowed_roles is not None else allowed(role)
+    _role_allowed: Callable[[str], bool] = allowed if callable(allowed) else frozenset(allowed).__contains__
 
     def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
         client = clients.authenticate(credentials.credentials if credentials else None)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 REDACTED = "[redacted]"
 
@@ -80,7 +81,7 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_processor(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     return redact(event_dict)
 
 
@@ -96,7 +97,7 @@ def _as_loggable(value: Any) -> Any:
     return value
 
 
-def _redact_stdlib_arguments(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_stdlib_arguments(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """Re-render a standard-library message from redacted arguments.
 
     A library that logs ``"failed to send %s", event`` would otherwise put the event's
@@ -177,7 +178,7 @@ class RepeatThrottle(logging.Filter):
             del self._kinds[kind]
 
 
-def _add_repeated(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_repeated(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """Carry the count of suppressed repeats (set by :class:`RepeatThrottle`) into the line."""
     record = event_dict.get("_record")
     repeated = getattr(record, "repeated", None)

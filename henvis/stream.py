@@ -134,7 +134,7 @@ class StreamWorker:
         self.options = options
         self.topics = options.topics
         self.ready = False
-        self.consumer: AIOKafkaConsumer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         #: the next input offset to process, and the next one committed
@@ -149,7 +149,7 @@ class StreamWorker:
     async def run(self) -> int:
         """Consume until :meth:`stop`; returns the exit code."""
         options = self.options
-        self.consumer = AIOKafkaConsumer(
+        self._consumer = AIOKafkaConsumer(
             **stream_consumer_options(
                 options.kafka,
                 options.group_id,
@@ -177,6 +177,13 @@ class StreamWorker:
                 await asyncio.to_thread(leave_group, options.kafka, options.group_id, options.instance_id)
             self._end_offsets.close()
         return 0
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        """The group member; it exists while :meth:`run` runs (aiokafka builds it in a loop)."""
+        if self._consumer is None:
+            raise RuntimeError("the worker is not running")
+        return self._consumer
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and leave the group."""
@@ -599,7 +606,7 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             # Records of a partition given up (or being recovered) are fetched again from its
             # committed offset by whoever processes it next.
             records = self._unprocessed(tp, records) if owned is not None else []
-            if not records:
+            if owned is None or not records:
                 continue
             with bound_contextvars(topic=tp.topic, partition=tp.partition, offsets=_span(records)):
                 effects = self.logic.decide(tp.partition, records, owned.view())
@@ -687,7 +694,8 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
         batches: dict[tuple[str, int], Any] = {}
         for topic, partition, key, value in records:
             if partition is None:
-                partition = default_partition(key, await self._partitions_of(producer, topic))
+                # Every output is keyed (Output.key); the changelog's records carry a partition.
+                partition = default_partition(key or b"", await self._partitions_of(producer, topic))
             batch = batches.get((topic, partition))
             if batch is None:
                 batch = batches[(topic, partition)] = producer.create_batch()
@@ -739,7 +747,7 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             for partition in list(self._partitions):
                 owned = await self._ready_for_more(partition)
                 effects = self.logic.tick(partition, owned.view()) if owned is not None else None
-                if effects:
+                if owned is not None and effects:
                     self._enqueue(owned, _Decided(effects, None, 0))
 
     async def _recover(self) -> None:

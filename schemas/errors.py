@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 from pydantic import ValidationError
 
@@ -86,7 +87,7 @@ def describe(errors: list[dict[str, str]]) -> str:
 def _builtin_error_types() -> frozenset[str]:
     from pydantic_core.core_schema import ErrorType  # a Literal of every built-in error type
 
-    return frozenset(ErrorType.__args__)
+    return frozenset(get_args(ErrorType))
 
 
 _PYDANTIC_BUILTIN_TYPES = _builtin_error_types()

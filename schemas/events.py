@@ -261,7 +261,7 @@ class ManualHandling(Event):
     )
 
 
-AnyEvent = Annotated[
+ParsedEvent = (
     ConsentGiven
     | ConsentDeclined
     | ConsentWithdrawn
@@ -269,9 +269,9 @@ AnyEvent = Annotated[
     | ReferralWithdrawn
     | ReferralOutcome
     | ReferralFact
-    | ManualHandling,
-    Field(discriminator="event_type"),
-]
+    | ManualHandling
+)
+AnyEvent = Annotated[ParsedEvent, Field(discriminator="event_type")]
 ConsentDecision = Annotated[ConsentGiven | ConsentDeclined, Field(discriminator="event_type")]
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -292,7 +292,7 @@ _ANY_EVENT = TypeAdapter(AnyEvent)
 _DECISION = TypeAdapter(ConsentDecision)
 
 
-def parse_event(data: bytes | str | dict) -> Event:
+def parse_event(data: bytes | str | dict) -> ParsedEvent:
     """Parse any henvis event from JSON bytes/str or a dict; raises ``ValidationError``."""
     if isinstance(data, dict):
         return _ANY_EVENT.validate_python(data)

@@ -49,7 +49,7 @@ Phone = Annotated[str, BeforeValidator(normalise_phone), Field(json_schema_extra
 # ---------------------------------------------------------------- CPR numbers
 
 
-def _cpr_century(year2: int, seventh_digit: int) -> int | None:
+def _cpr_century(year2: int, seventh_digit: int) -> int:
     """The century rule of the CPR register (CPR-kontoret): digit 7 and the year decide it."""
     if seventh_digit <= 3:
         return 1900

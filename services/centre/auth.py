@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -62,6 +63,22 @@ class Session:
         return cls(csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, centre=centre)
 
 
+@dataclass(frozen=True)
+class Caseworker:
+    """A logged-in session, with its user name and centre known to be set."""
+
+    session: Session
+    username: str
+    centre: str
+
+
+def caseworker(session: Session | None) -> Caseworker | None:
+    """Who is logged in with ``session``; None without a session or with an anonymous one."""
+    if session is None or session.username is None or session.centre is None:
+        return None
+    return Caseworker(session, session.username, session.centre)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -101,5 +118,6 @@ class SessionSigner:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
 
 
-def csrf_valid(session: Session | None, submitted: str | None) -> bool:
+def csrf_valid(session: Session | None, submitted: str | None) -> TypeGuard[Session]:
+    """True when ``submitted`` is the session's CSRF token (so there is a session)."""
     return bool(session and submitted and hmac.compare_digest(session.csrf, submitted))

@@ -7,6 +7,7 @@ the pilot replay control the clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -17,6 +18,12 @@ from henvis.db import is_sqlite, make_engine
 def utcnow() -> datetime:
     """The wall clock, in UTC (the store's default ``now``)."""
     return datetime.now(UTC)
+
+
+@overload
+def aware(moment: datetime) -> datetime: ...
+@overload
+def aware(moment: None) -> None: ...
 
 
 def aware(moment: datetime | None) -> datetime | None:

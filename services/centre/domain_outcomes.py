@@ -110,6 +110,9 @@ def record_outcome(
         return _unchanged(referral, request, earlier.event_id, earlier.outcome, now)
     decision = domain.decide(referral.state, request.outcome)
     if decision.repeat:
+        # The referral stands at this outcome because it was recorded (the state and the
+        # outcome's row are written together), so its event exists.
+        assert state_event_id is not None
         return _unchanged(referral, request, state_event_id, request.outcome, now)
     domain.check_occurred_at(request.occurred_at, referral.charged_on, now)
     status = domain.status_of(decision.new_state, referral.contact_due_by, referral.treatment_due_by, local_date(now))
@@ -125,9 +128,7 @@ def record_outcome(
     )
 
 
-def _unchanged(
-    referral: Referral, request: RecordOutcome, event_id: str | None, outcome: str, now: datetime
-) -> Recording:
+def _unchanged(referral: Referral, request: RecordOutcome, event_id: str, outcome: str, now: datetime) -> Recording:
     status = referral.status(local_date(now))
     return Recording(Recorded(event_id, request.referral_id, outcome, status.value, created=False))
 

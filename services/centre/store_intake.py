@@ -68,6 +68,8 @@ def ingest_withdrawn(engine: Engine, event: ReferralWithdrawn, now: datetime | N
             _add_system_outcome(conn, outcome, now)
         enqueue_all(conn, withdrawal.outgoing, now)
         if withdrawal.audit_action:
+            # Only erasing a stored referral is audited (domain_intake.receive_withdrawal).
+            assert existing is not None
             audit(
                 conn,
                 actor=SYSTEM_ACTOR,

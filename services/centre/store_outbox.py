@@ -3,7 +3,7 @@ announce, until the relay has them acknowledged by the broker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -53,7 +53,7 @@ def _pending_query(limit: int) -> sa.Select:
     )
 
 
-def pending_outbox(engine: Engine, limit: int = 500) -> list[sa.Row]:
+def pending_outbox(engine: Engine, limit: int = 500) -> Sequence[sa.Row]:
     """The oldest rows not yet sent: id, topic_base, kafka_key, payload."""
     with engine.connect() as conn:
         return conn.execute(_pending_query(limit)).all()
@@ -66,7 +66,7 @@ def mark_sent(engine: Engine, ids: list[int], now: datetime | None = None) -> No
             conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(sent_at=now or utcnow()))
 
 
-def relay_batch(engine: Engine, publish: Callable[[list[sa.Row]], None], limit: int = 500) -> int:
+def relay_batch(engine: Engine, publish: Callable[[Sequence[sa.Row]], None], limit: int = 500) -> int:
     """Publish pending outbox rows with ``publish(rows)`` (returns once the broker acked) and mark them sent.
 
     On PostgreSQL the rows are claimed with ``FOR UPDATE SKIP LOCKED`` for the duration, so

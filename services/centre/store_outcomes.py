@@ -94,7 +94,11 @@ def _state_event_id(conn: Connection, referral_id: str, state: str) -> str | Non
 
 
 def _save(conn: Connection, request: RecordOutcome, recording: Recording, now: datetime) -> None:
-    change = recording.change
+    """Write a recording that changes the referral (``change`` set, never a repeat)."""
+    change, audit_action = recording.change, recording.audit_action
+    # Called only with a change, and domain_outcomes.record_outcome names the audit action
+    # of every recording it gives a change.
+    assert change is not None and audit_action is not None
     conn.execute(
         outcomes.insert().values(
             event_id=str(request.event_id),
@@ -118,6 +122,6 @@ def _save(conn: Connection, request: RecordOutcome, recording: Recording, now: d
         actor_kind=request.actor_kind,
         centre=request.centre,
         referral_id=request.referral_id,
-        action=recording.audit_action,
+        action=audit_action,
         now=now,
     )

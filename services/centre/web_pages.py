@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -14,6 +15,9 @@ from henvis.deadlines import DANISH_TIME
 from henvis.services.centre import auth
 from henvis.services.centre.domain import NEW, WITHDRAWN
 from henvis.services.centre.state import CentreState
+
+#: Any response: :meth:`Pages.with_session` hands back the kind it was given.
+_AnyResponse = TypeVar("_AnyResponse", bound=Response)
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -78,7 +82,7 @@ class Pages:
         )
         return self.with_session(response, session)
 
-    def with_session(self, response: Response, session: auth.Session) -> Response:
+    def with_session(self, response: _AnyResponse, session: auth.Session) -> _AnyResponse:
         """``response`` with ``session`` in a signed cookie and the security headers."""
         settings = self.state.settings
         response.set_cookie(

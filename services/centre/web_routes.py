@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from henvis.deadlines import local_date
 from henvis.services.centre import auth, casework, domain, store_referrals
@@ -61,14 +62,14 @@ def login_form(pages: PagesDep, session: CaseworkerSessionDep):
 async def login(request: Request, pages: PagesDep, session: CaseworkerSessionDep, state: StateDep):
     """Log in: to the inbox, or the form again with why not (401, 403, 429)."""
     form = await request.form()
-    if not auth.csrf_valid(session, form.get("csrf_token")):
+    if not auth.csrf_valid(session, _text_field(form, "csrf_token")):
         return pages.refused(session)
     username = str(form.get("username") or "").strip()[:64]
     password = str(form.get("password") or "")
     client_ip = request.client.host if request.client else "unknown"
     # argon2 and the database are blocking work: keep them off the event loop.
     verdict, user = await run_in_threadpool(authenticate, state, username, password, client_ip)
-    if verdict is not LoginVerdict.OK:
+    if user is None:  # refused: the verdict says why
         status_code, error = _LOGIN_REFUSALS[verdict]
         return pages.render("login.html", session, status_code=status_code, username=username, error=error)
     return pages.with_session(
@@ -80,7 +81,7 @@ async def login(request: Request, pages: PagesDep, session: CaseworkerSessionDep
 async def logout(request: Request, pages: PagesDep, session: CaseworkerSessionDep):
     """Log out: an anonymous session, and to the login page."""
     form = await request.form()
-    if not auth.csrf_valid(session, form.get("csrf_token")):
+    if not auth.csrf_valid(session, _text_field(form, "csrf_token")):
         return pages.refused(session)
     return pages.with_session(RedirectResponse("/login", status_code=303), auth.Session.anonymous())
 
@@ -88,15 +89,16 @@ async def logout(request: Request, pages: PagesDep, session: CaseworkerSessionDe
 @router.get("/indbakke", response_class=HTMLResponse)
 def inbox(pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, fane: str = "open"):
     """The centre's referrals of one tab (``fane``), most urgent first, with every tab's count."""
-    if not (session and session.logged_in):
+    user = auth.caseworker(session)
+    if user is None:
         return to_login()
     tab = fane if fane in dict(TABS) else "open"
-    referrals = store_referrals.list_referrals(engine, session.centre, tab)
-    counts = {key: len(store_referrals.list_referrals(engine, session.centre, key)) for key, _ in TABS}
+    referrals = store_referrals.list_referrals(engine, user.centre, tab)
+    counts = {key: len(store_referrals.list_referrals(engine, user.centre, key)) for key, _ in TABS}
     for referral in referrals:
         referral["deadline"] = deadline_shown(referral)
         referral["issued_on"] = local_date(datetime.fromisoformat(referral["issued_at"])).isoformat()
-    return pages.render("inbox.html", session, tabs=TABS, tab=tab, referrals=referrals, counts=counts)
+    return pages.render("inbox.html", user.session, tabs=TABS, tab=tab, referrals=referrals, counts=counts)
 
 
 @router.get("/henvisning/{referral_id}", response_class=HTMLResponse)
@@ -104,59 +106,64 @@ def detail(
     referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, udfald: str | None = None
 ):
     """One referral with its contact details and buttons; ``udfald`` confirms what was just recorded."""
-    if not (session and session.logged_in):
+    user = auth.caseworker(session)
+    if user is None:
         return to_login()
     try:
         referral = casework.read_referral(
-            engine, session.centre, str(uuid.UUID(referral_id)), actor=session.username, actor_kind="user"
+            engine, user.centre, str(uuid.UUID(referral_id)), actor=user.username, actor_kind="user"
         )
     except (ValueError, NotFound):
-        return pages.no_such_referral(session)
+        return pages.no_such_referral(user.session)
     confirmation = OUTCOME_LABELS_DA.get(udfald) if udfald else None
-    return pages.referral(session, referral, confirmation=confirmation)
+    return pages.referral(user.session, referral, confirmation=confirmation)
 
 
 @router.post("/henvisning/{referral_id}/udfald", response_class=HTMLResponse)
 async def record(request: Request, referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, state: StateDep):
     """Record the outcome of a button: back to the referral's page, confirmed (303) or with why not."""
     form = await request.form()
-    if not auth.csrf_valid(session, form.get("csrf_token")):
+    if not auth.csrf_valid(session, _text_field(form, "csrf_token")):
         return pages.refused(session)
-    if not session.logged_in:
+    user = auth.caseworker(session)
+    if user is None:
         return to_login()
     outcome = str(form.get("outcome") or "")
     referral_uuid = _canonical_uuid(referral_id)
-    if (
-        referral_uuid is None
-        or store_referrals.get_referral_or_none(state.engine, session.centre, referral_uuid) is None
-    ):
-        return pages.no_such_referral(session)
+    if referral_uuid is None or store_referrals.get_referral_or_none(state.engine, user.centre, referral_uuid) is None:
+        return pages.no_such_referral(user.session)
     try:
         occurred_at, event_id = _when_and_event_id(form)
     except ValueError:
         return _refused_outcome(
-            pages, state.engine, session, referral_uuid, 422, "Dato for udfaldet skal være en gyldig dato."
+            pages, state.engine, user, referral_uuid, 422, "Dato for udfaldet skal være en gyldig dato."
         )
     try:
         await run_in_threadpool(
             casework.record_and_count,
             state.engine,
             state.seal,
-            centre=session.centre,
+            centre=user.centre,
             referral_id=referral_uuid,
             outcome=outcome,
-            actor=session.username,
+            actor=user.username,
             actor_kind="user",
             event_id=event_id,
             occurred_at=occurred_at,
         )
     except tuple(_OUTCOME_REFUSALS) as exc:
         status_code, error = _OUTCOME_REFUSALS[type(exc)]
-        return _refused_outcome(pages, state.engine, session, referral_uuid, status_code, error)
+        return _refused_outcome(pages, state.engine, user, referral_uuid, status_code, error)
     return RedirectResponse(f"/henvisning/{referral_uuid}?{urlencode({'udfald': outcome})}", status_code=303)
 
 
-def _when_and_event_id(form) -> tuple[datetime | None, uuid.UUID | None]:
+def _text_field(form: FormData, name: str) -> str | None:
+    """A form field's text; None when it is missing or a file."""
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _when_and_event_id(form: FormData) -> tuple[datetime | None, uuid.UUID | None]:
     """The outcome form's date as a moment, and its event id; ValueError for either garbled."""
     occurred_at = occurred_at_from_form(str(form.get("dato") or ""))
     # The form carries an event id made when the page was shown: a double submit is one outcome.
@@ -172,8 +179,8 @@ def _canonical_uuid(text: str) -> str | None:
 
 
 def _refused_outcome(
-    pages: Pages, engine: Engine, session: auth.Session, referral_id: str, status_code: int, error: str
+    pages: Pages, engine: Engine, user: auth.Caseworker, referral_id: str, status_code: int, error: str
 ) -> HTMLResponse:
     """The referral's page again, as it is now, with why the outcome was not recorded."""
-    fresh = store_referrals.get_referral(engine, session.centre, referral_id)
-    return pages.referral(session, fresh, status_code=status_code, error=error)
+    fresh = store_referrals.get_referral(engine, user.centre, referral_id)
+    return pages.referral(user.session, fresh, status_code=status_code, error=error)

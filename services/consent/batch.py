@@ -83,7 +83,8 @@ def _validated(text: str, registry: Registry) -> tuple[str, Event]:
         raise _InvalidLine(["not valid JSON"]) from None
     if not isinstance(data, dict):
         raise _InvalidLine(["must be a JSON object (one event per line)"])
-    target = _ADAPTERS.get(data.get("event_type")) if isinstance(data.get("event_type"), str) else None
+    event_type = data.get("event_type")
+    target = _ADAPTERS.get(event_type) if isinstance(event_type, str) else None
     if target is None:
         raise _InvalidLine(["event_type: must be consent.given, consent.declined or consent.withdrawn"])
     path, adapter = target

@@ -20,6 +20,9 @@ from henvis.services.consent.refusals import error
 
 ACCEPTED = "accepted"
 
+#: What the police endpoints accept: every one of these defines its ``event_type``.
+PoliceEvent = ConsentGiven | ConsentDeclined | ConsentWithdrawn
+
 
 class Verdict(StrEnum):
     """What to do with an event given what the store already holds under its event_id."""
@@ -104,7 +107,7 @@ class Acceptance:
 
 
 def decide_acceptance(
-    stored_hash: str | None, submitted: Event, published: Event, client_name: str, now: datetime
+    stored_hash: str | None, submitted: PoliceEvent, published: PoliceEvent, client_name: str, now: datetime
 ) -> Acceptance:
     """Replay or conflict against ``stored_hash``, or a new event with the rows to store.
 
@@ -117,7 +120,9 @@ def decide_acceptance(
     return Acceptance(Verdict.NEW, submitted.event_id, _new_event(submitted, published, body_hash, client_name, now))
 
 
-def _new_event(submitted: Event, published: Event, body_hash: str, client_name: str, now: datetime) -> NewEvent:
+def _new_event(
+    submitted: PoliceEvent, published: PoliceEvent, body_hash: str, client_name: str, now: datetime
+) -> NewEvent:
     event_id = str(submitted.event_id)
     referral_id = referral_id_of(submitted)
     record = EventRecord(

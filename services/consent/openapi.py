@@ -14,11 +14,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field, TypeAdapter
 
-from henvis.schemas.events import ConsentDecision, ConsentWithdrawn
+from henvis.schemas.events import ConsentDecision, ConsentDeclined, ConsentGiven, ConsentWithdrawn
 
 DECISION_BODY = TypeAdapter(ConsentDecision)
 WITHDRAWAL_BODY = TypeAdapter(ConsentWithdrawn)
-_BODIES = {"ConsentDecision": DECISION_BODY, "ConsentWithdrawn": WITHDRAWAL_BODY}
+_BODIES: dict[str, TypeAdapter[ConsentGiven | ConsentDeclined] | TypeAdapter[ConsentWithdrawn]] = {
+    "ConsentDecision": DECISION_BODY,
+    "ConsentWithdrawn": WITHDRAWAL_BODY,
+}
 _SCHEMA_REF = "#/components/schemas/{model}"
 
 DESCRIPTION = """\

@@ -81,11 +81,12 @@ def _save_lease(conn: Connection, planned: delivery.Lease) -> None:
 
 def _load_leased(conn: Connection, ids: list[int]) -> list[LeasedRow]:
     columns = (consent_outbox.c.id, consent_outbox.c.event_id, consent_outbox.c.kafka_key, consent_outbox.c.payload)
-    rows = []
+    leased: list[LeasedRow] = []
     for chunk in _chunks(ids):
-        rows += conn.execute(select(*columns).where(consent_outbox.c.id.in_(chunk))).all()
-    rows.sort(key=lambda row: row.id)
-    return [LeasedRow(row.id, row.event_id, row.kafka_key, row.payload) for row in rows]
+        rows = conn.execute(select(*columns).where(consent_outbox.c.id.in_(chunk)))
+        leased += (LeasedRow(row.id, row.event_id, row.kafka_key, row.payload) for row in rows)
+    leased.sort(key=lambda row: row.id)
+    return leased
 
 
 def mark_sent(engine: Engine, ids: list[int], now: datetime | None = None) -> None:

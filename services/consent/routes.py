@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from henvis.auth import ApiClient
 from henvis.schemas.errors import describe, safe_errors
-from henvis.schemas.events import ConsentWithdrawn, Event
+from henvis.schemas.events import ConsentWithdrawn
 from henvis.services.consent import domain, refusals, store
 from henvis.services.consent.deps import EngineDep, JsonBodyDep, PoliceClientDep, RegistryDep
-from henvis.services.consent.domain import Verdict
+from henvis.services.consent.domain import PoliceEvent, Verdict
 from henvis.services.consent.metrics import DECISION_LABEL, DECISIONS_ACCEPTED
 from henvis.services.consent.openapi import DECISION_BODY, WITHDRAWAL_BODY, Accepted, request_body, responses
 from henvis.services.consent.refusals import RejectReason
@@ -80,7 +80,7 @@ async def post_withdrawal(
     except store.DATABASE_UNAVAILABLE as exc:
         return _unavailable(request, exc)
     published, errors = domain.resolve_withdrawal(withdrawal, known)
-    if errors:
+    if published is None:  # exactly when there are errors
         return _refuse(request, 422, errors, RejectReason.UNKNOWN_REFERRAL)
     return await _accept(request, engine, withdrawal, published, client)
 
@@ -93,7 +93,7 @@ async def _known_referral(engine: Engine, withdrawal: ConsentWithdrawn) -> domai
 
 
 async def _accept(
-    request: Request, engine: Engine, submitted: Event, published: Event, client: ApiClient
+    request: Request, engine: Engine, submitted: PoliceEvent, published: PoliceEvent, client: ApiClient
 ) -> JSONResponse:
     """Store the event durably: 202 when new, 200 for a replay, 409 for a conflict, 503 when down."""
     try:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from henvis.schemas.events import ConsentGiven, Event
+from henvis.schemas.events import ConsentGiven
 from henvis.services.consent import delivery, domain
 from henvis.services.consent.models import consent_events, consent_outbox
 
@@ -37,8 +37,8 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def accept(
     engine: Engine,
-    submitted: Event,
-    published: Event,
+    submitted: domain.PoliceEvent,
+    published: domain.PoliceEvent,
     client_name: str,
     now: datetime | None = None,
 ) -> domain.Acceptance:

@@ -55,7 +55,9 @@ class RouterLogic:
         self._topics: dict[str, str] = {}
         self._kafka = settings.kafka
 
-    def decide(self, partition: int, records: Sequence[ConsumerRecord], state: StateView) -> Effects:
+    def decide(
+        self, partition: int, records: Sequence[ConsumerRecord], state: StateView[domain.CaseState]
+    ) -> Effects[domain.CaseState]:
         changed: dict[str, domain.CaseState] = {}
 
         def lookup(key: str) -> domain.CaseState | None:
@@ -75,7 +77,7 @@ class RouterLogic:
             results.append(result)
         return self._effects(results, changed)
 
-    def tick(self, partition: int, state: StateView) -> Effects | None:
+    def tick(self, partition: int, state: StateView[domain.CaseState]) -> Effects[domain.CaseState] | None:
         """Pending withdrawals that waited too long go to manual handling."""
         ctx = domain.Context(registry=self.registry, now=utcnow(), seal=self.seal, partition=partition)
         results, changed = [], {}
@@ -96,7 +98,7 @@ class RouterLogic:
 
     # ------------------------------------------------------------ translation
 
-    def _effects(self, results: list[domain.Result], changed: dict[str, domain.CaseState]) -> Effects:
+    def _effects(self, results: list[domain.Result], changed: dict[str, domain.CaseState]) -> Effects[domain.CaseState]:
         outputs = [
             Output(self._topic(out.topic), out.key, out.event.to_bytes())
             for result in results
@@ -144,9 +146,9 @@ class _Observations:
             DUPLICATES.inc(self.duplicates)
 
 
-def build_router(settings: RouterSettings, registry: Registry) -> TransactionalProcessor:
-    """The router process's processor, wired to its topics."""
+def build_router(settings: RouterSettings, logic: RouterLogic) -> TransactionalProcessor[domain.CaseState]:
+    """The router process's processor running ``logic``, wired to its topics."""
     options = StreamOptions.of(settings, topic_name(CONSENT_DECISIONS.name, settings.kafka))
     return TransactionalProcessor(
-        options, RouterLogic(settings, registry), settings.changelog_topic, tick_seconds=settings.check_interval_seconds
+        options, logic, settings.changelog_topic, tick_seconds=settings.check_interval_seconds
     )

@@ -14,7 +14,7 @@ def run_worker(settings=None) -> int:
     from henvis.logging import configure_logging
     from henvis.metrics import serve_metrics
     from henvis.registry import load_registry
-    from henvis.services.router.app import build_router
+    from henvis.services.router.app import RouterLogic, build_router
     from henvis.services.router.settings import RouterSettings
     from henvis.stream import run_worker as run_stream_worker
 
@@ -24,7 +24,8 @@ def run_worker(settings=None) -> int:
     registry = load_registry(settings.registry_path)
     # Our topics, our partition counts and retention: never broker auto-created defaults.
     ensure_topics(settings.kafka, henvis_topics(settings.kafka, registry))
-    router = build_router(settings, registry)
+    logic = RouterLogic(settings, registry)
+    router = build_router(settings, logic)
     # The changelog is partitioned like the input: a partition's state moves with it.
     ensure_changelog_topic(settings.kafka, settings.changelog_topic, partition_count(settings.kafka, router.topic))
     serve_metrics(settings.metrics_port)
@@ -33,7 +34,7 @@ def run_worker(settings=None) -> int:
         group_id=settings.group_id,
         instance_id=settings.instance_id,
         partitions=settings.kafka.partitions,
-        sealing="on" if router.logic.seal.enabled else "off (person block dropped from manual handling)",
+        sealing="on" if logic.seal.enabled else "off (person block dropped from manual handling)",
     )
     return run_stream_worker(router, "router")
 

@@ -192,6 +192,7 @@ def invalid_message(raw: bytes | None, ctx: Context, detail: str, source: Event 
     sealed = None
     if raw is not None and _is_json(raw):
         sealed = ctx.seal(raw)
+    source_id: uuid.UUID | None
     if source is not None:
         source_id, source_type = source.event_id, getattr(source, "event_type", None)
     else:
@@ -418,18 +419,24 @@ def _consent_declined(event: ConsentDeclined, states: dict[str, CaseState | None
 # ---------------------------------------------------------------- consent.withdrawn
 
 
-def _consent_withdrawn(event: ConsentWithdrawn, states: dict[str, CaseState | None], ctx: Context) -> Result:
-    # Find the case: named directly, or through the referral id index.
-    key = case_key(event.case_ref) if event.case_ref else None
-    by_referral = states.get(referral_key(event.referral_id)) if event.referral_id else None
-    if key is None and by_referral is not None and by_referral.case:
-        key = by_referral.case
-        if key not in states:
+def _withdrawal_key(event: ConsentWithdrawn, states: dict[str, CaseState | None]) -> str:
+    """The key of the case a withdrawal is about: named directly, or through the referral id index."""
+    if event.case_ref:
+        return case_key(event.case_ref)
+    if event.referral_id is None:
+        raise AssertionError("unreachable: the schema requires case_ref or referral_id")
+    by_referral = states.get(referral_key(event.referral_id))
+    if by_referral is not None and by_referral.case:
+        if by_referral.case not in states:
             # The adapter only loaded the keys it knew of; ask again with the case key.
-            raise NeedState(key)
-    if key is None:
-        # Only a referral id we have never issued: wait for it under the referral key.
-        key = referral_key(event.referral_id)
+            raise NeedState(by_referral.case)
+        return by_referral.case
+    # Only a referral id we have never issued: wait for it under the referral key.
+    return referral_key(event.referral_id)
+
+
+def _consent_withdrawn(event: ConsentWithdrawn, states: dict[str, CaseState | None], ctx: Context) -> Result:
+    key = _withdrawal_key(event, states)
     state = states.get(key) or CaseState(partition=ctx.partition)
     if state.has_seen(event.event_id):
         return Result(duplicate=True)

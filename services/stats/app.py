@@ -129,11 +129,10 @@ class StatsWorker:
         return True
 
     async def _apply_until_done(self, event: ReferralFact | ReferralOutcome) -> bool:
-        apply = self.store.apply_fact if isinstance(event, ReferralFact) else self.store.apply_outcome
         backoff = 0.1
         while True:
             try:
-                return await asyncio.to_thread(apply, event)
+                return await asyncio.to_thread(self._apply, event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - database away or a bug: never drop, retry
@@ -146,6 +145,12 @@ class StatsWorker:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+    def _apply(self, event: ReferralFact | ReferralOutcome) -> bool:
+        """Apply ``event`` to the store (in a thread); False when it was applied before."""
+        if isinstance(event, ReferralFact):
+            return self.store.apply_fact(event)
+        return self.store.apply_outcome(event)
 
     def refresh_rate_gauges(self) -> None:
         """Rates per municipality (the finest label allowed), suppressed like every export."""

@@ -44,7 +44,9 @@ def aggregate_changes(old: ReferralState | None, new: ReferralState) -> tuple[Co
     counters: CounterDeltas = {}
     days: DaysDeltas = {}
     for state, sign in ((old, -1), (new, +1)):
-        key = aggregate_key(state) if state is not None else None
+        if state is None:
+            continue
+        key = aggregate_key(state)
         if key is None:
             continue
         row = counters.setdefault(key, {})

@@ -137,8 +137,7 @@ class StatsStore:
         result: dict[str | None, domain.RawFunnel] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(_counts_query(filters, group_by)):
-                counts = {name: int(getattr(row, name)) for name in domain.AGGREGATE_COUNTERS}
-                result[_group_key(row, group_by)] = domain.RawFunnel(**counts)
+                result[_group_key(row, group_by)] = _counted_funnel(row)
             for row in conn.execute(_days_query(filters, group_by)):
                 if row.n:
                     funnel = result.setdefault(_group_key(row, group_by), domain.RawFunnel())
@@ -146,6 +145,14 @@ class StatsStore:
         if group_by is None:
             result.setdefault(None, domain.RawFunnel())
         return result
+
+
+def _counted_funnel(row: sa.Row) -> domain.RawFunnel:
+    """The funnel of a row of :func:`_counts_query`: its counters, no histogram yet."""
+    funnel = domain.RawFunnel()
+    for name in domain.AGGREGATE_COUNTERS:
+        setattr(funnel, name, int(getattr(row, name)))
+    return funnel
 
 
 def _conditions(table: sa.Table, filters: Filters) -> list[sa.ColumnElement]:
