@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Annotated
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -213,28 +214,34 @@ def create_app(
     return app
 
 
-_bearer = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
+#: The one bearer scheme of every service (one ``HTTPBearer`` in each OpenAPI document).
+BEARER_SCHEME = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
+#: The request's bearer credentials, None without an ``Authorization: Bearer`` header.
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
 
 
-def bearer_auth(clients: ClientRegistry, allowed: Iterable[str] | Callable[[str], bool]) -> Callable:
-    """Dependency that admits a client whose role is allowed: 401 unknown, 403 wrong role.
+def admit_client(
+    request: Request,
+    clients: ClientRegistry,
+    credentials: HTTPAuthorizationCredentials | None,
+    allowed: Iterable[str] | Callable[[str], bool],
+) -> ApiClient:
+    """The calling client if its role is allowed: 401 when the token is unknown, 403 otherwise.
 
+    Services call this from their own dependencies, which find ``clients`` on the app state.
     ``allowed`` is a set of roles, or a predicate on the role (e.g. any ``centre:`` role).
+    The client's name (never its token) goes into the request log.
     """
-    _role_allowed: Callable[[str], bool] = allowed if callable(allowed) else frozenset(allowed).__contains__
-
-    def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
-        client = clients.authenticate(credentials.credentials if credentials else None)
-        if client is None:
-            raise HTTPException(
-                status_code=401, detail="A valid bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
-            )
-        request.state.client_name = client.name
-        if not _role_allowed(client.role):
-            raise HTTPException(status_code=403, detail="Your credential's role may not use this endpoint.")
-        return client
-
-    return dependency
+    client = clients.authenticate(credentials.credentials if credentials else None)
+    if client is None:
+        raise HTTPException(
+            status_code=401, detail="A valid bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    request.state.client_name = client.name
+    role_allowed = allowed(client.role) if callable(allowed) else client.role in frozenset(allowed)
+    if not role_allowed:
+        raise HTTPException(status_code=403, detail="Your credential's role may not use this endpoint.")
+    return client
 
 
 def serve(app: FastAPI, host: str, port: int) -> int:

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from henvis.auth import ApiClient
-from henvis.http import bearer_auth
+from henvis.http import BearerCredentials, admit_client
 from henvis.services.centre.auth import SESSION_COOKIE, Session
 from henvis.services.centre.state import CentreState
 from henvis.services.centre.web_pages import Pages
@@ -37,27 +36,22 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 
 # ---------------------------------------------------------------- API clients (bearer tokens)
 
-# The scheme of henvis.http.bearer_auth (same name and description), declared here because
-# these dependencies find the client registry on the app state, not in a closure.
-_bearer_scheme = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
-
 
 def _is_centre_role(role: str) -> bool:
     return role.startswith("centre:")
 
 
-def get_centre_client(request: Request, credentials: BearerDep, state: StateDep) -> ApiClient:
+def get_centre_client(request: Request, credentials: BearerCredentials, state: StateDep) -> ApiClient:
     """A client with a ``centre:<slug>`` role: 401 without a valid token, 403 with another role."""
-    return bearer_auth(state.clients, _is_centre_role)(request, credentials)
+    return admit_client(request, state.clients, credentials, _is_centre_role)
 
 
 CentreClientDep = Annotated[ApiClient, Depends(get_centre_client)]
 
 
-def get_auditor(request: Request, credentials: BearerDep, state: StateDep) -> ApiClient:
+def get_auditor(request: Request, credentials: BearerCredentials, state: StateDep) -> ApiClient:
     """A client with the ``auditor`` role: 401 without a valid token, 403 with another role."""
-    return bearer_auth(state.clients, {"auditor"})(request, credentials)
+    return admit_client(request, state.clients, credentials, {"auditor"})
 
 
 AuditorDep = Annotated[ApiClient, Depends(get_auditor)]

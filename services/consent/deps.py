@@ -9,19 +9,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from henvis.auth import ApiClient, ClientRegistry
-from henvis.http import bearer_auth, require_json
+from henvis.http import BearerCredentials, admit_client, require_json
 from henvis.registry import Registry
 
 POLICE_ROLE = "police"
 _POLICE_ROLES = frozenset({POLICE_ROLE})
-
-# The same scheme (name and description) as henvis.http's, which is private there: the
-# OpenAPI document keeps the one ``HTTPBearer`` security scheme it always had.
-_bearer = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
 
 
 # These are async only so that FastAPI calls them on the event loop: a plain ``def``
@@ -44,12 +39,11 @@ async def get_clients(request: Request) -> ClientRegistry:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ClientsDep = Annotated[ClientRegistry, Depends(get_clients)]
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def police_client(request: Request, clients: ClientsDep, credentials: BearerDep) -> ApiClient:
+async def police_client(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
     """The calling client, admitted only with the police role: 401 when unknown, 403 otherwise."""
-    return bearer_auth(clients, _POLICE_ROLES)(request, credentials)
+    return admit_client(request, clients, credentials, _POLICE_ROLES)
 
 
 PoliceClientDep = Annotated[ApiClient, Depends(police_client)]

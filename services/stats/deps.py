@@ -10,19 +10,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from henvis.auth import ApiClient, ClientRegistry
-from henvis.http import bearer_auth
+from henvis.http import BearerCredentials, admit_client
 from henvis.services.stats.filters import parse_filters
 from henvis.services.stats.reader import StatsReader
 from henvis.services.stats.settings import StatsSettings
 from henvis.services.stats.store import Filters
 
 RESEARCHER_ROLES = frozenset({"researcher"})
-
-# The same scheme (name and description) as henvis.http's, so the OpenAPI document is too.
-bearer_scheme = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
 
 
 def get_settings(request: Request) -> StatsSettings:
@@ -43,14 +39,11 @@ def get_reader(request: Request) -> StatsReader:
 SettingsDep = Annotated[StatsSettings, Depends(get_settings)]
 ClientsDep = Annotated[ClientRegistry, Depends(get_clients)]
 ReaderDep = Annotated[StatsReader, Depends(get_reader)]
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def require_researcher(request: Request, clients: ClientsDep, credentials: BearerDep) -> ApiClient:
+def require_researcher(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
     """The bearer token's client: 401 without a known token, 403 for a role other than researcher."""
-    # henvis.http's rule (status codes, messages, the client name in the request log),
-    # bound to this app's clients.
-    return bearer_auth(clients, RESEARCHER_ROLES)(request, credentials)
+    return admit_client(request, clients, credentials, RESEARCHER_ROLES)
 
 
 FiltersDep = Annotated[Filters, Depends(parse_filters)]

@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from fastapi.testclient import TestClient
 
 from henvis.auth import ApiClient, ClientRegistry, hash_token
-from henvis.http import bearer_auth, create_app
+from henvis.http import BearerCredentials, admit_client, create_app
 
 TOKEN = "hv_observe-test-token-0123456789"
 
@@ -16,8 +16,11 @@ def make_client() -> TestClient:
     app = create_app(service="observe-test", title="t", version="1", max_body_bytes=1024)
     clients = ClientRegistry([ApiClient(name="police-a", role="police", token_sha256=hash_token(TOKEN))])
 
+    def police(request: Request, credentials: BearerCredentials) -> ApiClient:
+        return admit_client(request, clients, credentials, {"police"})
+
     @app.post("/v1/cases/{case_ref}")
-    async def post_case(case_ref: str, request: Request, _client=Depends(bearer_auth(clients, {"police"}))):
+    async def post_case(case_ref: str, request: Request, _client=Depends(police)):
         return {"bytes": len(await request.body())}
 
     @app.get("/v1/boom")
