@@ -6,6 +6,7 @@ import re
 from typing import get_args
 
 from pydantic import ValidationError
+from pydantic_core.core_schema import ErrorType
 
 from henvis.schemas.events import EVENT_TYPES
 
@@ -84,10 +85,5 @@ def describe(errors: list[dict[str, str]]) -> str:
     return f"The event was not accepted: {len(errors)} problem(s) with {fields}."
 
 
-def _builtin_error_types() -> frozenset[str]:
-    from pydantic_core.core_schema import ErrorType  # a Literal of every built-in error type
-
-    return frozenset(get_args(ErrorType))
-
-
-_PYDANTIC_BUILTIN_TYPES = _builtin_error_types()
+# ErrorType is a Literal of every built-in pydantic error type.
+_PYDANTIC_BUILTIN_TYPES = frozenset(get_args(ErrorType))

@@ -7,7 +7,7 @@ Each event carries ``event_id`` (UUID, the idempotency key), ``event_type``,
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
@@ -307,6 +307,4 @@ def parse_decision(data: bytes | str | dict) -> ConsentGiven | ConsentDeclined:
 
 
 def utcnow() -> datetime:
-    from datetime import UTC
-
     return datetime.now(UTC)

@@ -29,6 +29,7 @@ from henvis.manual import manual_case
 from henvis.registry import Registry
 from henvis.schemas.errors import safe_errors
 from henvis.schemas.events import (
+    EVENT_TYPES,
     ConsentDeclined,
     ConsentGiven,
     ConsentWithdrawn,
@@ -569,8 +570,6 @@ def _best_effort_id(raw: bytes | None) -> uuid.UUID | None:
 
 def _best_effort_type(raw: bytes | None) -> str | None:
     """The event_type of an invalid message, only if it is one of ours (never free text)."""
-    from henvis.schemas.events import EVENT_TYPES
-
     try:
         data = json.loads(raw) if raw is not None else None
     except (ValueError, UnicodeDecodeError):
