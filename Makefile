@@ -5,7 +5,8 @@
 #                         reruns when pyproject.toml or requirements.lock changed
 #   make lock             recompile requirements.lock from pyproject.toml (runtime + `test` extra)
 #   make lint             ruff (lint and format) and mypy (tools/typecheck.sh): the gates of make test
-#   make test             lint, generated-schema check, local PostgreSQL, Kafka jars, chromium,
+#   make test             lint, generated-schema check, the image (when podman is there), local
+#                         PostgreSQL, Kafka jars, chromium,
 #                         then the whole pytest suite (PYTEST_ARGS='-m "not kafka"' etc. to narrow)
 #   make image            the container image, offline, with podman (tools/image.sh): a Debian
 #                         base from mmdebstrap, wheels built outside, an SBOM beside it in
