@@ -18,6 +18,8 @@
 # 4. SBOM    CycloneDX (JSON) of the Python packages in the image, computed inside the image by
 #            cyclonedx-py against its /opt/henvis virtualenv: build/image/henvis-<version>.cdx.json.
 #
+# Runs as root (CI does); `tools/image.sh wheels` needs no root.
+#
 # Figures (seconds per step, image size, SBOM component count) go to build/image/figures.txt.
 #
 # Environment:
@@ -49,6 +51,10 @@ BASE_PACKAGES=python3,python3-venv
 BASE_KEY="$(printf '%s %s %s' "$BASE_SUITE" "$BASE_PACKAGES" v1 | sha256sum | cut -c1-12)"
 LOCK_KEY="$(sha256sum requirements-runtime.lock | cut -c1-16)"
 mkdir -p "$OUT" "$CACHE/image"
+if [[ "$(id -u)" -ne 0 && "${1:-all}" != wheels ]]; then
+    echo "tools/image.sh: run it as root (mmdebstrap --mode=root, rootful podman), e.g. sudo make image" >&2
+    exit 1
+fi
 
 FIGURES="$OUT/figures.txt"
 step() { # step NAME COMMAND...: run it, record its seconds
