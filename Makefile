@@ -5,8 +5,13 @@
 #                         reruns when pyproject.toml or requirements.lock changed
 #   make lock             recompile requirements.lock from pyproject.toml (runtime + `test` extra)
 #   make lint             ruff (lint and format) and mypy (tools/typecheck.sh): the gates of make test
-#   make test             lint, generated-schema check, local PostgreSQL, Kafka jars, chromium,
+#   make test             lint, generated-schema check, the image (when podman is there), local
+#                         PostgreSQL, Kafka jars, chromium,
 #                         then the whole pytest suite (PYTEST_ARGS='-m "not kafka"' etc. to narrow)
+#   make image            the container image, offline, with podman (tools/image.sh): a Debian
+#                         base from mmdebstrap, wheels built outside, an SBOM beside it in
+#                         build/image; make test builds it when podman is there, and its smoke
+#                         test (tests/integration/test_image_smoke.py) runs it
 #   make demo             the end-to-end demo
 #   make check-generated  schemas/generated is up to date with the pydantic models
 
@@ -22,7 +27,7 @@ PYTEST_ARGS ?=
 # apt-get needs root; a developer who is not root goes through sudo.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: venv lock lint test demo check-generated helm-check postgres-start postgres-stop
+.PHONY: venv lock lint test demo check-generated helm-check image postgres-start postgres-stop
 
 # The lock: every runtime and `test` dependency pinned with its hashes, for CPython 3.11 on
 # Linux x86_64 (Debian 12's glibc 2.36). `make lock` compiles it with uv, installed into a
@@ -78,7 +83,16 @@ $(ASYNCAPI_SPEC): tools/asyncapi/package-lock.json
 helm-check:
 	tools/helm-check.sh
 
+# The image: base, wheels, podman build, SBOM; figures in build/image/figures.txt.
+image:
+	tools/image.sh
+
 test: venv lint check-generated $(ASYNCAPI_SPEC) helm-check
+	if [ "$${HENVIS_REQUIRE_IMAGE:-}" = 1 ] || { command -v podman && [ "$$(id -u)" -eq 0 ]; } >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory image; \
+	else \
+	    echo "no image built (make image needs podman, as root): its smoke test will skip"; \
+	fi
 	if [ -z "$${HENVIS_TEST_POSTGRES_URL:-}" ]; then \
 	    HENVIS_TEST_POSTGRES_URL="$$(tools/postgres.sh start | tail -n 1)"; \
 	fi; \
