@@ -49,6 +49,13 @@ class InMemoryStore:
             result.setdefault(None, domain.RawFunnel())
         return result
 
+    def cube(self) -> dict[tuple[str, str, str], domain.RawFunnel]:
+        cells = defaultdict(list)
+        for state in self._matching(Filters()):
+            key = (state.decided_month, state.municipality_code or "", str(state.offence) if state.offence else "")
+            cells[key].append(state)
+        return {key: domain.funnel_of(states) for key, states in cells.items()}
+
     def decision_date_range(self, filters: Filters) -> tuple[date, date] | None:
         days = [state.decided_on for state in self._matching(filters)]
         return (min(days), max(days)) if days else None
