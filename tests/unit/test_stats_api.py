@@ -67,6 +67,10 @@ def test_the_pilot_gives_the_status_reports_figures(stats):
     assert funnel["withdrawn"] == "<5"  # 4 withdrawals: a small cell
     assert funnel["days_to_first_contact_median"] is not None
     assert funnel["period"]["applies_to"] == "decision date"
+    protection = funnel["suppression"]
+    assert protection["threshold"] == 5 and protection["label"] == "<5"
+    assert protection["method"].startswith("consistent suppression over the cube")
+    assert set(protection["protected_together"]) >= {"funnel", "funnel/monthly", "funnel/by-municipality", "csv"}
 
 
 def test_monthly_and_municipality_tables_add_up_to_the_funnel(stats):
