@@ -32,7 +32,15 @@ from henvis.services.stats.domain_aggregates import (
 )
 from henvis.services.stats.domain_funnel import RawFunnel, funnel_of, median, percentile
 from henvis.services.stats.domain_periods import month_end, month_start, months_between
-from henvis.services.stats.domain_protection import STAGES, Counts, Protection, Selection, counts_of, protect
+from henvis.services.stats.domain_protection import (
+    STAGES,
+    Counts,
+    Protection,
+    Selection,
+    counts_of,
+    margins_of,
+    protect,
+)
 from henvis.services.stats.domain_publishing import (
     RATES,
     TOTAL,
@@ -70,6 +78,7 @@ __all__ = [
     "counts_of",
     "funnel_of",
     "is_small",
+    "margins_of",
     "median",
     "month_end",
     "month_start",

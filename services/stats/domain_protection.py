@@ -31,7 +31,7 @@ or by adding persons when offered itself is hidden. The audit in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from henvis.services.stats.domain_funnel import RawFunnel
@@ -121,16 +121,22 @@ def counts_of(raw: RawFunnel) -> Counts:
     return tuple(getattr(raw, name) for name in STAGES)
 
 
-def protect(cells: Mapping[FineKey, Counts], threshold: int) -> Protection:
-    """The protected release of the cube ``cells`` (counts per month, municipality, offence)."""
-    rows = tuple(_partition(cells, dimension) for dimension in range(len(DIMENSIONS)))
-    total = _sum(cells.values())
+def protect(margins: Sequence[Mapping[str, Counts]], threshold: int) -> Protection:
+    """The protected release of a cube given by its one-way ``margins`` (counts per month, per
+    municipality, per offence; see :func:`margins_of`)."""
+    rows = tuple({value: counts for value, counts in margin.items() if any(counts)} for margin in margins)
+    total = _sum(rows[0].values())
     hidden_stages = {name for name, value in zip(STAGES, total, strict=True) if is_small(value, threshold)}
     if hidden_stages & LINKED:
         hidden_stages |= LINKED
     checked = [stage for stage, name in enumerate(STAGES) if name not in hidden_stages]
     hidden_rows = tuple(_hidden_rows(partition, checked, threshold) for partition in rows)
     return Protection(threshold, total, rows, hidden_rows, frozenset(hidden_stages))
+
+
+def margins_of(cells: Mapping[FineKey, Counts]) -> tuple[dict[str, Counts], ...]:
+    """The one-way margins of the cube ``cells`` (counts per month, municipality, offence)."""
+    return tuple(_partition(cells, dimension) for dimension in range(len(DIMENSIONS)))
 
 
 def _hidden_rows(rows: Mapping[str, Counts], stages: list[int], threshold: int) -> frozenset[str]:
@@ -153,7 +159,7 @@ def _partition(cells: Mapping[FineKey, Counts], dimension: int) -> dict[str, Cou
     grouped: dict[str, list[Counts]] = {}
     for key, counts in cells.items():
         grouped.setdefault(key[dimension], []).append(counts)
-    return {value: _sum(parts) for value, parts in grouped.items() if any(_sum(parts))}
+    return {value: _sum(parts) for value, parts in grouped.items()}
 
 
 def _sum(parts: Iterable[Counts]) -> Counts:

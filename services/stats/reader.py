@@ -1,7 +1,7 @@
 """The published tables: every count read from one protection of the whole cube.
 
-The store's cube (persons per decision month, municipality and offence) is protected once
-per request by ``domain.protect``, the same way whatever is asked, and every count of every
+The store's cube (persons per decision month, municipality and offence), given by its
+one-way margins, is protected once per request by ``domain.protect``, the same way whatever is asked, and every count of every
 response is a figure of that protection (``Protection.figure``): no response, and no
 combination of responses, tells more than the protected release. There is no way to read
 unprotected counts here.
@@ -56,8 +56,8 @@ class StatsReader:
 
     def protection(self) -> domain.Protection:
         """The protection of the whole cube, as it stands."""
-        cells = {key: domain.counts_of(raw) for key, raw in self.store.cube().items()}
-        return domain.protect(cells, self.threshold)
+        margins = [{value: domain.counts_of(raw) for value, raw in margin.items()} for margin in self.store.margins()]
+        return domain.protect(margins, self.threshold)
 
     def funnel(self, filters: Filters) -> dict:
         """The funnel over the filtered referrals; the figures sit at the top level."""
