@@ -33,6 +33,9 @@ from henvis.services.stats.domain_aggregates import (
 from henvis.services.stats.domain_funnel import RawFunnel, funnel_of, median, percentile
 from henvis.services.stats.domain_periods import month_end, month_start, months_between
 from henvis.services.stats.domain_protection import (
+    MONTH,
+    MUNICIPALITY,
+    OFFENCE,
     STAGES,
     Counts,
     Protection,
@@ -57,6 +60,9 @@ __all__ = [
     "AGGREGATE_COUNTERS",
     "CONTACT_OUTCOMES",
     "COUNT_FIELDS",
+    "MONTH",
+    "MUNICIPALITY",
+    "OFFENCE",
     "RATES",
     "STAGES",
     "TOTAL",

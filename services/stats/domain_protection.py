@@ -43,6 +43,7 @@ STAGES: tuple[str, ...] = COUNT_FIELDS
 LINKED: frozenset[str] = frozenset({"offered", "accepted", "declined"})
 #: The dimensions of the cube, in the order of a :data:`FineKey`.
 DIMENSIONS: tuple[str, ...] = ("month", "municipality", "offence")
+MONTH, MUNICIPALITY, OFFENCE = range(len(DIMENSIONS))
 
 #: One count per stage, in the order of :data:`STAGES`.
 Counts = tuple[int, ...]

@@ -1,14 +1,15 @@
 """The published tables: every count read from one protection of the whole cube.
 
 The store's cube (persons per decision month, municipality and offence), given by its
-one-way margins, is protected once per request by ``domain.protect``, the same way whatever is asked, and every count of every
-response is a figure of that protection (``Protection.figure``): no response, and no
-combination of responses, tells more than the protected release. There is no way to read
-unprotected counts here.
+one-way margins, is protected once per request by ``domain.protect``, the same way whatever
+is asked, and every count of every response is a figure of that protection
+(``Protection.figure``): no response, and no combination of responses, tells more than the
+protected release. There is no way to read unprotected counts here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 from henvis.registry import Registry
@@ -31,7 +32,6 @@ SUPPRESSION_RULE = (
     "with the acceptances, and only when at least {threshold} referrals are behind them."
 )
 
-Groups = list[tuple[str, domain.RawFunnel]]
 Box = tuple[domain.Selection, domain.Selection, domain.Selection]
 
 
@@ -94,7 +94,7 @@ class StatsReader:
             rows.append(row)
         return self._table(filters, rows, self._total(protection, box, by_code.values()))
 
-    def _total(self, protection: domain.Protection, box: Box, parts) -> dict:
+    def _total(self, protection: domain.Protection, box: Box, parts: Iterable[domain.RawFunnel]) -> dict:
         raw = domain.RawFunnel()
         for part in parts:
             raw.add(part)
@@ -125,7 +125,7 @@ class StatsReader:
         # table's total is the same as the funnel's.
         if other.offered:
             registry_codes = {centre.municipality_code for centre in self.registry.centres}
-            outside = frozenset(code for code in protection.values(1) if code not in registry_codes)
+            outside = frozenset(code for code in protection.values(domain.MUNICIPALITY) if code not in registry_codes)
             if filters.municipality:
                 outside &= {filters.municipality}
             groups.append((OTHER_MUNICIPALITY, outside, other))
@@ -141,7 +141,7 @@ def _box(protection: domain.Protection, filters: Filters) -> Box:
     if filters.date_from or filters.date_to:
         first = filters.date_from.isoformat()[:7] if filters.date_from else ""
         last = filters.date_to.isoformat()[:7] if filters.date_to else "9999-12"
-        months = frozenset(month for month in protection.values(0) if first <= month <= last)
+        months = frozenset(month for month in protection.values(domain.MONTH) if first <= month <= last)
     municipalities = frozenset({filters.municipality}) if filters.municipality else None
     offences = frozenset({filters.offence}) if filters.offence else None
     return months, municipalities, offences
