@@ -55,21 +55,22 @@ class StatsReader:
         }
 
     def protection(self) -> domain.Protection:
-        """The protection of the whole cube, as it stands."""
+        """The protection of the whole cube, as it stands. Each table reads it afresh unless
+        given one (the page gives its three tables the same)."""
         margins = [{value: domain.counts_of(raw) for value, raw in margin.items()} for margin in self.store.margins()]
         return domain.protect(margins, self.threshold)
 
-    def funnel(self, filters: Filters) -> dict:
+    def funnel(self, filters: Filters, protection: domain.Protection | None = None) -> dict:
         """The funnel over the filtered referrals; the figures sit at the top level."""
-        protection = self.protection()
+        protection = protection or self.protection()
         raw = self.store.funnels(filters)[None]
         figures = protection.figure(*_box(protection, filters))
         published = domain.publish_figures(figures, raw, self.threshold)
         return {**published, **_envelope(filters), "suppression": self.suppression()}
 
-    def monthly(self, filters: Filters) -> dict:
+    def monthly(self, filters: Filters, protection: domain.Protection | None = None) -> dict:
         """One row per month of the period (empty months included) and a total row."""
-        protection = self.protection()
+        protection = protection or self.protection()
         by_month = self.store.funnels(filters, "month")
         _, municipalities, offences = box = _box(protection, filters)
         rows = []
@@ -79,9 +80,9 @@ class StatsReader:
             rows.append({**domain.publish_figures(figures, raw, self.threshold), "month": month})
         return self._table(filters, rows, self._total(protection, box, by_month.values()))
 
-    def by_municipality(self, filters: Filters) -> dict:
+    def by_municipality(self, filters: Filters, protection: domain.Protection | None = None) -> dict:
         """One row per registry municipality (and one for everyone else) and a total row."""
-        protection = self.protection()
+        protection = protection or self.protection()
         by_code = self.store.funnels(filters, "municipality")
         months, _, offences = box = _box(protection, filters)
         rows = []
