@@ -145,7 +145,9 @@ def report_the_audit_size():
     )
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(people=persons, threshold=st.sampled_from([3, 5]), requested=st.lists(st.sampled_from(ALL_BOXES), max_size=24))
 def test_no_combination_of_published_figures_narrows_a_hidden_figure_below_the_threshold(people, threshold, requested):
     cells = cube_of(people)
