@@ -297,7 +297,10 @@ def evaluation_table(funnel: dict, by_municipality: list[dict]) -> str:
 
 def print_summary(ports: Ports, credentials: Credentials, funnel: dict, table: str, say=print) -> None:
     say("")
-    say("Evaluation of the pilot period (a count of 1–4 persons is shown as <5, a rate built on one as –):")
+    say(
+        "Evaluation of the pilot period (<5: withheld, a count of 1–4 persons or one hidden with it so"
+        " that no combination of tables reveals it; –: a rate built on one):"
+    )
     say(table)
     say("")
     say(

@@ -29,7 +29,7 @@ from henvis.kafka import topic_name
 from henvis.registry import Registry
 from henvis.schemas.events import ReferralFact, ReferralOutcome, parse_event
 from henvis.schemas.topics import REFERRAL_FACTS, REFERRAL_OUTCOMES
-from henvis.services.stats import domain
+from henvis.services.stats.reader import StatsReader
 from henvis.services.stats.settings import StatsSettings
 from henvis.services.stats.store import Filters, StatsStore
 from henvis.stream import IdempotentConsumer, StreamOptions
@@ -153,13 +153,12 @@ class StatsWorker:
         return self.store.apply_outcome(event)
 
     def refresh_rate_gauges(self) -> None:
-        """Rates per municipality (the finest label allowed), suppressed like every export."""
-        groups = self.store.funnels(Filters(), "municipality")
-        codes = [centre.municipality_code for centre in self.registry.centres]
-        rows, total = domain.publish_table(
-            [(code, groups.get(code, domain.RawFunnel())) for code in codes], self.settings.suppression_threshold
-        )
-        for code, row in [*zip(codes, rows, strict=False), ("all", total)]:
+        """Rates per municipality (the finest label allowed), from the one protection every
+        export reads (``StatsReader``), so /metrics tells no more than the API."""
+        reader = StatsReader(self.store, self.registry, self.settings.suppression_threshold)
+        table = reader.by_municipality(Filters())
+        rows = [(row["municipality_code"], row) for row in table["rows"] if row["municipality_code"]]
+        for code, row in [*rows, ("all", table["total"])]:
             for name, gauge in RATE_GAUGES.items():
                 value = row[name]
                 gauge.labels(municipality=code).set(float("nan") if value is None else value)

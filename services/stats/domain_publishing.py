@@ -46,6 +46,17 @@ def publish_single(raw: RawFunnel, threshold: int) -> dict:
     return _public_row(TOTAL, raw, values, hidden, threshold)
 
 
+def publish_figures(figures: Mapping[str, int | None], raw: RawFunnel, threshold: int) -> dict:
+    """A public row whose counts come from the protected release (:mod:`.domain_protection`):
+    ``figures`` maps each count to its value or None (withheld). ``raw`` gives the days to
+    first contact and the on-time share, shown only when the row's acceptances are shown.
+    Same shape as a row of :func:`publish_table`."""
+    values: dict[Cell, int] = {(TOTAL, name): figures[name] or 0 for name in COUNT_FIELDS}
+    hidden: set[Cell] = {(TOTAL, name) for name in COUNT_FIELDS if figures[name] is None}
+    # The days and the on-time share describe the accepted: withheld with them.
+    return _public_row(TOTAL, raw, values, hidden, threshold, of_accepted=figures["accepted"] is not None)
+
+
 def suppressed_label(threshold: int) -> str:
     """What a withheld count shows instead of its value, e.g. ``<5``."""
     return f"<{threshold}"
@@ -60,7 +71,15 @@ def _count_cells(groups: Sequence[tuple[Hashable, RawFunnel]]) -> dict[Cell, int
     return {(key, name): getattr(raw, name) for key, raw in groups for name in COUNT_FIELDS}
 
 
-def _public_row(key: Hashable, raw: RawFunnel, values: Mapping[Cell, int], hidden: set[Cell], threshold: int) -> dict:
+def _public_row(
+    key: Hashable,
+    raw: RawFunnel,
+    values: Mapping[Cell, int],
+    hidden: set[Cell],
+    threshold: int,
+    *,
+    of_accepted: bool = True,
+) -> dict:
     row: dict = {}
     suppressed: list[str] = []
     label = suppressed_label(threshold)
@@ -73,16 +92,16 @@ def _public_row(key: Hashable, raw: RawFunnel, values: Mapping[Cell, int], hidde
     for rate, (numerator, denominator) in RATES.items():
         blocked = (key, numerator) in hidden or (key, denominator) in hidden
         _set_rate(row, rate, values[(key, numerator)], values[(key, denominator)], blocked, suppressed)
-    _set_days_to_first_contact(row, raw, threshold, suppressed)
-    blocked = is_small(raw.contacted_by_due, threshold) or is_small(raw.due_referrals, threshold)
+    _set_days_to_first_contact(row, raw, threshold, suppressed, of_accepted)
+    blocked = not of_accepted or is_small(raw.contacted_by_due, threshold) or is_small(raw.due_referrals, threshold)
     _set_rate(row, "contacted_by_deadline_share", raw.contacted_by_due, raw.due_referrals, blocked, suppressed)
     row["suppressed"] = suppressed
     return row
 
 
-def _set_days_to_first_contact(row: dict, raw: RawFunnel, threshold: int, suppressed: list[str]) -> None:
+def _set_days_to_first_contact(row: dict, raw: RawFunnel, threshold: int, suppressed: list[str], shown: bool) -> None:
     # A median of fewer than `threshold` persons describes individuals.
-    if is_small(raw.contacted, threshold):
+    if not shown or is_small(raw.contacted, threshold):
         row["days_to_first_contact_median"] = None
         row["days_to_first_contact_p90"] = None
         suppressed += ["days_to_first_contact_median", "days_to_first_contact_p90"]

@@ -113,9 +113,10 @@ def _login_page(request: Request, status: int, message: str | None = None) -> HT
 
 def _page_context(reader: StatsReader, filters: Filters) -> dict:
     """The published figures the page shows, with a funnel chart per municipality."""
-    overall = reader.funnel(filters)
-    by_municipality = reader.by_municipality(filters)
-    monthly = reader.monthly(filters)
+    protection = reader.protection()  # one read of the margins for the three tables
+    overall = reader.funnel(filters, protection)
+    by_municipality = reader.by_municipality(filters, protection)
+    monthly = reader.monthly(filters, protection)
     rows = by_municipality["rows"]
     # One scale for every municipality, so bar lengths compare across the page.
     scale = max([row["offered"] for row in rows if isinstance(row["offered"], int)] + [1])

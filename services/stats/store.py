@@ -128,6 +128,19 @@ class StatsStore:
             ).one()
         return (low, high) if low and high else None
 
+    def margins(self) -> tuple[dict[str, domain.RawFunnel], ...]:
+        """Raw counters (no histogram) per decision month, per municipality code and per offence
+        ("" for none), over all time: the release the one protection of every table is decided
+        on (issue 14). For the domain's :func:`~henvis.services.stats.domain.protect` only."""
+        columns = (funnel_daily.c.decided_month, funnel_daily.c.municipality_code, funnel_daily.c.offence)
+        margins = []
+        with self.engine.connect() as conn:
+            for column in columns:
+                sums = (sa.func.sum(funnel_daily.c[name]).label(name) for name in domain.AGGREGATE_COUNTERS)
+                query = sa.select(column.label("value"), *sums).group_by(column)
+                margins.append({row.value: _counted_funnel(row) for row in conn.execute(query)})
+        return tuple(margins)
+
     def funnels(self, filters: Filters, group_by: GroupBy = None) -> dict[str | None, domain.RawFunnel]:
         """Raw (unsuppressed) figures per group: month ``YYYY-MM``, municipality code ("" for
         none), or one group ``None`` for everything. For the domain's publishing functions only.

@@ -67,6 +67,10 @@ def test_the_pilot_gives_the_status_reports_figures(stats):
     assert funnel["withdrawn"] == "<5"  # 4 withdrawals: a small cell
     assert funnel["days_to_first_contact_median"] is not None
     assert funnel["period"]["applies_to"] == "decision date"
+    protection = funnel["suppression"]
+    assert protection["threshold"] == 5 and protection["label"] == "<5"
+    assert protection["method"].startswith("consistent suppression over the cube")
+    assert set(protection["protected_together"]) >= {"funnel", "funnel/monthly", "funnel/by-municipality", "csv"}
 
 
 def test_monthly_and_municipality_tables_add_up_to_the_funnel(stats):
@@ -107,6 +111,29 @@ def test_no_json_or_csv_output_contains_a_small_count(stats, path, params):
     for record in csv.DictReader(io.StringIO(text.text)):
         for name in COUNT_COLUMNS:
             assert record[name] == "<5" or not (0 < int(record[name]) < 5), (name, record[name])
+
+
+@pytest.mark.parametrize("name", ["offered", "accepted"])
+def test_the_differencing_of_issue_14_no_longer_reveals_lemvigs_drink_driving_cell(stats, name):
+    """Lemvig's drink-driving cell is small; it was the municipality's figure minus its two other
+    offences. Now at least one of those figures is withheld too, in JSON, CSV and on the page."""
+    client, _ = stats
+    hidden = get(client, "/v1/funnel", municipality="665", offence="drink_driving").json()
+    assert hidden[name] == "<5"
+    lemvig = get(client, "/v1/funnel", municipality="665").json()[name]
+    others = [
+        get(client, "/v1/funnel", municipality="665", offence=offence).json()[name]
+        for offence in ("drug_driving", "drink_and_drug_driving")
+    ]
+    assert "<5" in [lemvig, *others], "the hidden cell is the difference of published figures"
+    by_municipality = get(client, "/v1/funnel/by-municipality", format="csv", offence="drink_driving").text
+    lemvig_row = next(row for row in csv.DictReader(io.StringIO(by_municipality)) if row["municipality_code"] == "665")
+    assert lemvig_row[name] == "<5"
+    client.cookies.clear()
+    page = get(client, "/", municipality="665", offence="drink_driving").text
+    total_row = re.search(r'<tr class="total">.*?</tr>', page, re.S)
+    withheld = '<span class="withheld">&lt;5</span>'
+    assert total_row and f"<td>{withheld} / {withheld} /" in total_row.group(0)  # offered / accepted / ...
 
 
 def test_periods_are_whole_months_so_days_cannot_be_differenced(stats):

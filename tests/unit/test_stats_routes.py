@@ -49,6 +49,20 @@ class InMemoryStore:
             result.setdefault(None, domain.RawFunnel())
         return result
 
+    def margins(self) -> tuple[dict[str, domain.RawFunnel], ...]:
+        keys = (
+            lambda state: state.decided_month,
+            lambda state: state.municipality_code or "",
+            lambda state: str(state.offence) if state.offence else "",
+        )
+        margins = []
+        for key in keys:
+            groups = defaultdict(list)
+            for state in self._matching(Filters()):
+                groups[key(state)].append(state)
+            margins.append({value: domain.funnel_of(states) for value, states in groups.items()})
+        return tuple(margins)
+
     def decision_date_range(self, filters: Filters) -> tuple[date, date] | None:
         days = [state.decided_on for state in self._matching(filters)]
         return (min(days), max(days)) if days else None
