@@ -11,13 +11,13 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from henvis.schemas.events import ConsentGiven
 from henvis.services.consent import delivery, domain
-from henvis.services.consent.models import consent_events, consent_outbox
+from henvis.services.consent.models import OUTBOX_CHANNEL, consent_events, consent_outbox
 
 #: Failures that mean "the database cannot be reached right now", as opposed to a bug.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
@@ -76,6 +76,16 @@ def _insert(engine: Engine, new: domain.NewEvent) -> None:
     with engine.begin() as conn:
         conn.execute(insert(consent_events).values(**asdict(new.record)))
         conn.execute(insert(consent_outbox).values(**asdict(new.entry)))
+        _announce(conn)
+
+
+def _announce(conn: Connection) -> None:
+    """Wake the listening relays when, and only if, this transaction commits (PostgreSQL).
+
+    SQLite has no notifications; its relays watch the database file instead (``wakeup.py``).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
 
 
 def known_referral(engine: Engine, referral_id: uuid.UUID) -> domain.KnownReferral | None:
