@@ -119,7 +119,7 @@ class Relay:
         After a round that published nothing the relay sleeps until a commit wakes it
         (``wakeup.py``) or, at the latest, for the poll interval.
         """
-        wakeup = wakeup_for(self.engine.url)
+        wakeup = wakeup_for(self.engine.url) if self.settings.relay_wakeup else Wakeup()
         wakeup.start()
         try:
             self._publish_until(stop, wakeup)

@@ -29,6 +29,13 @@ class ConsentSettings(ServiceSettings):
         le=60,
         description="Longest pause when the outbox is empty: the safety net behind the wake-up on commit.",
     )
+    relay_wakeup: bool = Field(
+        default=True,
+        description=(
+            "Wake the relay on each commit (PostgreSQL LISTEN, inotify on a SQLite file); false = poll only,"
+            " e.g. behind a connection pooler in transaction mode, where LISTEN does not work."
+        ),
+    )
     relay_lease_seconds: float = Field(
         default=60.0,
         ge=30,
