@@ -1,9 +1,11 @@
 """End-to-end latency: ``POST /v1/decisions`` answered -> referral readable on the centre topic.
 
     .venv/bin/python bench/e2e_latency.py [--bootstrap HOST:PORT] [--rates 50,500] [--seconds 15]
+                                          [--engines sqlite,postgresql]
 
-Runs the real parts (``consent serve``, ``consent relay``, ``router worker``; SQLite, the
-demo's settings) under the supervisor, offers decisions at a steady rate (open loop: the
+Runs the real parts (``consent serve``, ``consent relay``, ``router worker``; the demo's
+settings, the consent database on SQLite and, with ``--postgres-url`` /
+``HENVIS_TEST_POSTGRES_URL``, on a scratch PostgreSQL database) under the supervisor, offers decisions at a steady rate (open loop: the
 n-th request starts at start + n/rate, at most ``--in-flight`` at once, so an API that cannot
 keep up shows as a lower achieved rate, never as hidden queueing in the client) and a
 separate watcher process timestamps each referral's arrival on the eleven centre topics.
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import time
 import uuid
@@ -158,6 +162,37 @@ def report(label: str, result: dict, values: list[float], missing: int, baseline
     return figures
 
 
+def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dict, rates: list[float], args) -> list:
+    """Every rate against the pipeline with its consent database on ``engine``; the summary rows."""
+    summary = []
+    parts = ["router", "consent-relay", "consent-api"]
+    with Pipeline(bootstrap, parts, extra_env, database=database) as pipeline:
+        settings = pipeline.kafka_settings()
+        bare_topic = topic_name("bench.bare.v1", settings)
+        ensure_topics(settings, {bare_topic: False})
+        token = pipeline.credentials.tokens["police"]
+        decisions_topic = topic_name(CONSENT_DECISIONS.name, settings)
+        with (
+            ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher,
+            ArrivalWatcher(bootstrap, [decisions_topic]) as relayed,
+        ):
+            # Warm-up: first requests pay for connections, faust's first fetch, SQLite caches.
+            warm = asyncio.run(offer_decisions(pipeline.consent_url, token, 10, 2, 4))
+            watcher.wait_for(warm["sent"], args.drain_seconds)
+            for rate in rates:
+                title(f"{engine}: offered {rate:.0f} decisions/s for {args.seconds:.0f} s")
+                with ArrivalWatcher(bootstrap, [bare_topic]) as bare_watcher:
+                    bare = asyncio.run(offer_bare(bootstrap, bare_topic, rate, args.seconds, args.in_flight))
+                    values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
+                base = report("bare produce->consume", bare, values, missing, None)
+                product = asyncio.run(offer_decisions(pipeline.consent_url, token, rate, args.seconds, args.in_flight))
+                values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
+                figures = report("POST 202 -> centre topic", product, values, missing, base)
+                stages(product, relayed, watcher)
+                summary.append((engine, rate, base, figures))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start a throwaway one")
@@ -169,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         default=8,
         help="most requests outstanding at once (SQLite's API accepts fewer per second above ~8)",
     )
+    parser.add_argument("--engines", default="sqlite,postgresql", help="consent database engines, in turn")
+    parser.add_argument("--postgres-url", default=os.environ.get("HENVIS_TEST_POSTGRES_URL"), help="admin URL")
     parser.add_argument("--drain-seconds", type=float, default=90, help="how long to wait for the last referrals")
     parser.add_argument(
         "--service-env",
@@ -186,38 +223,23 @@ def main(argv: list[str] | None = None) -> int:
         extra_env = dict(item.split("=", 1) for item in args.service_env)
         if extra_env:
             print(f"  service settings: {extra_env}")
-        with Pipeline(bootstrap, ["router", "consent-relay", "consent-api"], extra_env) as pipeline:
-            settings = pipeline.kafka_settings()
-            bare_topic = topic_name("bench.bare.v1", settings)
-            ensure_topics(settings, {bare_topic: False})
-            token = pipeline.credentials.tokens["police"]
-            decisions_topic = topic_name(CONSENT_DECISIONS.name, settings)
-            with (
-                ArrivalWatcher(bootstrap, pipeline.centre_topics()) as watcher,
-                ArrivalWatcher(bootstrap, [decisions_topic]) as relayed,
-            ):
-                # Warm-up: first requests pay for connections, faust's first fetch, SQLite caches.
-                warm = asyncio.run(offer_decisions(pipeline.consent_url, token, 10, 2, 4))
-                watcher.wait_for(warm["sent"], args.drain_seconds)
-                for rate in rates:
-                    title(f"offered {rate:.0f} decisions/s for {args.seconds:.0f} s")
-                    with ArrivalWatcher(bootstrap, [bare_topic]) as bare_watcher:
-                        bare = asyncio.run(offer_bare(bootstrap, bare_topic, rate, args.seconds, args.in_flight))
-                        values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
-                    base = report("bare produce->consume", bare, values, missing, None)
-                    product = asyncio.run(
-                        offer_decisions(pipeline.consent_url, token, rate, args.seconds, args.in_flight)
-                    )
-                    values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
-                    figures = report("POST 202 -> centre topic", product, values, missing, base)
-                    stages(product, relayed, watcher)
-                    summary.append((rate, base, figures))
+        for engine in args.engines.split(","):
+            if engine == "postgresql" and not args.postgres_url:
+                print("postgresql: skipped (no --postgres-url / HENVIS_TEST_POSTGRES_URL)")
+                continue
+            database = (
+                _common.scratch_postgres(args.postgres_url)
+                if engine == "postgresql"
+                else contextlib.nullcontext(None)  # the demo's SQLite file
+            )
+            with database as url:
+                summary += run_engine(engine, bootstrap, url, extra_env, rates, args)
     title("summary (ms; ratio = pipeline / bare broker)")
-    for rate, base, figures in summary:
+    for engine, rate, base, figures in summary:
         print(
-            f"  offered {rate:>4.0f}/s  achieved {figures['achieved']:6.1f}/s (bare {base['achieved']:6.1f}/s)   "
+            f"  {engine:<10} offered {rate:>4.0f}/s  achieved {figures['achieved']:6.1f}/s (bare {base['achieved']:6.1f}/s)   "
             + "   ".join(
-                f"{name} {figures[name]:7.1f} vs {base[name]:5.1f} (x{figures[name] / base[name]:.0f})"
+                f"{name} {figures[name]:7.1f} vs {base[name]:5.1f} (x{figures[name] / base[name]:.1f})"
                 for name in ("p50", "p95", "p99")
             )
         )

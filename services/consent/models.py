@@ -56,6 +56,10 @@ consent_outbox = Table(
     Index("ix_consent_outbox_sent_at", "sent_at"),
 )
 
+#: The PostgreSQL notification channel on which an accept transaction announces a new outbox
+#: row to the relays (``store.accept``, ``wakeup.PostgresWakeup``). It carries no payload.
+OUTBOX_CHANNEL = "henvis_consent_outbox"
+
 #: A single row every lease transaction updates first: it serialises leasing across relay
 #: replicas on both engines (PostgreSQL row lock; SQLite's single writer lock).
 outbox_lease_lock = Table(

@@ -35,15 +35,17 @@ def lease(engine: Engine, owner: str, limit: int, lease_seconds: float, now: dat
 
     The transaction first updates the single lease-lock row, so lease transactions of
     several relays run one after another on PostgreSQL and SQLite alike, and each one
-    reads the leases the previous one committed.
+    reads the leases the previous one committed. A lease that finds nothing rolls back.
     """
     now = now or utcnow()
-    with engine.begin() as conn:
+    with engine.connect() as conn, conn.begin() as transaction:
         conn.execute(update(outbox_lease_lock).where(outbox_lease_lock.c.id == 1).values(holder=owner, taken_at=now))
         leased_keys = _keys_under_lease(conn, now)
         candidates = _free_rows(conn, now, leased_keys, limit)
         planned = delivery.plan_lease(candidates, leased_keys, owner, now, limit, lease_seconds)
         if not planned.ids:
+            # Nothing written: an idle relay must not wake the relays watching a SQLite file.
+            transaction.rollback()
             return []
         _save_lease(conn, planned)
         return _load_leased(conn, planned.ids)

@@ -7,6 +7,9 @@ rows sent and gives the failed ones back. The producer's delivery timeout is sho
 the lease, so a lease never runs out while its rows may still be in flight; only a crash
 (SIGKILL after the broker acked, before the rows were marked) can publish a row twice,
 and the router's dedupe by event_id absorbs that.
+
+Between rounds the relay sleeps until a commit to the outbox wakes it (``wakeup.py``), or
+for the poll interval at most: the poll is the safety net, not the way rows are found.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from henvis.services.consent.delivery import Settlement
 from henvis.services.consent.metrics import PUBLISH_ERRORS, PUBLISHED, record_outbox_backlog
 from henvis.services.consent.publisher import publish, relay_producer_config
 from henvis.services.consent.settings import ConsentSettings
+from henvis.services.consent.wakeup import Wakeup, wakeup_for
 
 log = structlog.get_logger("henvis.consent.relay")
 
@@ -110,9 +114,23 @@ class Relay:
     # ------------------------------------------------------------------ the loop
 
     def run(self, stop: threading.Event) -> None:
-        """Publish until ``stop`` is set; broker or database outages are waited out."""
+        """Publish until ``stop`` is set; broker or database outages are waited out.
+
+        After a round that published nothing the relay sleeps until a commit wakes it
+        (``wakeup.py``) or, at the latest, for the poll interval.
+        """
+        wakeup = wakeup_for(self.engine.url) if self.settings.relay_wakeup else Wakeup()
+        wakeup.start()
+        try:
+            self._publish_until(stop, wakeup)
+        finally:
+            wakeup.close()
+            self.close()
+
+    def _publish_until(self, stop: threading.Event, wakeup: Wakeup) -> None:
         failures = 0
         while not stop.is_set():
+            wakeup.arm()  # before the round reads the outbox, so no commit after it goes unnoticed
             try:
                 published = self._run_round()
             except Exception as exc:  # noqa: BLE001 - the relay must outlive any outage
@@ -123,8 +141,7 @@ class Relay:
                 log.info("relay_recovered", after_failures=failures)
             failures = 0
             if not published:
-                stop.wait(self.settings.relay_poll_interval_seconds)
-        self.close()
+                wakeup.wait(self.settings.relay_poll_interval_seconds, stop)
 
     def _run_round(self) -> int:
         """One round and the housekeeping after it; the number of rows published."""

@@ -22,12 +22,19 @@ class ConsentSettings(ServiceSettings):
     )
     relay_batch_size: int = Field(default=500, ge=1, le=10_000, description="Outbox rows leased at a time.")
     relay_poll_interval_seconds: float = Field(
-        # 0.05 s: end-to-end p50 33 ms instead of 131 ms at 0.2 s (bench/README.md), for 20 idle
-        # indexed outbox queries a second per replica.
-        default=0.05,
+        # A commit wakes the relay (PostgreSQL LISTEN/NOTIFY, inotify on a SQLite file); this
+        # poll only catches what a lost wake-up would miss, so it can be slow and cheap.
+        default=1.0,
         gt=0,
         le=60,
-        description="Pause when the outbox is empty.",
+        description="Longest pause when the outbox is empty: the safety net behind the wake-up on commit.",
+    )
+    relay_wakeup: bool = Field(
+        default=True,
+        description=(
+            "Wake the relay on each commit (PostgreSQL LISTEN, inotify on a SQLite file); false = poll only,"
+            " e.g. behind a connection pooler in transaction mode, where LISTEN does not work."
+        ),
     )
     relay_lease_seconds: float = Field(
         default=60.0,

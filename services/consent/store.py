@@ -11,13 +11,16 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from henvis.schemas.events import ConsentGiven
 from henvis.services.consent import delivery, domain
-from henvis.services.consent.models import consent_events, consent_outbox
+from henvis.services.consent.models import OUTBOX_CHANNEL, consent_events, consent_outbox
+
+#: Sent in every accept transaction on PostgreSQL; delivered to the listening relays on commit.
+_NOTIFY_RELAYS = text(f"NOTIFY {OUTBOX_CHANNEL}")
 
 #: Failures that mean "the database cannot be reached right now", as opposed to a bug.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
@@ -50,32 +53,44 @@ def accept(
     """
     event_id = str(submitted.event_id)
     now = now or utcnow()
-    acceptance = domain.decide_acceptance(_stored_hash(engine, event_id), submitted, published, client_name, now)
-    if acceptance.new is None:
-        return acceptance
     try:
-        _insert(engine, acceptance.new)
+        # One connection and transaction for the look-up and the rows (one pool checkout,
+        # one round trip less on PostgreSQL: bench/README.md, consent API CPU).
+        with engine.begin() as conn:
+            stored = _stored_hash(conn, event_id)
+            acceptance = domain.decide_acceptance(stored, submitted, published, client_name, now)
+            if acceptance.new is not None:
+                _insert(conn, acceptance.new)
     except IntegrityError:
         # A concurrent request with the same event_id won the race: judge against it.
-        stored = _stored_hash(engine, event_id)
+        with engine.connect() as conn:
+            stored = _stored_hash(conn, event_id)
         if stored is None:
             raise
         return domain.decide_acceptance(stored, submitted, published, client_name, now)
     return acceptance
 
 
-def _stored_hash(engine: Engine, event_id: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(
-            select(consent_events.c.body_sha256).where(consent_events.c.event_id == event_id)
-        ).scalar_one_or_none()
+def _stored_hash(conn: Connection, event_id: str) -> str | None:
+    return conn.execute(
+        select(consent_events.c.body_sha256).where(consent_events.c.event_id == event_id)
+    ).scalar_one_or_none()
 
 
-def _insert(engine: Engine, new: domain.NewEvent) -> None:
-    """Both rows in one transaction: never an idempotency record without its outbox row."""
-    with engine.begin() as conn:
-        conn.execute(insert(consent_events).values(**asdict(new.record)))
-        conn.execute(insert(consent_outbox).values(**asdict(new.entry)))
+def _insert(conn: Connection, new: domain.NewEvent) -> None:
+    """Both rows in the caller's transaction: never an idempotency record without its outbox row."""
+    conn.execute(insert(consent_events).values(**asdict(new.record)))
+    conn.execute(insert(consent_outbox).values(**asdict(new.entry)))
+    _announce(conn)
+
+
+def _announce(conn: Connection) -> None:
+    """Wake the listening relays when, and only if, this transaction commits (PostgreSQL).
+
+    SQLite has no notifications; its relays watch the database file instead (``wakeup.py``).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY_RELAYS)
 
 
 def known_referral(engine: Engine, referral_id: uuid.UUID) -> domain.KnownReferral | None:

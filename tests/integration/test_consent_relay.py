@@ -211,3 +211,28 @@ def test_two_relays_publish_every_row_once_and_keep_each_case_in_order(
     assert all(logged(log, "worker_ready") for log in logs)
     for log in logs:
         assert all(json.loads(line) for line in log_lines(log) if line.startswith("{"))
+
+
+def test_an_idle_relay_is_woken_by_each_commit_not_by_its_poll(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """With a poll of a minute, each decision is published while the next one waits for it."""
+    engine = migrated_engine(database_url)
+    relay_log = tmp_path / "relay.log"
+    relay = start_relay(
+        tmp_path, database_url, kafka_settings, relay_log, HENVIS_CONSENT_RELAY_POLL_INTERVAL_SECONDS="60"
+    )
+    events = _events_for_cases(cases=4, per_case=1)
+    try:
+        wait_until(lambda: logged(relay_log, "worker_ready"), timeout=60, message="relay ready")
+        with TestClient(consent_app(database_url)) as client:
+            for number, event in enumerate(events, start=1):
+                _post_all(client, [event])
+                # Half the poll interval: only a wake-up on commit publishes it in time.
+                wait_until(lambda n=number: _sent(engine) == n, timeout=30, interval=0.05, message="woken relay")
+        messages = read_topic(kafka_settings, topic_name(TOPIC_BASE, kafka_settings), expected=len(events))
+    finally:
+        stop(relay)
+        engine.dispose()
+    assert relay.returncode == 0, "relay did not stop cleanly on SIGTERM"
+    _assert_exactly_in_order(messages, events)
