@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import time
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -64,6 +65,21 @@ class CentreSettings(ServiceSettings):
     )
     working_day_opens: time = Field(default=time(8), description="Start of the centres' working day (Danish time).")
     working_day_closes: time = Field(default=time(16), description="End of the centres' working day (Danish time).")
+
+    inbox_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Address of the caseworkers' inbox as the centres open it; the digest e-mail links to it.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for the daily digest; unset = no digest.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (implicit, port 465) or none (a local relay only)."
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login; unset = no authentication.")
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = Field(default=None, description="Sender address of the digest, e.g. henvis@politi.dk.")
+    smtp_timeout_seconds: float = Field(default=30, gt=0)
 
     @model_validator(mode="after")
     def _working_day_is_a_day(self):
