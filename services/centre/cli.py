@@ -93,7 +93,13 @@ def send_digest_now(settings: CentreSettings) -> int:
     """The daily digest, once; exit code 1 when a centre's delivery failed."""
     from henvis.services.centre.digest import send_digests
 
-    report = send_digests(settings, load_registry(settings.registry_path), make_centre_engine(settings.database_url))
+    try:
+        report = send_digests(
+            settings, load_registry(settings.registry_path), make_centre_engine(settings.database_url)
+        )
+    except RuntimeError as exc:  # a setting is missing: say which, no traceback
+        print(f"henvis centre digest: {exc}", file=sys.stderr)
+        return 2
     print(
         f"digest sent to {len(report.sent)} centre(s); no mailbox in the registry: "
         f"{', '.join(report.no_mailbox) or 'none'}; failed: {', '.join(report.failed) or 'none'}"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -136,3 +139,40 @@ def test_an_unreachable_server_is_a_failure_for_that_centre_not_a_crash(database
     report = send_digests(settings, load_registry(settings.registry_path), engine)
     engine.dispose()
     assert report.failed == ["herning"] and report.sent == []
+
+
+def test_the_command_sends_the_digest_and_names_a_missing_setting(tmp_path, smtp_server, registry_with_mailboxes):
+    controller, mailbox = smtp_server
+    mailbox.messages.clear()
+    env = {
+        **os.environ,
+        "HENVIS_CENTRE_DATABASE_URL": f"sqlite:///{tmp_path / 'centre.db'}",
+        "HENVIS_REGISTRY_PATH": str(registry_with_mailboxes),
+        "HENVIS_CENTRE_CENTRES": "herning,holstebro",
+        "HENVIS_CENTRE_INBOX_URL": INBOX_URL,
+        "HENVIS_CENTRE_SMTP_FROM": "henvis@politi.example.dk",
+    }
+
+    def digest(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "henvis.cli", "centre", "digest"],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=120,
+        )
+
+    missing = digest()
+    assert missing.returncode == 2
+    assert "HENVIS_CENTRE_SMTP_HOST" in missing.stderr and "Traceback" not in missing.stderr
+
+    sent = digest(
+        HENVIS_CENTRE_SMTP_HOST=controller.hostname,
+        HENVIS_CENTRE_SMTP_PORT=str(controller.port),
+        HENVIS_CENTRE_SMTP_SECURITY="none",
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "digest sent to 1 centre(s); no mailbox in the registry: holstebro; failed: none" in sent.stdout
+    ((recipients, message),) = mailbox.messages
+    assert recipients == ["rusmiddelcenter@herning.example.dk"]
+    assert ": 0 nye, 0 med frist snart, 0 over frist" in message["Subject"]
