@@ -281,6 +281,37 @@ for path in sys.argv[3:]:
     shared = [slug for slug, deployments in consumed.items() if len(deployments) > 1 or ("*" in consumed and slug != "*")]
     report(not shared, f"{label}: each centre topic has one centre worker Deployment ({len(consumed)} consumer set(s))"
            + (f"; consumed twice: {', '.join(shared)}" if shared else ""))
+    # NetworkPolicies (rendered by the production values): each part reaches only what it needs.
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in documents if doc["kind"] == "NetworkPolicy"}
+    if policies:
+        deny = policies.get("henvis-default-deny", {})
+        report(not deny.get("ingress") and not deny.get("egress") and deny.get("policyTypes") == ["Ingress", "Egress"],
+               f"{label}: a default-deny NetworkPolicy (ingress and egress) selects every pod of the release")
+        workloads = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] in ("Deployment", "StatefulSet")}
+        wrong = []
+        for name, workload in workloads.items():
+            spec = policies.get(name)
+            if spec is None:
+                wrong.append(f"{name}: no NetworkPolicy")
+                continue
+            env = {e["name"] for e in workload["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            egress_ports = {port["port"] for rule in spec.get("egress", []) for port in rule.get("ports", []) if port["port"] != 53}
+            needs = {"database": any(e.endswith("_DATABASE_URL") for e in env), "kafka": "HENVIS_KAFKA_SASL_PASSWORD" in env}
+            for what, port in (("database", 5432), ("kafka", 9093)):
+                if needs[what] != (port in egress_ports):
+                    wrong.append(f"{name}: {'needs' if needs[what] else 'must not reach'} the {what} (port {port})")
+            if egress_ports - {5432, 9093}:
+                wrong.append(f"{name}: may also reach ports {sorted(egress_ports - {5432, 9093})}")
+            ingress_ports = {port["port"] for rule in spec.get("ingress", []) for port in rule.get("ports", [])}
+            served = {port["containerPort"] for port in workload["spec"]["template"]["spec"]["containers"][0].get("ports", [])}
+            if ingress_ports != served:
+                wrong.append(f"{name}: ingress open on {sorted(ingress_ports)}, serves {sorted(served)}")
+        digest = policies.get("henvis-centre-digest", {})
+        digest_ports = {port["port"] for rule in digest.get("egress", []) for port in rule.get("ports", [])}
+        if digest and digest_ports != {53, 5432, 587}:
+            wrong.append(f"henvis-centre-digest: egress ports {sorted(digest_ports)}, wants DNS, database and SMTP only")
+        report(not wrong, f"{label}: NetworkPolicies let each of {len(workloads)} workloads reach only its database "
+               "and/or the brokers and receive only on the port it serves" + "".join(f"; {w}" for w in wrong))
 sys.exit(1 if problems else 0)
 PY
     pass "schema and rule validation"
