@@ -13,7 +13,9 @@
 #                         build/image; make test builds it when podman is there, and its smoke
 #                         test (tests/integration/test_image_smoke.py) runs it
 #   make demo             the end-to-end demo
-#   make check-generated  schemas/generated is up to date with the pydantic models
+#   make check-generated  schemas/generated is up to date with the pydantic models, and the
+#                         chart README's values table with values.schema.json
+#   make chart-readme     regenerate that table
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -27,7 +29,7 @@ PYTEST_ARGS ?=
 # apt-get needs root; a developer who is not root goes through sudo.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: venv lock lint test demo check-generated helm-check image postgres-start postgres-stop
+.PHONY: venv lock lint test demo check-generated chart-readme helm-check image postgres-start postgres-stop
 
 # The lock: every runtime and `test` dependency pinned with its hashes, for CPython 3.11 on
 # Linux x86_64 (Debian 12's glibc 2.36). `make lock` compiles it with uv, installed into a
@@ -70,6 +72,11 @@ lint: venv
 
 check-generated: venv
 	$(HENVIS) schemas export --check schemas/generated
+	$(VENV)/bin/python -m henvis_dev.chart_readme --check
+
+# helm/henvis/README.md's values table, regenerated from values.schema.json and values.yaml.
+chart-readme: venv
+	$(VENV)/bin/python -m henvis_dev.chart_readme
 
 # HENVIS_TEST_POSTGRES_URL may be given from outside (an existing server); otherwise the
 # local throwaway cluster of tools/postgres.sh is started (and left running for reruns).

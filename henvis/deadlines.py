@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -45,3 +45,22 @@ def contact_due_by(issued_at: datetime, working_days: int) -> date:
 
 def treatment_due_by(issued_at: datetime, days: int) -> date:
     return local_date(issued_at) + timedelta(days=days)
+
+
+def working_hours_until(now: datetime, due_by: date, opens: time, closes: time) -> float:
+    """Working hours left from ``now`` until the end of the Danish day ``due_by``.
+
+    A working hour is one between ``opens`` and ``closes`` (Danish time) on a working day;
+    the day ``due_by`` counts to its close, as the inbox calls a referral overdue only the
+    day after. 0 once ``due_by`` has passed or when no working hour is left before it.
+    """
+    local_now = now.astimezone(DANISH_TIME)
+    day = local_now.date()
+    hours = 0.0
+    while day <= due_by:
+        if is_working_day(day):
+            start = datetime.combine(day, opens, DANISH_TIME)
+            end = datetime.combine(day, closes, DANISH_TIME)
+            hours += max(0.0, (end - max(start, local_now)).total_seconds() / 3600)
+        day += timedelta(days=1)
+    return hours

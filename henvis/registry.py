@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
 
 from henvis import deadlines
 from henvis.schemas.municipalities import DANISH_MUNICIPALITIES
@@ -33,6 +33,9 @@ class Centre(BaseModel):
     topic: str | None = Field(default=None, description="Defaults to referrals.<slug>.v1")
     contact_due_working_days: int = Field(default=1, ge=0, le=30)
     treatment_due_days: int = Field(default=14, ge=1, le=90)
+    mailbox: EmailStr | None = Field(
+        default=None, description="The centre's shared mailbox (not a person's): the daily digest goes here."
+    )
 
     @property
     def topic_base(self) -> str:

@@ -7,6 +7,10 @@
 # Tools come only from package registries this machine reaches, cached between runs:
 #   - helm: `go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION` (Go module proxy) into
 #     $(go env GOPATH)/bin; skipped when that helm is already installed.
+#   - promtool: `go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION`
+#     with GOBIN=$HENVIS_TOOLS_CACHE/promtool-$PROMTOOL_VERSION; skipped when that binary exists.
+#   - checkov (PyPI, $CHECKOV_VERSION) in its own venv under $HENVIS_TOOLS_CACHE: its many
+#     dependencies would otherwise move pins of the project's lock (see the operators' guide).
 #   - Kubernetes JSON schemas: the PyPI package kubernetes-validate, which bundles the
 #     strict (additionalProperties: false) schemas of every Kubernetes minor release,
 #     installed into a venv under $HENVIS_TOOLS_CACHE. We validate with it directly; see
@@ -15,6 +19,8 @@
 # Environment:
 #   HELM_VERSION               helm release to install (default below)
 #   KUBERNETES_VALIDATE_VERSION  kubernetes-validate release (default below)
+#   PROMTOOL_VERSION           Prometheus Go module version that provides promtool (default below)
+#   CHECKOV_VERSION            checkov release (default below)
 #   HELM_CHECK_KUBE_VERSIONS   Kubernetes versions to validate against (oldest supported
 #                              by Chart.yaml and newest bundled; space-separated)
 #   HENVIS_TOOLS_CACHE         cache folder for the validator venv (~/.cache/henvis-tools)
@@ -22,6 +28,8 @@ set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
+PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
+CHECKOV_VERSION="${CHECKOV_VERSION:-3.3.30}"
 KUBE_VERSIONS="${HELM_CHECK_KUBE_VERSIONS:-1.27.0 1.37.0}"
 # The version helm renders and lints for: a go-installed helm has no release metadata and
 # would otherwise assume Kubernetes 1.20, older than Chart.yaml's kubeVersion allows.
@@ -60,6 +68,20 @@ else
     echo "  helm installed in $((SECONDS - start)) s"
 fi
 
+PROMTOOL_DIR="$CACHE/promtool-$PROMTOOL_VERSION"
+PROMTOOL="$PROMTOOL_DIR/promtool"
+if [ -x "$PROMTOOL" ]; then
+    echo "  promtool ($PROMTOOL_VERSION) already installed at $PROMTOOL"
+else
+    echo "  installing promtool $PROMTOOL_VERSION with go install (first time: several minutes) ..."
+    start=$SECONDS
+    mkdir -p "$PROMTOOL_DIR"
+    # remove_all_sd leaves out Prometheus's service-discovery plugins (the cloud SDKs, most
+    # of the build): `promtool check/test rules` does not use them.
+    GOBIN="$PROMTOOL_DIR" go install -tags remove_all_sd "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+    echo "  promtool installed in $((SECONDS - start)) s"
+fi
+
 VENV="$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
 if ! "$VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null; then
     echo "  installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $VENV ..."
@@ -70,12 +92,28 @@ else
     echo "  kubernetes-validate $KUBERNETES_VALIDATE_VERSION already installed in $VENV"
 fi
 
+CHECKOV_VENV="$CACHE/checkov-$CHECKOV_VERSION"
+if ! "$CHECKOV_VENV/bin/checkov" --version >/dev/null 2>&1; then
+    echo "  installing checkov $CHECKOV_VERSION into $CHECKOV_VENV ..."
+    PYTHON="$(command -v python3.11 || command -v python3)"
+    "$PYTHON" -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+else
+    echo "  checkov $CHECKOV_VERSION already installed in $CHECKOV_VENV"
+fi
+
 # --- the registry copy ---------------------------------------------------------------
-section "centre registry copy"
+section "copies in the chart: centre registry, Grafana dashboard"
 if cmp -s "$CHART/files/centres.v1.yaml" "$ROOT/henvis/data/centres.v1.yaml"; then
     pass "helm/henvis/files/centres.v1.yaml is identical to henvis/data/centres.v1.yaml"
 else
     fail "helm/henvis/files/centres.v1.yaml differs from henvis/data/centres.v1.yaml: copy it (cp henvis/data/centres.v1.yaml helm/henvis/files/)"
+fi
+
+if cmp -s "$CHART/files/grafana-dashboard.json" "$ROOT/docs/grafana-dashboard.json"; then
+    pass "helm/henvis/files/grafana-dashboard.json is identical to docs/grafana-dashboard.json"
+else
+    fail "helm/henvis/files/grafana-dashboard.json differs from docs/grafana-dashboard.json: copy it (cp docs/grafana-dashboard.json helm/henvis/files/)"
 fi
 
 # --- values.yaml documents every value ----------------------------------------------
@@ -113,7 +151,7 @@ done
 # --- Kubernetes schemas and the chart's own rules ------------------------------------
 section "rendered manifests against the Kubernetes schemas (strict) and the chart's rules"
 # Kinds that are not part of Kubernetes itself and have no bundled schema.
-SKIPPED_KINDS="ServiceMonitor"
+SKIPPED_KINDS="ServiceMonitor PrometheusRule"
 if "$VENV/bin/python" - "$KUBE_VERSIONS" "$SKIPPED_KINDS" "$WORK/default.yaml" "$WORK/production.yaml" <<'PY'; then
 import re
 import sys
@@ -171,7 +209,7 @@ def pod_rules(name: str, kind: str, pod: dict) -> list[str]:
             broken.append(f"{container['name']}: holds Kafka credentials but does not talk to Kafka")
         if "HENVIS_CENTRE_SESSION_SECRET" in names and not name.endswith("centre-api"):
             broken.append(f"{container['name']}: holds the centre session secret but is not the centre web app")
-        if kind == "Deployment":
+        if kind in ("Deployment", "StatefulSet"):
             for probe in ("livenessProbe", "readinessProbe"):
                 if probe not in container:
                     broken.append(f"{container['name']}: no {probe}")
@@ -200,8 +238,12 @@ for path in sys.argv[3:]:
             except utils.SchemaNotFoundError as error:
                 report(False, f"{label}: {kind}/{name}: {error.message}")
         pod = None
-        if kind == "Deployment" or kind == "Job":
+        if kind in ("Deployment", "StatefulSet", "Job"):
             pod = doc["spec"]["template"]["spec"]
+        elif kind == "CronJob":
+            pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif kind == "Pod":
+            pod = doc["spec"]
         if pod is not None:
             for problem in pod_rules(name, kind, pod):
                 report(False, f"{label}: {kind}/{name}: {problem}")
@@ -211,12 +253,23 @@ for path in sys.argv[3:]:
            f"(strict, unknown fields refused) and hardened ({summary})")
     for kind in sorted(skipped_kinds & set(counts)):
         print(f"  skip  {label}: {counts[kind]} {kind} (a CRD: no schema bundled with kubernetes-validate)")
-    for kind in ("Deployment", "Service"):
-        names = {doc["metadata"]["name"].removeprefix("henvis-") for doc in documents if doc["kind"] == kind}
+    for kinds in (("Deployment", "StatefulSet"), ("Service",)):
+        names = {doc["metadata"]["name"].removeprefix("henvis-") for doc in documents if doc["kind"] in kinds}
         missing = COMPONENTS - names
         extra = ", ".join(sorted(names - COMPONENTS))
-        report(not missing, f"{label}: a {kind} for each of the seven components"
+        report(not missing, f"{label}: a {' or '.join(kinds)} for each of the seven components"
                + (f" (missing: {', '.join(sorted(missing))})" if missing else "") + (f", and {extra}" if extra else ""))
+    # Workers that join their group as static members by pod name need stable pod names.
+    for doc in documents:
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        env = doc["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        static = any(e["name"].endswith("_INSTANCE_ID") and e.get("valueFrom", {}).get("fieldRef") for e in env)
+        if static and doc["kind"] != "StatefulSet":
+            report(False, f"{label}: {doc['kind']}/{doc['metadata']['name']} uses its pod name as a static member id but is not a StatefulSet")
+    stateful = sorted(doc["metadata"]["name"] for doc in documents if doc["kind"] == "StatefulSet")
+    report({"henvis-router-worker", "henvis-stats-worker"} <= set(stateful),
+           f"{label}: router and stats workers (static members) are StatefulSets: {', '.join(stateful)}")
     report(counts.get("Job") == 3, f"{label}: three migration Jobs (consent, centre, stats)")
     # Each centre topic is consumed by exactly one centre worker Deployment.
     consumed: dict[str, list[str]] = {}
@@ -228,12 +281,85 @@ for path in sys.argv[3:]:
     shared = [slug for slug, deployments in consumed.items() if len(deployments) > 1 or ("*" in consumed and slug != "*")]
     report(not shared, f"{label}: each centre topic has one centre worker Deployment ({len(consumed)} consumer set(s))"
            + (f"; consumed twice: {', '.join(shared)}" if shared else ""))
+    # NetworkPolicies (rendered by the production values): each part reaches only what it needs.
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in documents if doc["kind"] == "NetworkPolicy"}
+    if policies:
+        deny = policies.get("henvis-default-deny", {})
+        report(not deny.get("ingress") and not deny.get("egress") and deny.get("policyTypes") == ["Ingress", "Egress"],
+               f"{label}: a default-deny NetworkPolicy (ingress and egress) selects every pod of the release")
+        workloads = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] in ("Deployment", "StatefulSet")}
+        wrong = []
+        for name, workload in workloads.items():
+            spec = policies.get(name)
+            if spec is None:
+                wrong.append(f"{name}: no NetworkPolicy")
+                continue
+            env = {e["name"] for e in workload["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            egress_ports = {port["port"] for rule in spec.get("egress", []) for port in rule.get("ports", []) if port["port"] != 53}
+            needs = {"database": any(e.endswith("_DATABASE_URL") for e in env), "kafka": "HENVIS_KAFKA_SASL_PASSWORD" in env}
+            for what, port in (("database", 5432), ("kafka", 9093)):
+                if needs[what] != (port in egress_ports):
+                    wrong.append(f"{name}: {'needs' if needs[what] else 'must not reach'} the {what} (port {port})")
+            if egress_ports - {5432, 9093}:
+                wrong.append(f"{name}: may also reach ports {sorted(egress_ports - {5432, 9093})}")
+            ingress_ports = {port["port"] for rule in spec.get("ingress", []) for port in rule.get("ports", [])}
+            served = {port["containerPort"] for port in workload["spec"]["template"]["spec"]["containers"][0].get("ports", [])}
+            if ingress_ports != served:
+                wrong.append(f"{name}: ingress open on {sorted(ingress_ports)}, serves {sorted(served)}")
+        digest = policies.get("henvis-centre-digest", {})
+        digest_ports = {port["port"] for rule in digest.get("egress", []) for port in rule.get("ports", [])}
+        if digest and digest_ports != {53, 5432, 587}:
+            wrong.append(f"henvis-centre-digest: egress ports {sorted(digest_ports)}, wants DNS, database and SMTP only")
+        report(not wrong, f"{label}: NetworkPolicies let each of {len(workloads)} workloads reach only its database "
+               "and/or the brokers and receive only on the port it serves" + "".join(f"; {w}" for w in wrong))
 sys.exit(1 if problems else 0)
 PY
     pass "schema and rule validation"
 else
     fail "schema and rule validation (see FAIL lines above)"
 fi
+
+# --- the alerts ------------------------------------------------------------------------
+section "PrometheusRule: promtool check rules and promtool test rules"
+# The rules as the default values render them (release and namespace "henvis"), tested by
+# tools/prometheus-rules-test.yaml: each alert fires on its cause and not on look-alikes.
+if "$HELM" template henvis "$CHART" --namespace henvis --kube-version "$RENDER_KUBE_VERSION" \
+        --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml >"$WORK/prometheusrule.yaml" 2>"$WORK/rule.log" \
+    && "$VENV/bin/python" -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], open(sys.argv[2], "w"))' \
+        "$WORK/prometheusrule.yaml" "$WORK/rules.yaml" 2>>"$WORK/rule.log"; then
+    pass "PrometheusRule rendered ($(grep -c -- '- alert:' "$WORK/prometheusrule.yaml") alerts)"
+else
+    fail "PrometheusRule did not render"; sed 's/^/          /' "$WORK/rule.log"
+fi
+if "$PROMTOOL" check rules "$WORK/rules.yaml" >"$WORK/promtool-check.log" 2>&1; then
+    pass "promtool check rules: $(grep -o 'SUCCESS: [0-9]* rules found' "$WORK/promtool-check.log")"
+else
+    fail "promtool check rules"; sed 's/^/          /' "$WORK/promtool-check.log"
+fi
+cp "$ROOT/tools/prometheus-rules-test.yaml" "$WORK/rules-test.yaml"
+if "$PROMTOOL" test rules "$WORK/rules-test.yaml" >"$WORK/promtool-test.log" 2>&1; then
+    pass "promtool test rules: $(grep -c '^  - name:' "$WORK/rules-test.yaml") tests of tools/prometheus-rules-test.yaml"
+else
+    fail "promtool test rules"; sed 's/^/          /' "$WORK/promtool-test.log"
+fi
+
+# --- checkov ---------------------------------------------------------------------------
+section "checkov over the rendered manifests (skips justified in tools/checkov.yaml)"
+# The default values render no NetworkPolicy (networkPolicy.enabled is off until an operator
+# names the cluster's peers), so for them CKV2_K8S_6 ("pods without a NetworkPolicy") is
+# skipped too; the production values enable the policies and pass it. (checkov's command
+# line --skip-check replaces the config file's list, hence the list is read from it.)
+config_skips="$("$VENV/bin/python" -c 'import sys, yaml; print(",".join(yaml.safe_load(open(sys.argv[1]))["skip-check"]))' "$ROOT/tools/checkov.yaml")"
+declare -A CHECKOV_SKIPS=([default]="$config_skips,CKV2_K8S_6" [production]="$config_skips")
+for set in default production; do
+    if "$CHECKOV_VENV/bin/checkov" --file "$WORK/$set.yaml" --framework kubernetes \
+            --config-file "$ROOT/tools/checkov.yaml" --skip-check "${CHECKOV_SKIPS[$set]}" \
+            --compact --quiet >"$WORK/checkov-$set.log" 2>&1; then
+        pass "checkov ($set): $(grep -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$WORK/checkov-$set.log" | head -n 1)"
+    else
+        fail "checkov ($set):"; sed 's/^/          /' "$WORK/checkov-$set.log"
+    fi
+done
 
 # --- the Grafana dashboard queries metrics that exist ------------------------------
 section "docs/grafana-dashboard.json"
@@ -294,6 +420,11 @@ BAD_VALUES=(
     "centre.isolatedWorkers[0].centre=herning|missing property 'kafkaSaslExistingSecret'"
     "router.worker.autoscaling.enabled=true,router.worker.autoscaling.maxReplicas=7|above kafka.partitions"
     "consent.api.autoscaling.enabled=true,consent.api.autoscaling.minReplicas=5,consent.api.autoscaling.maxReplicas=2|above maxReplicas"
+    "centre.digest.enabled=true|/centre/digest/inboxUrl"
+    "centre.digest.enabled=true,centre.digest.inboxUrl=https://x.example/,centre.digest.smtp.host=smtp,centre.digest.smtp.from=nobody|/centre/digest/smtp/from"
+    "centre.deadlineWarning.workingDayOpens=8am|/centre/deadlineWarning/workingDayOpens"
+    "prometheusRule.consumerLagThreshold=-1|/prometheusRule/consumerLagThreshold"
+    "networkPolicy.kafka.ports=null|missing property 'ports'"
 )
 for case in "${BAD_VALUES[@]}"; do
     set_args="${case%%|*}"

@@ -35,7 +35,7 @@ def build_app(settings: CentreSettings | None = None, *, local_only: bool = Fals
     engine = make_centre_engine(settings.database_url)
     clients = ClientRegistry.from_settings(settings)
     seal = _sealer(settings)
-    watch_inbox(engine, centres)
+    watch_inbox(engine, centres, settings.working_hours())
     app = create_app(
         service="centre",
         title="henvis centre inbox",

@@ -1,4 +1,4 @@
-"""``henvis centre worker|serve|migrate|purge|add-user``.
+"""``henvis centre worker|serve|migrate|purge|digest|add-user``.
 
 Each command imports the heavy parts only it needs (kafka-python, FastAPI, argon2 with its
 import-time hash), so the worker does not pay for the web app and the other way round.
@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
         return 0
     if args.command == "purge":
         return purge_now(settings)
+    if args.command == "digest":
+        return send_digest_now(settings)
     if args.command == "add-user":
         return add_user_from_prompt(settings, args.centre, args.username, args.password_stdin)
     return 2
@@ -53,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, default=8002)
     sub.add_parser("migrate", help="bring the inbox database to the latest schema")
     sub.add_parser("purge", help="erase contact details of referrals closed/withdrawn longer than the retention")
+    sub.add_parser(
+        "digest", help="e-mail each centre's shared mailbox its counts of new, due-soon and overdue referrals"
+    )
     add_user_parser = sub.add_parser("add-user", help="create a caseworker account (or reset its password)")
     add_user_parser.add_argument("--centre", required=True, help="centre slug from the registry")
     add_user_parser.add_argument("--username", required=True)
@@ -82,6 +87,24 @@ def purge_now(settings: CentreSettings) -> int:
     count = purge(make_centre_engine(settings.database_url), settings.retention_days)
     print(f"erased contact details of {count} referral(s)")
     return 0
+
+
+def send_digest_now(settings: CentreSettings) -> int:
+    """The daily digest, once; exit code 1 when a centre's delivery failed."""
+    from henvis.services.centre.digest import send_digests
+
+    try:
+        report = send_digests(
+            settings, load_registry(settings.registry_path), make_centre_engine(settings.database_url)
+        )
+    except RuntimeError as exc:  # a setting is missing: say which, no traceback
+        print(f"henvis centre digest: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"digest sent to {len(report.sent)} centre(s); no mailbox in the registry: "
+        f"{', '.join(report.no_mailbox) or 'none'}; failed: {', '.join(report.failed) or 'none'}"
+    )
+    return 1 if report.failed else 0
 
 
 def add_user_from_prompt(settings: CentreSettings, centre: str, username: str, password_stdin: bool) -> int:

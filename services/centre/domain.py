@@ -170,6 +170,16 @@ def matches_filter(status: Status, wanted: str) -> bool:
     return status.value == wanted
 
 
+def contact_pending(state: str) -> bool:
+    """The contact deadline still applies: the referral is open and nobody has tried to reach the person."""
+    return state not in ENDED_STATES and state not in _CONTACT_MADE
+
+
+def interview_pending(state: str) -> bool:
+    """The treatment deadline still applies: the referral is open and no first interview has taken place."""
+    return state not in ENDED_STATES and state not in _INTERVIEW_HELD
+
+
 def current_deadline(state: str, contact_due_by: date, treatment_due_by: date) -> date:
     """The deadline that matters now: the contact deadline until contact is made, then treatment."""
     return contact_due_by if state not in _CONTACT_MADE else treatment_due_by

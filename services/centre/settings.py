@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import time
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from henvis.registry import Registry
+from henvis.services.centre.domain_alerts import WorkingHours
 from henvis.settings import ServiceSettings, sqlite_in_run_dir
 
 
@@ -54,6 +57,39 @@ class CentreSettings(ServiceSettings):
         ge=6_000,
         description="How long the group waits for a silent (killed) worker before reassigning its partitions.",
     )
+
+    due_soon_working_hours: float = Field(
+        default=8,
+        gt=0,
+        description="An open referral counts as due soon when no more than this many working hours are left.",
+    )
+    working_day_opens: time = Field(default=time(8), description="Start of the centres' working day (Danish time).")
+    working_day_closes: time = Field(default=time(16), description="End of the centres' working day (Danish time).")
+
+    inbox_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Address of the caseworkers' inbox as the centres open it; the digest e-mail links to it.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for the daily digest; unset = no digest.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (implicit, port 465) or none (a local relay only)."
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login; unset = no authentication.")
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = Field(default=None, description="Sender address of the digest, e.g. henvis@politi.dk.")
+    smtp_timeout_seconds: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _working_day_is_a_day(self):
+        if self.working_day_closes <= self.working_day_opens:
+            raise ValueError("HENVIS_CENTRE_WORKING_DAY_CLOSES must be after HENVIS_CENTRE_WORKING_DAY_OPENS")
+        return self
+
+    def working_hours(self) -> WorkingHours:
+        """The working day and due-soon window the deadline gauges and the digest count with."""
+        return WorkingHours(self.working_day_opens, self.working_day_closes, self.due_soon_working_hours)
 
     def centre_slugs(self, registry: Registry) -> list[str]:
         if not self.centres:

@@ -134,3 +134,10 @@ def centre_counts(engine: Engine, now: datetime | None = None) -> dict[str, tupl
     with engine.connect() as conn:
         rows = conn.execute(sa.select(*_CASE_COLUMNS).where(referrals.c.state.not_in(list(domain.ENDED_STATES)))).all()
     return domain_inbox.open_and_overdue((_referral(row) for row in rows), today)
+
+
+def open_referrals(engine: Engine) -> list[Referral]:
+    """Every centre's referrals that are neither closed nor withdrawn, without contact details."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(*_CASE_COLUMNS).where(referrals.c.state.not_in(list(domain.ENDED_STATES)))).all()
+    return [_referral(row) for row in rows]

@@ -98,7 +98,7 @@ class CentreWorker:
         """Consume until ``stop_event`` is set, then close everything; returns the exit code."""
         migrate(self.settings.database_url, "centre")
         ensure_topics(self.settings.kafka, henvis_topics(self.settings.kafka, self.registry))
-        watch_inbox(self.engine, self.centres)
+        watch_inbox(self.engine, self.centres, self.settings.working_hours())
         serve_metrics(self.settings.metrics_port)
         relay = threading.Thread(target=self._relay_loop, name="centre-outbox-relay", daemon=True)
         relay.start()

@@ -47,7 +47,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The seven long-running components. Each entry: the service it belongs to, whether it is an
 HTTP API (Service, /healthz + /readyz probes) or a worker (metrics port, /metrics probe),
-its command, and the path of its values below .Values.
+its command, and the path of its values below .Values. A worker with stableIdentity joins
+its consumer group as a static member named after its pod, so it runs as a StatefulSet:
+pod names (henvis-router-worker-0, -1 ...) and so member ids survive a rescheduled pod.
 */}}
 {{- define "henvis.components" -}}
 consent-api:
@@ -62,6 +64,7 @@ consent-relay:
 router-worker:
   service: router
   kind: worker
+  stableIdentity: true
   args: [router, worker]
 centre-api:
   service: centre
@@ -78,6 +81,7 @@ stats-api:
 stats-worker:
   service: stats
   kind: worker
+  stableIdentity: true
   args: [stats, worker]
 {{- range .Values.centre.isolatedWorkers }}
 centre-worker-{{ .centre }}:
@@ -209,10 +213,11 @@ port, isolated centre).
       name: {{ $values.database.existingSecret }}
       key: {{ $values.database.key }}
 {{- end }}
-{{- if eq $service "router" }}
-{{- /* Static group membership: a restarted router container takes its partitions back
-       without a rebalance, in ~2 s instead of a session timeout (docs/delivery-guarantees.md). */}}
-- name: HENVIS_ROUTER_INSTANCE_ID
+{{- if $component.stableIdentity }}
+{{- /* Static group membership: a restarted worker takes its partitions back without a
+       rebalance, in ~2 s instead of a session timeout (docs/delivery-guarantees.md). The pod
+       name is a StatefulSet ordinal, the same after the pod is rescheduled. */}}
+- name: {{ $prefix }}INSTANCE_ID
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
@@ -250,6 +255,38 @@ port, isolated centre).
 {{- end }}
 - name: HENVIS_CENTRE_RETENTION_DAYS
   value: {{ $values.retentionDays | quote }}
+- name: HENVIS_CENTRE_DUE_SOON_WORKING_HOURS
+  value: {{ $values.deadlineWarning.workingHours | quote }}
+- name: HENVIS_CENTRE_WORKING_DAY_OPENS
+  value: {{ $values.deadlineWarning.workingDayOpens | quote }}
+- name: HENVIS_CENTRE_WORKING_DAY_CLOSES
+  value: {{ $values.deadlineWarning.workingDayCloses | quote }}
+{{- if eq $kind "digest" }}
+{{- with $values.digest }}
+- name: HENVIS_CENTRE_INBOX_URL
+  value: {{ .inboxUrl | quote }}
+- name: HENVIS_CENTRE_SMTP_HOST
+  value: {{ .smtp.host | quote }}
+- name: HENVIS_CENTRE_SMTP_PORT
+  value: {{ .smtp.port | quote }}
+- name: HENVIS_CENTRE_SMTP_SECURITY
+  value: {{ .smtp.security | quote }}
+- name: HENVIS_CENTRE_SMTP_FROM
+  value: {{ .smtp.from | quote }}
+{{- if .smtp.existingSecret }}
+- name: HENVIS_CENTRE_SMTP_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .smtp.existingSecret }}
+      key: {{ .smtp.usernameKey }}
+- name: HENVIS_CENTRE_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .smtp.existingSecret }}
+      key: {{ .smtp.passwordKey }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if eq $service "stats" }}
 - name: HENVIS_STATS_SUPPRESSION_THRESHOLD
