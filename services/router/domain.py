@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from henvis.deadlines import local_date
 from henvis.manual import manual_case
-from henvis.registry import Registry
+from henvis.registry import Registry, ToCentre
 from henvis.schemas.errors import safe_errors
 from henvis.schemas.events import (
     EVENT_TYPES,
@@ -41,7 +41,6 @@ from henvis.schemas.events import (
     ReferralFact,
     ReferralIssued,
     ReferralWithdrawn,
-    RoutedBy,
     WithdrawalReason,
     derived_id,
     parse_event,
@@ -250,26 +249,6 @@ def decide(event: Event, states: dict[str, CaseState | None], ctx: Context, raw:
 # ---------------------------------------------------------------- consent.given
 
 
-def _route(event: ConsentGiven, registry: Registry):
-    """(centre, routed_by, manual_reason, detail) for a consent."""
-    if event.preferred_centre is not None:
-        centre = registry.by_slug(event.preferred_centre)
-        if centre is None:
-            return (
-                None,
-                None,
-                ManualReason.INVALID_EVENT,
-                "invalid fields: preferred_centre (not a centre in the registry)",
-            )
-        return centre, RoutedBy.PREFERRED_CENTRE, None, None
-    if event.municipality_code is None:
-        return None, None, ManualReason.NO_MUNICIPALITY, "no municipality code: the person has no Danish address"
-    centre = registry.for_municipality(event.municipality_code)
-    if centre is None:
-        return None, None, ManualReason.OUTSIDE_DISTRICT, "the person lives outside the district's municipalities"
-    return centre, RoutedBy.RESIDENCE, None, None
-
-
 def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx: Context, raw: bytes) -> Result:
     key = case_key(event.case_ref)
     state = states.get(key) or CaseState(partition=ctx.partition)
@@ -287,25 +266,26 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
     if pending is not None and pending.referral_id not in (None, referral_id):
         pending = None  # it names another referral of this case
 
-    centre, routed_by, manual_reason, detail = _route(event, ctx.registry)
+    route = ctx.registry.route(event.preferred_centre, event.municipality_code)
+    centre = route.centre if isinstance(route, ToCentre) else None
     decided_on = local_date(event.occurred_at)
     outputs: list[Output] = []
     contact_due_by = treatment_due_by = None
-    if centre is not None:
-        contact_due_by = centre.contact_due_by(event.occurred_at)
-        treatment_due_by = centre.treatment_due_by(event.occurred_at)
+    if isinstance(route, ToCentre):
+        contact_due_by = route.centre.contact_due_by(event.occurred_at)
+        treatment_due_by = route.centre.treatment_due_by(event.occurred_at)
         if pending is None:
             # Withdrawn before it was routed: the centre never receives the contact details.
             outputs.append(
                 _out(
-                    centre.topic_base,
+                    route.centre.topic_base,
                     ReferralIssued(
                         event_id=derived_id(ROUTER_NAMESPACE, referral_id, "issued"),
                         occurred_at=event.occurred_at,
                         referral_id=referral_id,
                         consent_event_id=event.event_id,
-                        centre=centre.slug,
-                        routed_by=routed_by,
+                        centre=route.centre.slug,
+                        routed_by=route.routed_by,
                         case_ref=event.case_ref,
                         offence=event.offence,
                         charged_on=event.charged_on,
@@ -323,10 +303,12 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
                 manual_case(
                     ROUTER_NAMESPACE,
                     event.event_id,
-                    manual_reason.value,
-                    reason=manual_reason,
+                    route.reason.value,
+                    reason=route.reason,
                     at=ctx.now,
-                    detail=detail if pending is None else f"{detail}; consent already withdrawn, do not contact",
+                    detail=route.detail
+                    if pending is None
+                    else f"{route.detail}; consent already withdrawn, do not contact",
                     about=event,
                     referral_id=referral_id,
                     sealed_payload=None if pending is not None else ctx.seal(raw),
