@@ -26,6 +26,7 @@ import yaml
 
 from henvis.auth import ApiClient, hash_token, new_token
 from henvis.registry import load_registry
+from henvis.shredding import new_secret
 from henvis_dev import broker
 from henvis_dev.supervisor import Part, Supervisor, SupervisorError
 
@@ -114,6 +115,9 @@ def manual_handling_keys(run_dir: Path) -> str:
 def service_env(run_dir: Path, ports: Ports) -> dict[str, str]:
     public_key = manual_handling_keys(run_dir)
     return {
+        # The key store's key-encryption key and the case pseudonym key, made for this run only.
+        "HENVIS_CONSENT_KEY_ENCRYPTION_KEYS": f"demo:{new_secret()}",
+        "HENVIS_CONSENT_CASE_PSEUDONYM_KEY": new_secret(),
         "HENVIS_RUN_DIR": str(run_dir),
         "HENVIS_LOG_LEVEL": "INFO",
         "HENVIS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports.broker}",

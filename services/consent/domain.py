@@ -16,6 +16,8 @@ from enum import StrEnum
 
 from henvis.registry import Registry
 from henvis.schemas.events import ConsentDeclined, ConsentGiven, ConsentWithdrawn, Event, referral_id_for
+from henvis.services.consent import domain_keys
+from henvis.services.consent.domain_keys import DataProtection, NewDataKey, WithdrawnKeys
 from henvis.services.consent.refusals import error
 
 ACCEPTED = "accepted"
@@ -74,6 +76,7 @@ class EventRecord:
     event_type: str
     body_sha256: str
     case_ref: str | None
+    case_pseudonym: str | None
     referral_id: str | None
     client_name: str
     received_at: datetime
@@ -91,10 +94,13 @@ class OutboxEntry:
 
 @dataclass(frozen=True)
 class NewEvent:
-    """The two rows a new event is stored as, in one transaction."""
+    """What a new event is stored as, in one transaction: its record and outbox row, and
+    for a consent its data key, for a withdrawal the keys it destroys."""
 
     record: EventRecord
     entry: OutboxEntry
+    data_key: NewDataKey | None = None
+    withdrawn_keys: WithdrawnKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,22 @@ class Acceptance:
     new: NewEvent | None = None
 
 
+@dataclass(frozen=True)
+class Protecting:
+    """What a new event is protected with: the service's keys and registry, and the fresh
+    data key a consent gets (random bytes, made by the caller: this module stays pure)."""
+
+    protection: DataProtection
+    data_key: bytes
+
+
 def decide_acceptance(
-    stored_hash: str | None, submitted: PoliceEvent, published: PoliceEvent, client_name: str, now: datetime
+    stored_hash: str | None,
+    submitted: PoliceEvent,
+    published: PoliceEvent,
+    client_name: str,
+    now: datetime,
+    protecting: Protecting,
 ) -> Acceptance:
     """Replay or conflict against ``stored_hash``, or a new event with the rows to store.
 
@@ -117,19 +137,28 @@ def decide_acceptance(
     body_hash = canonical_hash(submitted)
     if stored_hash is not None:
         return Acceptance(verdict(stored_hash, body_hash), submitted.event_id)
-    return Acceptance(Verdict.NEW, submitted.event_id, _new_event(submitted, published, body_hash, client_name, now))
+    new = _new_event(submitted, published, body_hash, client_name, now, protecting)
+    return Acceptance(Verdict.NEW, submitted.event_id, new)
 
 
 def _new_event(
-    submitted: PoliceEvent, published: PoliceEvent, body_hash: str, client_name: str, now: datetime
+    submitted: PoliceEvent,
+    published: PoliceEvent,
+    body_hash: str,
+    client_name: str,
+    now: datetime,
+    protecting: Protecting,
 ) -> NewEvent:
     event_id = str(submitted.event_id)
     referral_id = referral_id_of(submitted)
+    case_ref = getattr(published, "case_ref", None)
+    case_pseudonym = protecting.protection.pseudonyms(case_ref) if case_ref else None
     record = EventRecord(
         event_id=event_id,
         event_type=submitted.event_type,
         body_sha256=body_hash,
-        case_ref=getattr(published, "case_ref", None),
+        case_ref=case_ref,
+        case_pseudonym=case_pseudonym,
         referral_id=str(referral_id) if referral_id else None,
         client_name=client_name,
         received_at=now,
@@ -140,6 +169,12 @@ def _new_event(
         payload=published.to_bytes().decode(),
         created_at=now,
     )
+    if isinstance(submitted, ConsentGiven):
+        data_key = domain_keys.new_data_key(submitted, protecting.protection, protecting.data_key, now)
+        return NewEvent(record, entry, data_key=data_key)
+    if isinstance(published, ConsentWithdrawn) and case_pseudonym is not None:
+        referral = str(published.referral_id) if published.referral_id else None
+        return NewEvent(record, entry, withdrawn_keys=WithdrawnKeys(case_pseudonym, referral))
     return NewEvent(record, entry)
 
 

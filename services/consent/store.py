@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from henvis.db import aware, utcnow
 from henvis.schemas.events import ConsentGiven
-from henvis.services.consent import delivery, domain
+from henvis.services.consent import delivery, domain, store_keys
+from henvis.services.consent.domain_keys import DataProtection
 from henvis.services.consent.models import OUTBOX_CHANNEL, consent_events, consent_outbox
+from henvis.shredding import new_data_key
 
 #: Sent in every accept transaction on PostgreSQL; delivered to the listening relays on commit.
 _NOTIFY_RELAYS = text(f"NOTIFY {OUTBOX_CHANNEL}")
@@ -26,26 +29,16 @@ _NOTIFY_RELAYS = text(f"NOTIFY {OUTBOX_CHANNEL}")
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
 
 
-def utcnow() -> datetime:
-    """The current time in UTC, as everything here is stored."""
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; everything stored here is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def accept(
     engine: Engine,
     submitted: domain.PoliceEvent,
     published: domain.PoliceEvent,
     client_name: str,
+    protection: DataProtection,
     now: datetime | None = None,
 ) -> domain.Acceptance:
-    """Store ``submitted``'s idempotency record and ``published`` in the outbox, atomically.
+    """Store ``submitted``'s idempotency record and ``published`` in the outbox, atomically,
+    with a consent's data key, or destroying the keys a withdrawal names.
 
     ``submitted`` is what the client sent (its canonical hash decides replay/conflict);
     ``published`` is what goes to Kafka (a withdrawal enriched with its case_ref).
@@ -53,21 +46,22 @@ def accept(
     """
     event_id = str(submitted.event_id)
     now = now or utcnow()
+    protecting = domain.Protecting(protection, new_data_key())
     try:
         # One connection and transaction for the look-up and the rows (one pool checkout,
         # one round trip less on PostgreSQL: bench/README.md, consent API CPU).
         with engine.begin() as conn:
             stored = _stored_hash(conn, event_id)
-            acceptance = domain.decide_acceptance(stored, submitted, published, client_name, now)
+            acceptance = domain.decide_acceptance(stored, submitted, published, client_name, now, protecting)
             if acceptance.new is not None:
-                _insert(conn, acceptance.new)
+                _insert(conn, acceptance.new, now)
     except IntegrityError:
         # A concurrent request with the same event_id won the race: judge against it.
         with engine.connect() as conn:
             stored = _stored_hash(conn, event_id)
         if stored is None:
             raise
-        return domain.decide_acceptance(stored, submitted, published, client_name, now)
+        return domain.decide_acceptance(stored, submitted, published, client_name, now, protecting)
     return acceptance
 
 
@@ -77,10 +71,15 @@ def _stored_hash(conn: Connection, event_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def _insert(conn: Connection, new: domain.NewEvent) -> None:
-    """Both rows in the caller's transaction: never an idempotency record without its outbox row."""
+def _insert(conn: Connection, new: domain.NewEvent, now: datetime) -> None:
+    """In the caller's transaction: never an idempotency record without its outbox row, never a
+    consent without its data key, never a withdrawal whose keys survive it."""
     conn.execute(insert(consent_events).values(**asdict(new.record)))
     conn.execute(insert(consent_outbox).values(**asdict(new.entry)))
+    if new.data_key is not None:
+        store_keys.add(conn, new.data_key, new.record.client_name, now)
+    if new.withdrawn_keys is not None:
+        store_keys.destroy_withdrawn(conn, new.withdrawn_keys, new.record.client_name, now)
     _announce(conn)
 
 
@@ -123,7 +122,7 @@ def backlog(engine: Engine, now: datetime | None = None) -> delivery.Backlog:
         unsent, oldest = conn.execute(
             select(func.count(), func.min(consent_outbox.c.created_at)).where(consent_outbox.c.sent_at.is_(None))
         ).one()
-    return delivery.backlog_of(unsent, _aware(oldest), now)
+    return delivery.backlog_of(unsent, aware(oldest), now)
 
 
 def forget_case_refs(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:

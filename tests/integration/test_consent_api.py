@@ -14,7 +14,16 @@ from sqlalchemy import select
 from henvis.services.consent import store
 from henvis.services.consent.models import consent_outbox
 from tests import examples
-from tests.consent_support import POLICE, RESEARCHER_TOKEN, SECRET_NAME, consent_app, secret_person, secrets
+from tests.consent_support import (
+    KEY_SETTINGS,
+    POLICE,
+    RESEARCHER_TOKEN,
+    SECRET_NAME,
+    consent_app,
+    protection,
+    secret_person,
+    secrets,
+)
 
 
 @pytest.fixture
@@ -241,7 +250,9 @@ def test_when_the_database_is_unreachable_it_is_503_never_2xx(tmp_path) -> None:
     from tests.helpers import free_port
 
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=2"
-    app = create_consent_app(ConsentSettings(database_url=url), engine=make_engine(url), clients=client_registry())
+    app = create_consent_app(
+        ConsentSettings(database_url=url, **KEY_SETTINGS), engine=make_engine(url), clients=client_registry()
+    )
     client = TestClient(app)
     given = examples.consent_given()
     assert client.post("/v1/decisions", json=given, headers=POLICE).status_code == 503
@@ -265,8 +276,8 @@ def test_accept_writes_event_and_outbox_row_together(database_url: str) -> None:
     engine = migrated_engine(database_url)
     event = parse_decision(examples.consent_declined())
     with pytest.raises(RuntimeError):
-        store.accept(engine, event, Unpublishable(), "politi-test")
-    assert store.accept(engine, event, event, "politi-test").verdict.value == "new"
+        store.accept(engine, event, Unpublishable(), "politi-test", protection())
+    assert store.accept(engine, event, event, "politi-test", protection()).verdict.value == "new"
     assert store.backlog(engine).unsent == 1
     engine.dispose()
 
@@ -288,8 +299,8 @@ def test_a_failed_outbox_insert_rolls_back_the_idempotency_record(database_url: 
     event = parse_decision(examples.consent_declined())
     monkeypatch.setattr(store, "insert", insert_failing_on_the_outbox)
     with pytest.raises(RuntimeError):
-        store.accept(engine, event, event, "politi-test")
+        store.accept(engine, event, event, "politi-test", protection())
     monkeypatch.undo()
-    assert store.accept(engine, event, event, "politi-test").verdict.value == "new"
+    assert store.accept(engine, event, event, "politi-test", protection()).verdict.value == "new"
     assert store.backlog(engine).unsent == 1
     engine.dispose()

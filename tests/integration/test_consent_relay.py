@@ -24,6 +24,7 @@ from tests.consent_support import (
     log_lines,
     logged,
     migrated_engine,
+    protection,
     read_topic,
     secrets,
     start_relay,
@@ -157,7 +158,7 @@ def _backlog(engine, count: int, cases: int) -> list[dict]:
             from henvis.schemas.events import ConsentWithdrawn
 
             parsed = ConsentWithdrawn.model_validate(event)
-        store.accept(engine, parsed, parsed, "politi-test")
+        store.accept(engine, parsed, parsed, "politi-test", protection())
     return events
 
 

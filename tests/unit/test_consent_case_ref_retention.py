@@ -22,7 +22,7 @@ from henvis.services.consent.models import consent_events
 from henvis.services.consent.relay import Relay
 from henvis.services.consent.settings import ConsentSettings
 from tests import examples
-from tests.consent_support import POLICE, SECRET_CASE, consent_app, migrated_engine
+from tests.consent_support import POLICE, SECRET_CASE, consent_app, migrated_engine, protection
 
 RETENTION = timedelta(days=365)
 
@@ -36,7 +36,7 @@ def engine(database_url: str):
 
 def _accept_given(engine, case_ref: str, age: timedelta) -> str:
     event = parse_decision(examples.consent_given(case_ref=case_ref))
-    store.accept(engine, event, event, "politi-test", now=store.utcnow() - age)
+    store.accept(engine, event, event, "politi-test", protection(), now=store.utcnow() - age)
     return str(event.event_id)
 
 
@@ -70,7 +70,7 @@ def test_the_cutoff_is_measured_from_now(engine) -> None:
 
 def test_a_forgotten_referral_is_known_but_without_its_case(engine) -> None:
     event = parse_decision(examples.consent_given(case_ref="4100-1"))
-    store.accept(engine, event, event, "politi-test", now=store.utcnow() - timedelta(days=400))
+    store.accept(engine, event, event, "politi-test", protection(), now=store.utcnow() - timedelta(days=400))
     referral_id = domain.referral_id_of(event)
     assert store.known_referral(engine, referral_id) == domain.KnownReferral("4100-1")
     store.forget_case_refs(engine, RETENTION)

@@ -10,7 +10,11 @@ import pytest
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentWithdrawn, parse_decision, referral_id_for
 from henvis.services.consent import delivery, domain, refusals
+from henvis.services.consent.domain_keys import WithdrawnKeys
 from tests import examples
+from tests.consent_support import protection
+
+PROTECTING = domain.Protecting(protection(), b"d" * 32)
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -125,7 +129,7 @@ def test_backoff_grows_and_is_capped(failures: int, expected: float) -> None:
 
 def test_a_new_event_is_stored_as_its_record_and_the_outbox_entry_it_is_published_as() -> None:
     given = parse_decision(examples.consent_given(case_ref="4100-1"))
-    acceptance = domain.decide_acceptance(None, given, given, "politi-test", NOW)
+    acceptance = domain.decide_acceptance(None, given, given, "politi-test", NOW, PROTECTING)
     assert (acceptance.verdict, acceptance.event_id) == (domain.Verdict.NEW, given.event_id)
     record, entry = acceptance.new.record, acceptance.new.entry
     assert record == domain.EventRecord(
@@ -133,29 +137,34 @@ def test_a_new_event_is_stored_as_its_record_and_the_outbox_entry_it_is_publishe
         event_type="consent.given",
         body_sha256=domain.canonical_hash(given),
         case_ref="4100-1",
+        case_pseudonym=PROTECTING.protection.pseudonyms("4100-1"),
         referral_id=str(referral_id_for(given.event_id)),
         client_name="politi-test",
         received_at=NOW,
     )
     assert entry == domain.OutboxEntry(str(given.event_id), "4100-1", given.to_bytes().decode(), NOW)
+    data_key = acceptance.new.data_key
+    assert (data_key.referral_id, data_key.grantee) == (record.referral_id, "centre:herning")
+    assert data_key.case_pseudonym == record.case_pseudonym and data_key.created_at == NOW
 
 
 def test_a_withdrawal_is_judged_as_sent_and_stored_as_published() -> None:
     body = examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4()))
     submitted = ConsentWithdrawn.model_validate(body)
     published, _ = domain.resolve_withdrawal(submitted, domain.KnownReferral("4100-1"))
-    new = domain.decide_acceptance(None, submitted, published, "politi-test", NOW).new
+    new = domain.decide_acceptance(None, submitted, published, "politi-test", NOW, PROTECTING).new
     assert new.record.body_sha256 == domain.canonical_hash(submitted)
     assert (new.record.case_ref, new.record.referral_id) == ("4100-1", None)
     assert (new.entry.kafka_key, new.entry.payload) == ("4100-1", published.to_bytes().decode())
+    assert new.withdrawn_keys == WithdrawnKeys(PROTECTING.protection.pseudonyms("4100-1"), str(body["referral_id"]))
 
 
 def test_an_event_already_stored_is_a_replay_or_a_conflict_and_stores_nothing() -> None:
     body = examples.consent_declined()
     original, changed = parse_decision(body), parse_decision({**body, "offence": "drink_driving"})
     stored = domain.canonical_hash(original)
-    replay = domain.decide_acceptance(stored, original, original, "politi-test", NOW)
-    conflict = domain.decide_acceptance(stored, changed, changed, "politi-test", NOW)
+    replay = domain.decide_acceptance(stored, original, original, "politi-test", NOW, PROTECTING)
+    conflict = domain.decide_acceptance(stored, changed, changed, "politi-test", NOW, PROTECTING)
     assert (replay.verdict, replay.new) == (domain.Verdict.REPLAY, None)
     assert (conflict.verdict, conflict.new) == (domain.Verdict.CONFLICT, None)
 
