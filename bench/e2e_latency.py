@@ -74,7 +74,7 @@ async def paced(rate: float, seconds: float, in_flight: int, send_one) -> tuple[
 
 async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_flight: int) -> dict:
     sent: dict[bytes, float] = {}  # referral key -> when the API answered 202
-    cases: dict[bytes, bytes] = {}  # referral key -> case_ref (the key on consent.decisions.v1)
+    cases: dict[bytes, bytes] = {}  # referral key -> case_ref (the key on consent.decisions.v2)
     refused = 0
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, mo
 from henvis import deadlines
 from henvis.schemas.events import ManualReason, RoutedBy
 from henvis.schemas.municipalities import DANISH_MUNICIPALITIES
+from henvis.schemas.topics import centre_topic
 
 
 class RegistryError(RuntimeError):
@@ -32,7 +33,7 @@ class Centre(BaseModel):
     municipality: str = Field(min_length=1)
     slug: str = Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")
     name: str = Field(min_length=1)
-    topic: str | None = Field(default=None, description="Defaults to referrals.<slug>.v1")
+    topic: str | None = Field(default=None, description="Defaults to referrals.<slug>.v2")
     contact_due_working_days: int = Field(default=1, ge=0, le=30)
     treatment_due_days: int = Field(default=14, ge=1, le=90)
     mailbox: EmailStr | None = Field(
@@ -41,7 +42,7 @@ class Centre(BaseModel):
 
     @property
     def topic_base(self) -> str:
-        return self.topic or f"referrals.{self.slug}.v1"
+        return self.topic or centre_topic(self.slug)
 
     def contact_due_by(self, issued_at: datetime) -> date:
         return deadlines.contact_due_by(issued_at, self.contact_due_working_days)

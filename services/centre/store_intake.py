@@ -124,9 +124,11 @@ def _tombstone(conn: Connection, referral_id: str) -> sa.Row | None:
 
 
 def _referral_values(event: ReferralIssued, now: datetime) -> dict:
-    """The referral's row as the event gives it (the lifecycle columns come from the decision)."""
-    person = event.person
-    address = person.postal_address
+    """The referral's row as the event gives it (the lifecycle columns come from the decision).
+
+    The contact details are kept as they came, sealed under the referral's data key: the
+    inbox opens them for each look with the key the key store releases, never stores them open.
+    """
     return {
         "referral_id": str(event.referral_id),
         "centre": event.centre,
@@ -139,14 +141,7 @@ def _referral_values(event: ReferralIssued, now: datetime) -> dict:
         "treatment_due_by": event.treatment_due_by,
         "issued_at": event.issued_at.astimezone(UTC),
         "received_at": now,
-        "case_ref": event.case_ref,
-        "person_full_name": person.full_name,
-        "person_phone": person.phone,
-        "person_email": person.email,
-        "person_street": address.street if address else None,
-        "person_postcode": address.postcode if address else None,
-        "person_city": address.city if address else None,
-        "person_cpr": person.cpr,
+        "personal_sealed": event.personal,
     }
 
 

@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API (migrates the database first)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8001)
-    sub.add_parser("relay", help="publish the outbox to consent.decisions.v1 until SIGTERM")
+    sub.add_parser("relay", help="publish the outbox to consent.decisions.v2 until SIGTERM")
     sub.add_parser("migrate", help="bring the consent database to the latest schema")
     openapi = sub.add_parser("openapi", help="print the OpenAPI document (JSON)")
     openapi.add_argument("--output", type=Path, help="write to this file instead of stdout")

@@ -1,4 +1,4 @@
-"""The outbox relay: publishes accepted events to ``consent.decisions.v1`` in outbox order.
+"""The outbox relay: publishes accepted events to ``consent.decisions.v2`` in outbox order.
 
 Each round leases a batch of unsent rows (see ``delivery.choose_lease``: several replicas
 never hold rows of one case at once), sends them keyed by case_ref with the idempotent

@@ -24,7 +24,7 @@ from henvis.schemas.events import ConsentWithdrawn
 from henvis.services.consent import domain, refusals, store
 from henvis.services.consent.deps import EngineDep, JsonBodyDep, PoliceClientDep, ProtectionDep, RegistryDep
 from henvis.services.consent.domain import PoliceEvent, Verdict
-from henvis.services.consent.domain_keys import DataProtection
+from henvis.services.consent.domain_keys import DataProtection, WithdrawnKeys
 from henvis.services.consent.metrics import DECISION_LABEL, DECISIONS_ACCEPTED
 from henvis.services.consent.openapi import DECISION_BODY, WITHDRAWAL_BODY, Accepted, request_body, responses
 from henvis.services.consent.refusals import RejectReason
@@ -61,7 +61,7 @@ async def post_decision(
     errors = domain.registry_errors(event, registry)
     if errors:
         return _refuse(request, 422, errors, RejectReason.UNKNOWN_CENTRE)
-    return await _accept(request, engine, protection, event, event, client)
+    return await _accept(request, engine, protection, event, client)
 
 
 @router.post(
@@ -82,20 +82,22 @@ async def post_withdrawal(
     except ValidationError as exc:
         return _invalid(request, exc)
     try:
-        known = await _known_referral(engine, withdrawal)
+        known = await _known_referral(engine, withdrawal, protection)
     except store.DATABASE_UNAVAILABLE as exc:
         return _unavailable(request, exc)
-    published, errors = domain.resolve_withdrawal(withdrawal, known)
-    if published is None:  # exactly when there are errors
+    withdrawn, errors = domain.resolve_withdrawal(withdrawal, known, protection.pseudonyms)
+    if withdrawn is None:  # exactly when there are errors
         return _refuse(request, 422, errors, RejectReason.UNKNOWN_REFERRAL)
-    return await _accept(request, engine, protection, withdrawal, published, client)
+    return await _accept(request, engine, protection, withdrawal, client, withdrawn)
 
 
-async def _known_referral(engine: Engine, withdrawal: ConsentWithdrawn) -> domain.KnownReferral | None:
+async def _known_referral(
+    engine: Engine, withdrawal: ConsentWithdrawn, protection: DataProtection
+) -> domain.KnownReferral | None:
     """What the store knows of the referral the withdrawal names; None when it names none."""
     if withdrawal.referral_id is None:
         return None
-    return await run_in_threadpool(store.known_referral, engine, withdrawal.referral_id)
+    return await run_in_threadpool(store.known_referral, engine, withdrawal.referral_id, protection.pseudonyms)
 
 
 async def _accept(
@@ -103,12 +105,12 @@ async def _accept(
     engine: Engine,
     protection: DataProtection,
     submitted: PoliceEvent,
-    published: PoliceEvent,
     client: ApiClient,
+    withdrawn: WithdrawnKeys | None = None,
 ) -> JSONResponse:
     """Store the event durably: 202 when new, 200 for a replay, 409 for a conflict, 503 when down."""
     try:
-        acceptance = await run_in_threadpool(store.accept, engine, submitted, published, client.name, protection)
+        acceptance = await run_in_threadpool(store.accept, engine, submitted, client.name, protection, withdrawn)
     except store.DATABASE_UNAVAILABLE as exc:
         return _unavailable(request, exc)
     if acceptance.verdict is Verdict.CONFLICT:

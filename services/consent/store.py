@@ -11,16 +11,16 @@ import uuid
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from henvis.db import aware, utcnow
 from henvis.schemas.events import ConsentGiven
 from henvis.services.consent import delivery, domain, store_keys
-from henvis.services.consent.domain_keys import DataProtection
+from henvis.services.consent.domain_keys import DataProtection, WithdrawnKeys
 from henvis.services.consent.models import OUTBOX_CHANNEL, consent_events, consent_outbox
-from henvis.shredding import new_data_key
+from henvis.shredding import CasePseudonyms, new_data_key
 
 #: Sent in every accept transaction on PostgreSQL; delivered to the listening relays on commit.
 _NOTIFY_RELAYS = text(f"NOTIFY {OUTBOX_CHANNEL}")
@@ -32,16 +32,16 @@ DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, Conn
 def accept(
     engine: Engine,
     submitted: domain.PoliceEvent,
-    published: domain.PoliceEvent,
     client_name: str,
     protection: DataProtection,
+    withdrawn: WithdrawnKeys | None = None,
     now: datetime | None = None,
 ) -> domain.Acceptance:
-    """Store ``submitted``'s idempotency record and ``published`` in the outbox, atomically,
-    with a consent's data key, or destroying the keys a withdrawal names.
+    """Store ``submitted``'s idempotency record and what it publishes in the outbox,
+    atomically, with a consent's data key, or destroying the keys a withdrawal names.
 
-    ``submitted`` is what the client sent (its canonical hash decides replay/conflict);
-    ``published`` is what goes to Kafka (a withdrawal enriched with its case_ref).
+    ``submitted`` is what the client sent (its canonical hash decides replay/conflict); a
+    withdrawal comes with ``withdrawn``, what ``domain.resolve_withdrawal`` resolved it to.
     Database errors propagate: the caller answers 503, never 2xx, when this fails.
     """
     event_id = str(submitted.event_id)
@@ -52,7 +52,7 @@ def accept(
         # one round trip less on PostgreSQL: bench/README.md, consent API CPU).
         with engine.begin() as conn:
             stored = _stored_hash(conn, event_id)
-            acceptance = domain.decide_acceptance(stored, submitted, published, client_name, now, protecting)
+            acceptance = domain.decide_acceptance(stored, submitted, client_name, now, protecting, withdrawn)
             if acceptance.new is not None:
                 _insert(conn, acceptance.new, now)
     except IntegrityError:
@@ -61,7 +61,7 @@ def accept(
             stored = _stored_hash(conn, event_id)
         if stored is None:
             raise
-        return domain.decide_acceptance(stored, submitted, published, client_name, now, protecting)
+        return domain.decide_acceptance(stored, submitted, client_name, now, protecting, withdrawn)
     return acceptance
 
 
@@ -92,20 +92,24 @@ def _announce(conn: Connection) -> None:
         conn.execute(_NOTIFY_RELAYS)
 
 
-def known_referral(engine: Engine, referral_id: uuid.UUID) -> domain.KnownReferral | None:
-    """The case of a referral_id this service accepted a consent.given for.
+def known_referral(engine: Engine, referral_id: uuid.UUID, pseudonyms: CasePseudonyms) -> domain.KnownReferral | None:
+    """The case of a referral_id this service accepted a consent.given for, by its pseudonym.
 
-    None for a referral_id never accepted; a ``KnownReferral`` without a case_ref when the
-    case number was erased by ``forget_case_refs``.
+    None for a referral_id never accepted; a ``KnownReferral`` without a pseudonym when it
+    was erased by ``forget_case_refs``.  A row from before case pseudonyms (it kept the case
+    number itself) is answered with its case number's pseudonym.
     """
     with engine.connect() as conn:
         row = conn.execute(
-            select(consent_events.c.case_ref).where(
+            select(consent_events.c.case_pseudonym, consent_events.c.case_ref).where(
                 consent_events.c.referral_id == str(referral_id),
                 consent_events.c.event_type == ConsentGiven.model_fields["event_type"].default,
             )
         ).one_or_none()
-    return domain.KnownReferral(row.case_ref) if row is not None else None
+    if row is None:
+        return None
+    legacy = pseudonyms(row.case_ref) if row.case_ref is not None else None
+    return domain.KnownReferral(row.case_pseudonym or legacy)
 
 
 def ping(engine: Engine) -> bool:
@@ -126,15 +130,17 @@ def backlog(engine: Engine, now: datetime | None = None) -> delivery.Backlog:
 
 
 def forget_case_refs(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
-    """Erase the case number (personal data) of events received before the retention; the row count.
+    """Erase the case pseudonym of events received before the retention (and the case number
+    rows from before pseudonyms kept); the row count.
 
     The idempotency record itself stays (replays and conflicts are still recognised); only a
     withdrawal naming just the referral_id can no longer be resolved to its case.
     """
     cutoff = delivery.retention_cutoff(now or utcnow(), older_than)
+    named = or_(consent_events.c.case_pseudonym.is_not(None), consent_events.c.case_ref.is_not(None))
     with engine.begin() as conn:
         return conn.execute(
             update(consent_events)
-            .where(consent_events.c.received_at < cutoff, consent_events.c.case_ref.is_not(None))
-            .values(case_ref=None)
+            .where(consent_events.c.received_at < cutoff, named)
+            .values(case_pseudonym=None, case_ref=None)
         ).rowcount

@@ -31,6 +31,7 @@ from henvis.auth import ClientRegistry
 from henvis.db import make_engine
 from henvis.schemas.events import ConsentGiven, Offence, referral_id_for
 from henvis.schemas.person import Person, PostalAddress
+from tests.centre_fakes import InMemoryKeys
 from tests.consent_support import KEY_SETTINGS
 from tests.faults.conftest import FaultPipeline
 from tests.helpers import wait_until
@@ -85,7 +86,9 @@ def service_routes(tmp_path) -> list[tuple[str, str, str, bool]]:
             clients=ClientRegistry([]),
         ),
         "centre": build_app(
-            CentreSettings(database_url=f"sqlite:///{tmp_path / 'centre.db'}", session_secret="s" * 40), local_only=True
+            CentreSettings(database_url=f"sqlite:///{tmp_path / 'centre.db'}", session_secret="s" * 40),
+            local_only=True,
+            keys=InMemoryKeys(),
         ),
         "stats": create_stats_app(StatsSettings(database_url=f"sqlite:///{tmp_path / 'stats.db'}")),
     }

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from henvis.schemas.events import ConsentWithdrawn, parse_decision
-from henvis.services.consent import store, store_keys
+from henvis.services.consent import domain, store, store_keys
 from henvis.services.consent.models import data_keys
 from henvis.shredding import KeyEncryptionKeys, new_secret
 from tests import examples
@@ -35,14 +35,16 @@ def engine(database_url: str):
 
 def accept_consent(engine, keks: KeyEncryptionKeys, case_ref: str) -> str:
     event = parse_decision(examples.consent_given(case_ref=case_ref, municipality_code="657"))
-    acceptance = store.accept(engine, event, event, "politi-test", protection(keks))
+    acceptance = store.accept(engine, event, "politi-test", protection(keks))
     assert acceptance.new is not None
     return acceptance.new.data_key.referral_id
 
 
 def withdraw(engine, keks: KeyEncryptionKeys, case_ref: str) -> None:
     withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn(case_ref=case_ref))
-    store.accept(engine, withdrawal, withdrawal, "politi-test", protection(keks))
+    withdrawn, errors = domain.resolve_withdrawal(withdrawal, None, protection(keks).pseudonyms)
+    assert not errors
+    store.accept(engine, withdrawal, "politi-test", protection(keks), withdrawn)
 
 
 def test_rotation_under_load_loses_no_referral_and_revives_no_destroyed_key(engine):

@@ -1,7 +1,7 @@
 """The router on the real broker: every accepted consent reaches its own centre's topic,
 through kills, a second worker and a replay (issue 4).
 
-Each test feeds ``consent.decisions.v1`` directly (as the consent relay would) and runs
+Each test feeds ``consent.decisions.v2`` directly (as the consent relay would) and runs
 ``henvis router worker`` as a child process.  Duplicate messages on the centre topics are
 allowed by design (the centre inbox dedupes by referral_id) but counted and printed.
 """
