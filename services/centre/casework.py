@@ -8,6 +8,7 @@ releases to this centre, the look logged in the access log) and record outcomes 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
@@ -20,6 +21,7 @@ from henvis.services.centre.domain_outcomes import Recorded
 from henvis.services.centre.key_store import DataKeys
 from henvis.services.centre.metrics import OUTCOMES_RECORDED
 from henvis.services.centre.store_access_log import log_access
+from henvis.services.centre.store_intake import set_aside_undecryptable
 from henvis.services.centre.store_outcomes import record_outcome
 from henvis.services.centre.store_referrals import get_referral
 from henvis.shredding import Undecryptable
@@ -28,11 +30,14 @@ from henvis.shredding import Undecryptable
 log = structlog.get_logger("henvis.centre.api")
 
 
-def reveal(keys: DataKeys, referral: Referral) -> Referral:
+def reveal(engine: Engine, keys: DataKeys, referral: Referral) -> Referral:
     """``referral`` with its contact details opened, when the key store releases its key.
 
     A key that is gone (withdrawn, expired, handed to manual handling) leaves them closed: the
-    page shows them erased.  Raises ``KeyStoreUnavailable`` when the key store does not answer.
+    page shows them erased.  Details that do not open under the released key (tampered with,
+    truncated, sealed under another key) go to manual handling with the key, reason
+    ``undecryptable``, and are shown erased here.  Raises ``KeyStoreUnavailable`` when the key
+    store does not answer.
     """
     if referral.sealed is None:
         return referral
@@ -41,10 +46,14 @@ def reveal(keys: DataKeys, referral: Referral) -> Referral:
         return referral
     try:
         return domain_inbox.opened(referral, data_key)
-    except Undecryptable:
-        # Checked when it arrived, so this is a stored row changed since: shown as not there.
-        log.error("contact_details_undecryptable", referral_id=referral.referral_id, centre=referral.centre)
-        return referral
+    except Undecryptable as exc:
+        # The reason is a fixed sentence; the blob itself is never logged.
+        log.warning(
+            "contact_details_undecryptable", referral_id=referral.referral_id, centre=referral.centre, why=str(exc)
+        )
+        keys.hand_over(referral.centre, referral.referral_id)
+        set_aside_undecryptable(engine, referral)
+        return replace(referral, sealed=None)
 
 
 def read_referral(
@@ -55,7 +64,7 @@ def read_referral(
     Raises ``store_referrals.NotFound`` when it is not this centre's, ``KeyStoreUnavailable``
     when its contact details cannot be opened now.
     """
-    shown = get_referral(engine, centre, referral_id, partial(reveal, keys))
+    shown = get_referral(engine, centre, referral_id, partial(reveal, engine, keys))
     log_access(
         engine,
         actor=actor,

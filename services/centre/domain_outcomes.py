@@ -164,3 +164,24 @@ def returned_case(referral: Referral, request: RecordOutcome, now: datetime) -> 
         offence=referral.offence,
         personal=referral.sealed,
     )
+
+
+def undecryptable_case(referral: Referral, now: datetime) -> Outgoing:
+    """The manual-handling case for a referral whose contact details do not open under the key
+    the key store released for it (tampered with, truncated, or sealed under another key).
+
+    Its id derives from the referral, so a second look never opens a second case; it carries
+    ids and facts only, never the blob (the desk gets the key and the topic's copy instead).
+    """
+    case = manual_case(
+        CENTRE_NAMESPACE,
+        "undecryptable",
+        referral.referral_id,
+        reason=ManualReason.UNDECRYPTABLE,
+        at=now,
+        detail="the referral's contact details do not open under its data key (tampered, truncated or another key)",
+        referral_id=uuid.UUID(referral.referral_id),
+        municipality_code=referral.municipality_code,
+        offence=referral.offence,
+    )
+    return Outgoing(MANUAL_HANDLING.name, case)

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from henvis.schemas.events import ReferralIssued, ReferralOutcome, ReferralWithdrawn
-from henvis.services.centre import domain, domain_intake
+from henvis.services.centre import domain, domain_intake, domain_outcomes
 from henvis.services.centre.database import aware, utcnow
 from henvis.services.centre.domain import SYSTEM_ACTOR
+from henvis.services.centre.domain_inbox import Referral
 from henvis.services.centre.domain_intake import Lifecycle, Placement
 from henvis.services.centre.models import PERSONAL_COLUMNS, outcomes, referrals, withdrawal_tombstones
 from henvis.services.centre.store_access_log import audit
@@ -108,6 +109,30 @@ def purge(engine: Engine, retention_days: int, now: datetime | None = None) -> i
                 now=now,
             )
     return len(due)
+
+
+def set_aside_undecryptable(engine: Engine, referral: Referral, now: datetime | None = None) -> None:
+    """A referral whose contact details do not open: its unreadable blob is dropped, a
+    manual-handling case queued (reason ``undecryptable``) and the audit log told, together."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        dropped = conn.execute(
+            referrals.update()
+            .where(referrals.c.referral_id == referral.referral_id, referrals.c.personal_sealed.is_not(None))
+            .values(personal_sealed=None)
+        ).rowcount
+        if not dropped:  # a concurrent look did it already
+            return
+        enqueue_all(conn, (domain_outcomes.undecryptable_case(referral, now),), now)
+        audit(
+            conn,
+            actor=SYSTEM_ACTOR,
+            actor_kind="system",
+            centre=referral.centre,
+            referral_id=referral.referral_id,
+            action="contact_details_undecryptable",
+            now=now,
+        )
 
 
 def _placement(conn: Connection, referral_id: str) -> Placement | None:

@@ -188,7 +188,7 @@ def _refused_outcome(
     """The referral's page again, as it is now, with why the outcome was not recorded."""
     try:
         fresh = store_referrals.get_referral(
-            state.engine, user.centre, referral_id, partial(casework.reveal, state.keys)
+            state.engine, user.centre, referral_id, partial(casework.reveal, state.engine, state.keys)
         )
     except KeyStoreUnavailable:
         return pages.key_store_unavailable(user.session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
 from henvis.schemas.events import PersonalData
 from henvis.services.centre import store_intake
@@ -381,3 +383,43 @@ def test_a_returned_referral_re_routed_to_another_centre_starts_afresh_there(cen
     moved = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-holstebro")).json()
     assert moved["status"] == "open" and moved["last_outcome"] is None and moved["person"]["full_name"]
     assert _post(client, referral_id, "tok-holstebro", outcome="contacted").status_code == 201
+
+
+def _tampered(sealed: str) -> str:
+    raw = bytearray(base64.b64decode(sealed))
+    raw[-1] ^= 0x01  # one bit of the authentication tag
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _truncated(sealed: str) -> str:
+    return base64.b64encode(base64.b64decode(sealed)[:-8]).decode()
+
+
+@pytest.mark.parametrize("damage", ["tampered", "wrong_key", "truncated"])
+def test_contact_details_that_do_not_open_go_to_manual_handling_with_a_reason(centre, damage):
+    client, engine = centre
+    event = referral_issued("herning", person_index=2)
+    other = referral_issued("herning", person_index=3)  # its blob is sealed under another key
+    personal = {
+        "tampered": _tampered(event.personal),
+        "wrong_key": other.personal,
+        "truncated": _truncated(event.personal),
+    }[damage]
+    damaged = event.model_copy(update={"personal": personal})
+    assert store_intake.ingest_issued(engine, damaged, "herning") == "stored"
+    referral_id = str(event.referral_id)
+
+    with capture_logs() as logs:
+        shown = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning"))
+        again = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning"))
+
+    assert (shown.status_code, again.status_code) == (200, 200)
+    assert shown.json()["person"] is None and again.json()["person"] is None
+    (case,) = _outbox(engine, "henvis.manual.v2")  # one case, however often it is looked at
+    assert (case["reason"], case["referral_id"]) == ("undecryptable", referral_id)
+    assert KEYS.keys[referral_id][0] == "manual-handling"  # the desk gets the key with the case
+    told = json.dumps(case) + repr(logs)
+    assert personal not in told and not any(value in told for value in personal_strings())
+    assert [entry["event"] for entry in logs if entry["event"] == "contact_details_undecryptable"] == [
+        "contact_details_undecryptable"
+    ]

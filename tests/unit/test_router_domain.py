@@ -431,3 +431,16 @@ def test_the_stored_state_holds_no_personal_data():
     stored = json.dumps({key: state.model_dump(mode="json") for key, state in router.table.items()})
     for secret in (NAME, PHONE, CPR, "4100-12345"):
         assert secret not in stored
+
+
+@pytest.mark.parametrize("personal", ["c2VhbGVk", "not base64 at all, but long enough to pass a length check!!!!", ""])
+def test_a_blob_that_cannot_be_sealed_data_goes_to_manual_handling_with_a_reason(personal):
+    raw = json.loads(given("657").to_bytes())
+    raw["personal"] = personal
+
+    result = RouterUnderTest().send(json.dumps(raw).encode())
+
+    [manual] = events_of(result, ManualHandling)
+    assert (manual.reason, manual.detail) == ("invalid_event", "invalid fields: personal")
+    assert manual.personal is None and not events_of(result, ReferralIssued)
+    assert personal not in manual.to_bytes().decode() or not personal
