@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from henvis.auth import hash_token
 from henvis.schemas.events import PersonalData, ReferralIssued, ReferralWithdrawn, referral_id_for
@@ -65,6 +70,44 @@ class InMemoryKeys:
 
 #: The key store every fake referral's data key is in (one per test session; ids are unique).
 KEYS = InMemoryKeys()
+
+#: The centre's key-store credentials for a served ``henvis centre serve`` (HENVIS_CENTRE_KEY_STORE_TOKENS).
+KEY_STORE_TOKENS = {"herning": "keys-herning", "holstebro": "keys-holstebro"}
+
+
+@contextmanager
+def key_store_over_http(keys: InMemoryKeys = KEYS) -> Iterator[str]:
+    """``keys`` behind the consent service's ``GET /v1/data-keys/{id}`` (the real one is tested in
+    tests/integration/test_consent_keys.py), for a centre started as its own process; its URL."""
+    centres = {f"Bearer {token}": centre for centre, token in KEY_STORE_TOKENS.items()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            centre = centres.get(self.headers.get("Authorization", ""))
+            referral_id = self.path.removeprefix("/v1/data-keys/")
+            key = keys.fetch(centre, referral_id) if centre else None
+            body = json.dumps(
+                {"referral_id": referral_id, "data_key": base64.b64encode(key).decode()}
+                if key
+                else {"detail": "No such data key."}
+            ).encode()
+            self.send_response(200 if key else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def sealed_personal(
