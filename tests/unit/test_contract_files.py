@@ -63,7 +63,7 @@ def test_asyncapi_document_is_valid_asyncapi_3(asyncapi_spec):
 
 def test_the_validator_would_catch_a_broken_document(asyncapi_spec):
     broken = copy.deepcopy(yaml.safe_load(contract_files()[Path("asyncapi.yaml")]))
-    broken["channels"]["consentDecisionsV1"]["address"] = 42
+    broken["channels"]["consentDecisionsV2"]["address"] = 42
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(asyncapi_spec).validate(broken)
 
