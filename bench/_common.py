@@ -237,7 +237,7 @@ class Pipeline:
         self.credentials = make_credentials(self.run_dir)
         self.topic_prefix = f"bench{uuid.uuid4().hex[:6]}."
         env = {
-            **service_env(self.run_dir, self.ports),
+            **service_env(self.run_dir, self.ports, self.credentials),
             "HENVIS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "HENVIS_KAFKA_TOPIC_PREFIX": self.topic_prefix,
             **(extra_env or {}),

@@ -40,6 +40,7 @@ from henvis.auth import hash_token
 from henvis.db import make_engine
 from henvis.services.consent import store
 from henvis.services.consent.models import consent_outbox
+from henvis.shredding import new_secret
 
 TOKEN = "hv_bench-police-token-" + uuid.uuid4().hex
 CLIENTS = [{"name": "bench-police", "role": "police", "token_sha256": hash_token(TOKEN)}]
@@ -91,6 +92,8 @@ def run_engine(name: str, database_url: str, kafka: str, seconds: float, clients
         "HENVIS_KAFKA_BOOTSTRAP_SERVERS": kafka,
         "HENVIS_KAFKA_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
         "HENVIS_LOG_LEVEL": "INFO",
+        "HENVIS_CONSENT_KEY_ENCRYPTION_KEYS": f"bench:{new_secret()}",
+        "HENVIS_CONSENT_CASE_PSEUDONYM_KEY": new_secret(),
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -12,6 +12,13 @@ separate watcher process timestamps each referral's arrival on the eleven centre
 
 Baseline, same run and broker, same rate and record size: a bare aiokafka producer
 (acks=all, idempotent) -> the same watcher; latency from ``send()`` to arrival.
+
+Encryption (issue 13), same run and rate: what crypto-shredding puts on a decision's path,
+timed per decision: sealing at the consent API (a fresh data key, the personal data sealed,
+the key wrapped under the KEK; measured in this process on the same bodies), and a centre's
+first look (its data key released by the running consent API over HTTP with the centre's
+token, the blob opened). "Without encryption" is the measured pipeline latency minus the
+sealing; there is no plaintext mode to run instead.
 Prints p50/p95/p99 per rate and the ratios; asserts nothing.
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -35,8 +43,11 @@ from _common import ArrivalWatcher, Pipeline, decision, figure, percentile, titl
 from aiokafka import AIOKafkaProducer
 
 from henvis.kafka import ensure_topics, topic_name
-from henvis.schemas.events import referral_id_for
+from henvis.registry import load_registry
+from henvis.schemas.events import parse_decision, referral_id_for
 from henvis.schemas.topics import CONSENT_DECISIONS
+from henvis.services.consent import domain, domain_keys
+from henvis.shredding import CasePseudonyms, KeyEncryptionKeys, decode_secret, new_data_key, open_personal_data
 
 # A referral.issued on the wire is about this size; the bare baseline sends as much.
 REFERRAL_BYTES = 620
@@ -72,9 +83,21 @@ async def paced(rate: float, seconds: float, in_flight: int, send_one) -> tuple[
     return index, time.monotonic() - began
 
 
-async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_flight: int) -> dict:
+def protection(env: dict[str, str]) -> domain_keys.DataProtection:
+    """The pipeline's own KEKs and pseudonym key (the demo makes them per run)."""
+    return domain_keys.DataProtection(
+        KeyEncryptionKeys.parse(env["HENVIS_CONSENT_KEY_ENCRYPTION_KEYS"]),
+        CasePseudonyms(decode_secret(env["HENVIS_CONSENT_CASE_PSEUDONYM_KEY"], "pseudonym key")),
+        load_registry(),
+    )
+
+
+async def offer_decisions(
+    url: str, token: str, rate: float, seconds: float, in_flight: int, pseudonyms: CasePseudonyms
+) -> dict:
     sent: dict[bytes, float] = {}  # referral key -> when the API answered 202
-    cases: dict[bytes, bytes] = {}  # referral key -> case_ref (the key on consent.decisions.v1)
+    cases: dict[bytes, bytes] = {}  # referral key -> case pseudonym (the key on consent.decisions.v2)
+    bodies: list[bytes] = []
     refused = 0
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
@@ -87,7 +110,8 @@ async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_
             if response.status_code == 202:
                 key = str(referral_id_for(event_id)).encode()
                 sent[key] = time.time()
-                cases[key] = json.loads(body)["case_ref"].encode()
+                cases[key] = pseudonyms(json.loads(body)["case_ref"]).encode()
+                bodies.append(body)
             else:
                 refused += 1
 
@@ -97,11 +121,79 @@ async def offer_decisions(url: str, token: str, rate: float, seconds: float, in_
     return {
         "sent": sent,
         "cases": cases,
+        "bodies": bodies,
         "client_cpu": client_cpu,
         "started": started,
         "refused": refused,
         "elapsed": elapsed,
     }
+
+
+def sealing_ms(bodies: list[bytes], protected: domain_keys.DataProtection, rate: float) -> list[float]:
+    """Per decision, paced at ``rate``: what the consent API adds to accept it sealed."""
+    values = []
+    for body in bodies:
+        began = time.perf_counter()
+        event = parse_decision(body)
+        protecting = domain.Protecting(protected, new_data_key())
+        domain.published_event(event, protecting)
+        domain_keys.new_data_key(event, protected, protecting.data_key, datetime_now())
+        values.append((time.perf_counter() - began) * 1000)
+        time.sleep(max(0.0, 1 / rate - (time.perf_counter() - began)))
+    return values
+
+
+def datetime_now():
+    from henvis.db import utcnow
+
+    return utcnow()
+
+
+async def first_look_ms(
+    url: str, centre_tokens: dict[str, str], result: dict, rate: float, limit: int
+) -> tuple[list[float], list[float]]:
+    """Per referral, paced at ``rate``: a centre's key released over HTTP, and its blob opened."""
+    fetches, opens = [], []
+    routed = load_registry()
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for body in result["bodies"][:limit]:
+            event = parse_decision(body)
+            referral_id = referral_id_for(event.event_id)
+            centre = routed.for_municipality(event.municipality_code)
+            protecting_blob = result["sealed"][str(referral_id)]
+            began = time.perf_counter()
+            answer = await http.get(
+                f"/v1/data-keys/{referral_id}", headers={"Authorization": f"Bearer {centre_tokens[centre.slug]}"}
+            )
+            data_key = base64.b64decode(answer.json()["data_key"])
+            fetched = time.perf_counter()
+            open_personal_data(data_key, referral_id, protecting_blob)
+            fetches.append((fetched - began) * 1000)
+            opens.append((time.perf_counter() - fetched) * 1000)
+            await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - began)))
+    return fetches, opens
+
+
+def sealed_on_topics(bootstrap: str, topics: list[str]) -> dict[str, str]:
+    """referral_id -> its ``personal`` blob, for every referral on ``topics`` so far."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    found: dict[str, str] = {}
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    message = json.loads(record.value)
+                    if message.get("personal"):
+                        found[message["referral_id"]] = message["personal"]
+    finally:
+        consumer.close()
+    return found
 
 
 def stages(result: dict, decisions: ArrivalWatcher, centres: ArrivalWatcher) -> None:
@@ -143,6 +235,24 @@ def latencies_ms(watcher: ArrivalWatcher, sent: dict[bytes, float], drain_second
     return values, len(sent) - arrived
 
 
+def encryption(figures: dict, sealing: list[float], looks: tuple[list[float], list[float]]) -> None:
+    """What crypto-shredding adds to p50, against the pipeline's own p50 in this run."""
+    fetches, opens = looks
+    seal, fetch, opened = percentile(sealing, 0.5), percentile(fetches, 0.5), percentile(opens, 0.5)
+    look = fetch + opened
+    figure("  encryption: sealing at the consent API", seal, "ms p50", note=f"p95 {percentile(sealing, 0.95):.2f} ms")
+    figure("  encryption: key release over HTTP", fetch, "ms p50", note=f"p95 {percentile(fetches, 0.95):.2f} ms")
+    figure("  encryption: opening the blob", opened, "ms p50", note=f"p95 {percentile(opens, 0.95):.3f} ms")
+    without = figures["p50"] - seal
+    figure("  p50 without encryption (pipeline - sealing)", without, "ms")
+    figure("  p50 with encryption (pipeline + first look)", figures["p50"] + look, "ms", without)
+    figures["added"] = seal + look
+    print(
+        f"  encryption adds {seal:.2f} ms to p50 up to the centre topic, {seal + opened:.2f} ms of crypto in all,"
+        f" and the key-store round trip {fetch:.1f} ms to a centre's first look (budget 5 ms)"
+    )
+
+
 def report(label: str, result: dict, values: list[float], missing: int, baseline: dict | None) -> dict:
     achieved = len(result["sent"]) / result["elapsed"]
     figures = {
@@ -177,7 +287,8 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
             ArrivalWatcher(bootstrap, [decisions_topic]) as relayed,
         ):
             # Warm-up: first requests pay for connections, faust's first fetch, SQLite caches.
-            warm = asyncio.run(offer_decisions(pipeline.consent_url, token, 10, 2, 4))
+            protected = protection(pipeline.env)
+            warm = asyncio.run(offer_decisions(pipeline.consent_url, token, 10, 2, 4, protected.pseudonyms))
             watcher.wait_for(warm["sent"], args.drain_seconds)
             for rate in rates:
                 title(f"{engine}: offered {rate:.0f} decisions/s for {args.seconds:.0f} s")
@@ -185,10 +296,20 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
                     bare = asyncio.run(offer_bare(bootstrap, bare_topic, rate, args.seconds, args.in_flight))
                     values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
                 base = report("bare produce->consume", bare, values, missing, None)
-                product = asyncio.run(offer_decisions(pipeline.consent_url, token, rate, args.seconds, args.in_flight))
+                product = asyncio.run(
+                    offer_decisions(
+                        pipeline.consent_url, token, rate, args.seconds, args.in_flight, protected.pseudonyms
+                    )
+                )
                 values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
                 figures = report("POST 202 -> centre topic", product, values, missing, base)
                 stages(product, relayed, watcher)
+                sealing = sealing_ms(product["bodies"], protected, rate)
+                product["sealed"] = sealed_on_topics(bootstrap, pipeline.centre_topics())
+                looks = asyncio.run(
+                    first_look_ms(pipeline.consent_url, pipeline.credentials.centre_tokens(), product, rate, args.looks)
+                )
+                encryption(figures, sealing, looks)
                 summary.append((engine, rate, base, figures))
     return summary
 
@@ -206,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--engines", default="sqlite,postgresql", help="consent database engines, in turn")
     parser.add_argument("--postgres-url", default=os.environ.get("HENVIS_TEST_POSTGRES_URL"), help="admin URL")
+    parser.add_argument("--looks", type=int, default=300, help="referrals whose key a centre fetches and opens")
     parser.add_argument("--drain-seconds", type=float, default=90, help="how long to wait for the last referrals")
     parser.add_argument(
         "--service-env",
@@ -242,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name} {figures[name]:7.1f} vs {base[name]:5.1f} (x{figures[name] / base[name]:.1f})"
                 for name in ("p50", "p95", "p99")
             )
+            + f"   encryption adds {figures.get('added', float('nan')):.2f} ms to p50"
         )
     return 0
 

@@ -26,6 +26,7 @@ import yaml
 
 from henvis.auth import ApiClient, hash_token, new_token
 from henvis.registry import load_registry
+from henvis.shredding import new_secret
 from henvis_dev import broker
 from henvis_dev.supervisor import Part, Supervisor, SupervisorError
 
@@ -85,7 +86,8 @@ def fresh_run_dir(run_dir: Path) -> None:
 
 def make_credentials(run_dir: Path) -> Credentials:
     """A token per role and centre (only hashes go to the services) and a caseworker per centre."""
-    roles = ["police", "researcher", "auditor", "operator"] + [f"centre:{slug}" for slug in load_registry().slugs]
+    roles = ["police", "researcher", "auditor", "operator", "manual-handling"]
+    roles += [f"centre:{slug}" for slug in load_registry().slugs]
     tokens = {role: new_token() for role in roles}
     clients = [
         ApiClient(name=f"demo-{role.replace(':', '-')}", role=role, token_sha256=hash_token(token)).model_dump()
@@ -99,28 +101,20 @@ def make_credentials(run_dir: Path) -> Credentials:
     return Credentials(tokens, passwords)
 
 
-def manual_handling_keys(run_dir: Path) -> str:
-    """A keypair for the manual-handling role; the private half stays in the run folder."""
-    from nacl.encoding import Base64Encoder
-    from nacl.public import PrivateKey
-
-    private = PrivateKey.generate()
-    key_file = run_dir / "manual-handling.key"
-    key_file.write_bytes(private.encode(Base64Encoder))
-    key_file.chmod(0o600)
-    return private.public_key.encode(Base64Encoder).decode()
-
-
-def service_env(run_dir: Path, ports: Ports) -> dict[str, str]:
-    public_key = manual_handling_keys(run_dir)
+def service_env(run_dir: Path, ports: Ports, credentials: Credentials) -> dict[str, str]:
     return {
+        # The key store's key-encryption key and the case pseudonym key, made for this run only.
+        "HENVIS_CONSENT_KEY_ENCRYPTION_KEYS": f"demo:{new_secret()}",
+        "HENVIS_CONSENT_CASE_PSEUDONYM_KEY": new_secret(),
         "HENVIS_RUN_DIR": str(run_dir),
         "HENVIS_LOG_LEVEL": "INFO",
         "HENVIS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports.broker}",
         "HENVIS_KAFKA_PARTITIONS": "3",
         "HENVIS_API_CLIENTS_FILE": str(run_dir / "api-clients.yaml"),
-        "HENVIS_ROUTER_MANUAL_PUBLIC_KEY": public_key,
-        "HENVIS_MANUAL_PUBLIC_KEY": public_key,
+        # The centre inbox gets each referral's data key from the consent service's key store,
+        # asking with each centre's own credential.
+        "HENVIS_CENTRE_KEY_STORE_URL": f"http://127.0.0.1:{ports.consent}",
+        "HENVIS_CENTRE_KEY_STORE_TOKENS": json.dumps(credentials.centre_tokens()),
         "HENVIS_CENTRE_SESSION_SECRET": new_token(),
         "HENVIS_CENTRE_SECURE_COOKIES": "false",
         "PYTHONUNBUFFERED": "1",
@@ -211,7 +205,7 @@ def start_pipeline(run_dir: Path, ports: Ports, say=print) -> tuple[Supervisor, 
     broker.ensure_jars(progress=say)
     handle = broker.start(run_dir / "kafka", port=ports.broker, progress=say)
     credentials = make_credentials(run_dir)
-    supervisor = Supervisor(run_dir, service_env(run_dir, ports))
+    supervisor = Supervisor(run_dir, service_env(run_dir, ports, credentials))
     try:
         add_caseworkers(supervisor, credentials)
         for part in pipeline_parts(ports):

@@ -1,7 +1,8 @@
 """Synthetic consent streams for the router's integration tests and benchmark.
 
-Produces a realistic mix of decisions straight onto ``consent.decisions.v1`` (keyed by
-case_ref, as the consent relay does) and reads the router's output topics back, so a test
+Produces a realistic mix of decisions straight onto ``consent.decisions.v2`` as the consent
+relay publishes them (keyed by the case pseudonym, personal data sealed under a fresh data key
+per consent, kept in :attr:`Expected.data_keys`) and reads the router's output topics back, so a test
 can check "each centre topic holds exactly its residents' referrals" without any other
 service running.  Synthetic persons only: no real personal data.
 """
@@ -29,11 +30,15 @@ from henvis.kafka import consumer_config, make_producer, topic_name
 from henvis.registry import Registry
 from henvis.schemas.events import (
     ConsentDeclined,
+    ConsentDeclinedV2,
     ConsentGiven,
+    ConsentGivenV2,
     ConsentWithdrawn,
+    ConsentWithdrawnV2,
     Event,
     ManualHandling,
     Offence,
+    PersonalData,
     ReferralFact,
     ReferralIssued,
     ReferralWithdrawn,
@@ -44,6 +49,10 @@ from henvis.schemas.events import (
 from henvis.schemas.person import Person
 from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING, REFERRAL_FACTS
 from henvis.settings import KafkaSettings
+from henvis.shredding import CasePseudonyms, new_data_key, seal_personal_data
+
+#: The load generator's own pseudonym key (the consent service's is a deployment secret).
+PSEUDONYMS = CasePseudonyms(b"henvis-loadgen-case-pseudonym-key")
 
 OUTSIDE_DISTRICT = ["101", "751", "851", "461", "630"]
 _FIRST = ["Anna", "Jens", "Mette", "Lars", "Sofie", "Mikkel", "Ida", "Rasmus"]
@@ -65,6 +74,8 @@ class Expected:
     withdrawals: dict[uuid.UUID, str] = field(default_factory=dict)
     manual: Counter = field(default_factory=Counter)
     facts: Counter = field(default_factory=Counter)
+    #: referral_id -> the data key its personal data is sealed under
+    data_keys: dict[uuid.UUID, bytes] = field(default_factory=dict)
 
 
 def mixed_decisions(count: int, registry: Registry, seed: int = 4) -> Expected:
@@ -139,8 +150,39 @@ def mixed_decisions(count: int, registry: Registry, seed: int = 4) -> Expected:
                 expected.manual[reason] += 1
             expected.facts["accepted"] += 1
             given_cases.append((case_ref, referral_id, slug))
-        expected.messages.append((event.kafka_key(), event.to_bytes()))
+        published = sealed(event, expected.data_keys)
+        expected.messages.append((published.kafka_key(), published.to_bytes()))
     return expected
+
+
+def sealed(
+    event: ConsentGiven | ConsentDeclined | ConsentWithdrawn, data_keys: dict[uuid.UUID, bytes]
+) -> ConsentGivenV2 | ConsentDeclinedV2 | ConsentWithdrawnV2:
+    """``event`` as the consent relay publishes it: the case by pseudonym, a consent's personal data
+    sealed under a new data key (added to ``data_keys``)."""
+    assert event.case_ref is not None  # the generator always names the case
+    common: dict[str, object] = {
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+        "case_pseudonym": PSEUDONYMS(event.case_ref),
+    }
+    if isinstance(event, ConsentWithdrawn):
+        return ConsentWithdrawnV2.model_validate({**common, "referral_id": event.referral_id, "reason": event.reason})
+    common |= {"offence": event.offence, "charged_on": event.charged_on, "municipality_code": event.municipality_code}
+    if isinstance(event, ConsentDeclined):
+        return ConsentDeclinedV2.model_validate({**common, "recorded_by": event.recorded_by})
+    referral_id = referral_id_for(event.event_id)
+    data_keys[referral_id] = new_data_key()
+    personal = PersonalData(case_ref=event.case_ref, person=event.person).model_dump_json().encode()
+    return ConsentGivenV2.model_validate(
+        {
+            **common,
+            "preferred_centre": event.preferred_centre,
+            "personal": seal_personal_data(data_keys[referral_id], referral_id, personal),
+            "consent_text_version": event.consent_text_version,
+            "recorded_by": event.recorded_by,
+        }
+    )
 
 
 def rng_uuid(rng: random.Random) -> uuid.UUID:
@@ -148,7 +190,7 @@ def rng_uuid(rng: random.Random) -> uuid.UUID:
 
 
 def produce(settings: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> None:
-    """Publish to ``consent.decisions.v1`` the way the consent relay does (idempotent, acks=all)."""
+    """Publish to ``consent.decisions.v2`` the way the consent relay does (idempotent, acks=all)."""
     producer = make_producer(settings, "henvis-loadgen")
     topic = topic_name(CONSENT_DECISIONS.name, settings)
     try:
@@ -160,7 +202,7 @@ def produce(settings: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> Non
 
 
 class Feeder(threading.Thread):
-    """Publishes ``messages`` to ``consent.decisions.v1`` at a steady rate in the background,
+    """Publishes ``messages`` to ``consent.decisions.v2`` at a steady rate in the background,
     as the consent relay would under load, so that kills and outages fall mid-stream."""
 
     def __init__(self, settings: KafkaSettings, messages: list[tuple[bytes, bytes]], per_second: float):
@@ -321,7 +363,7 @@ def _unexpected(topic: str, event: Event, expected: str) -> TypeError:
 
 
 def committed_total(settings: KafkaSettings, group_id: str) -> int:
-    """How many messages of ``consent.decisions.v1`` the group has committed so far."""
+    """How many messages of ``consent.decisions.v2`` the group has committed so far."""
     topic = topic_name(CONSENT_DECISIONS.name, settings)
     consumer = KafkaConsumer(**consumer_config(settings, group_id=group_id, client_id="henvis-loadgen-lag"))
     try:
@@ -332,7 +374,7 @@ def committed_total(settings: KafkaSettings, group_id: str) -> int:
 
 
 def committed_lag(settings: KafkaSettings, group_id: str) -> int | None:
-    """Messages on ``consent.decisions.v1`` the group has not committed yet (None: no commits)."""
+    """Messages on ``consent.decisions.v2`` the group has not committed yet (None: no commits)."""
     topic = topic_name(CONSENT_DECISIONS.name, settings)
     # A consumer of the group that never subscribes: it only asks for the group's offsets.
     consumer = KafkaConsumer(**consumer_config(settings, group_id=group_id, client_id="henvis-loadgen-lag"))

@@ -1,4 +1,4 @@
-"""Manual-handling cases (``henvis.manual.v1``): the one way a service opens one.
+"""Manual-handling cases (``henvis.manual.v2``): the one way a service opens one.
 
 A case's id derives from the service's namespace and what it is about, so a retry or a
 replay opens the same case, and the manual-handling desk sees it once.

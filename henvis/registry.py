@@ -7,6 +7,7 @@ must not start with a registry that could route a person to the wrong centre.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
 from importlib import resources
@@ -16,7 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
 
 from henvis import deadlines
+from henvis.schemas.events import ManualReason, RoutedBy
 from henvis.schemas.municipalities import DANISH_MUNICIPALITIES
+from henvis.schemas.topics import centre_topic
 
 
 class RegistryError(RuntimeError):
@@ -30,7 +33,7 @@ class Centre(BaseModel):
     municipality: str = Field(min_length=1)
     slug: str = Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")
     name: str = Field(min_length=1)
-    topic: str | None = Field(default=None, description="Defaults to referrals.<slug>.v1")
+    topic: str | None = Field(default=None, description="Defaults to referrals.<slug>.v2")
     contact_due_working_days: int = Field(default=1, ge=0, le=30)
     treatment_due_days: int = Field(default=14, ge=1, le=90)
     mailbox: EmailStr | None = Field(
@@ -39,13 +42,32 @@ class Centre(BaseModel):
 
     @property
     def topic_base(self) -> str:
-        return self.topic or f"referrals.{self.slug}.v1"
+        return self.topic or centre_topic(self.slug)
 
     def contact_due_by(self, issued_at: datetime) -> date:
         return deadlines.contact_due_by(issued_at, self.contact_due_working_days)
 
     def treatment_due_by(self, issued_at: datetime) -> date:
         return deadlines.treatment_due_by(issued_at, self.treatment_due_days)
+
+
+@dataclass(frozen=True)
+class ToCentre:
+    """A consent routed to a centre, and why that one."""
+
+    centre: Centre
+    routed_by: RoutedBy
+
+
+@dataclass(frozen=True)
+class ToManualHandling:
+    """A consent no centre can take: a person routes it (reason, and a fixed explanation)."""
+
+    reason: ManualReason
+    detail: str
+
+
+Route = ToCentre | ToManualHandling
 
 
 class Registry(BaseModel):
@@ -84,6 +106,31 @@ class Registry(BaseModel):
     @property
     def slugs(self) -> list[str]:
         return [centre.slug for centre in self.centres]
+
+    def route(self, preferred_centre: str | None, municipality_code: str | None) -> Route:
+        """The one routing rule (contract 3.3), shared by the router, which routes, and the
+        consent service, whose key store releases a referral's data key to that centre only.
+
+        A preferred centre wins; without one, the residence municipality's centre.  No code,
+        a code outside the registry, or a preferred centre missing from it: manual handling.
+        """
+        if preferred_centre is not None:
+            centre = self.by_slug(preferred_centre)
+            if centre is None:
+                return ToManualHandling(
+                    ManualReason.INVALID_EVENT, "invalid fields: preferred_centre (not a centre in the registry)"
+                )
+            return ToCentre(centre, RoutedBy.PREFERRED_CENTRE)
+        if municipality_code is None:
+            return ToManualHandling(
+                ManualReason.NO_MUNICIPALITY, "no municipality code: the person has no Danish address"
+            )
+        centre = self.for_municipality(municipality_code)
+        if centre is None:
+            return ToManualHandling(
+                ManualReason.OUTSIDE_DISTRICT, "the person lives outside the district's municipalities"
+            )
+        return ToCentre(centre, RoutedBy.RESIDENCE)
 
 
 def _default_text() -> str:

@@ -25,6 +25,27 @@ CaseRef = Annotated[
 ]
 CentreSlug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,39}$", description="Centre id from the registry.")]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+CasePseudonym = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="HMAC-SHA256 of case_ref under the consent service's secret: names the case, cannot be reversed.",
+    ),
+]
+SealedPersonalData = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        min_length=56,  # a 24-byte nonce and a 16-byte tag, base64: less cannot be a sealed blob
+        max_length=8192,
+        description=(
+            "The case's personal data (PersonalData: case_ref and person) sealed with XChaCha20-Poly1305 under"
+            " the referral's data key, bound to the referral id; base64 of nonce and ciphertext. The key is in"
+            " the consent service's key store, released only to the referral's centre or the manual-handling"
+            " role, and destroyed on withdrawal: from then on no copy anywhere opens."
+        ),
+    ),
+]
 
 
 def derived_id(namespace: uuid.UUID, *parts: object) -> uuid.UUID:
@@ -76,6 +97,7 @@ class ManualReason(StrEnum):
     INVALID_EVENT = "invalid_event"
     RETURNED_WRONG_CENTRE = "returned_wrong_centre"
     WITHDRAWAL_UNMATCHED = "withdrawal_unmatched"
+    UNDECRYPTABLE = "undecryptable"
 
 
 class RoutedBy(StrEnum):
@@ -84,7 +106,8 @@ class RoutedBy(StrEnum):
 
 
 class Event(BaseModel):
-    """Fields every event has."""
+    """Fields every event has.  ``schema_version`` is 1, or 2 for the events whose personal
+    data travels sealed (a reader rejects any other)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,7 +115,7 @@ class Event(BaseModel):
     key_field: ClassVar[str] = "event_id"
 
     event_id: uuid.UUID = Field(description="Idempotency key: the same event sent twice has the same id.")
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 1
     occurred_at: AwareDatetime = Field(description="When it happened, with a timezone.")
 
     def to_bytes(self) -> bytes:
@@ -102,11 +125,17 @@ class Event(BaseModel):
         return str(getattr(self, self.key_field)).encode()
 
 
+def _charged_before_decision(charged_on: date, occurred_at: datetime) -> None:
+    if charged_on > occurred_at.date():
+        raise PydanticCustomError("charged_after_decision", "charged_on must not be after occurred_at")
+
+
 class _ChargeFacts(Event):
     """What a consent decision says about the charge (shared by given and declined)."""
 
     key_field: ClassVar[str] = "case_ref"
 
+    schema_version: Literal[1] = 1
     case_ref: CaseRef
     offence: Offence
     charged_on: date
@@ -116,9 +145,17 @@ class _ChargeFacts(Event):
 
     @model_validator(mode="after")
     def _charge_before_decision(self):
-        if self.charged_on > self.occurred_at.date():
-            raise PydanticCustomError("charged_after_decision", "charged_on must not be after occurred_at")
+        _charged_before_decision(self.charged_on, self.occurred_at)
         return self
+
+
+class PersonalData(BaseModel):
+    """What a ``personal`` blob holds once opened with its referral's data key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    case_ref: CaseRef
+    person: Person
 
 
 # ---------------------------------------------------------------- police -> consent service
@@ -161,6 +198,7 @@ class ConsentWithdrawn(Event):
 
     key_field: ClassVar[str] = "case_ref"
 
+    schema_version: Literal[1] = 1
     event_type: Literal["consent.withdrawn"] = "consent.withdrawn"
     case_ref: CaseRef | None = None
     referral_id: uuid.UUID | None = None
@@ -173,24 +211,78 @@ class ConsentWithdrawn(Event):
         return self
 
 
+# ---------------------------------------------------------------- consent service -> router
+# What the consent service publishes for each police event: the case named by its pseudonym,
+# the personal data sealed under the referral's data key, everything the router needs readable.
+
+
+class _SealedChargeFacts(Event):
+    """The charge as the router sees it: case pseudonym, offence, dates, municipality."""
+
+    key_field: ClassVar[str] = "case_pseudonym"
+
+    schema_version: Literal[2] = 2
+    case_pseudonym: CasePseudonym
+    offence: Offence
+    charged_on: date
+    municipality_code: MunicipalityCode | None = Field(
+        default=None, description="Residence kommunekode; absent for a person with no Danish address."
+    )
+
+    @model_validator(mode="after")
+    def _charge_before_decision(self):
+        _charged_before_decision(self.charged_on, self.occurred_at)
+        return self
+
+
+class ConsentGivenV2(_SealedChargeFacts):
+    """A consent as published on the topic: its personal data sealed under its referral's data key."""
+
+    event_type: Literal["consent.given"] = "consent.given"
+    preferred_centre: CentreSlug | None = None
+    personal: SealedPersonalData
+    consent_text_version: Identifier
+    recorded_by: Identifier
+
+
+class ConsentDeclinedV2(_SealedChargeFacts):
+    """A decline as published on the topic: the case by its pseudonym, no personal data."""
+
+    event_type: Literal["consent.declined"] = "consent.declined"
+    recorded_by: Identifier | None = None
+
+
+class ConsentWithdrawnV2(Event):
+    """A withdrawal as published on the topic: the case by its pseudonym (its data keys are
+    destroyed already when this is published), and the referral when the police named one."""
+
+    key_field: ClassVar[str] = "case_pseudonym"
+
+    schema_version: Literal[2] = 2
+    event_type: Literal["consent.withdrawn"] = "consent.withdrawn"
+    case_pseudonym: CasePseudonym
+    referral_id: uuid.UUID | None = None
+    reason: WithdrawalReason | None = None
+
+
 # ---------------------------------------------------------------- router -> centre
 
 
 class ReferralIssued(Event):
-    """A referral to one centre: the only event that carries contact details to a centre."""
+    """A referral to one centre: the only event that carries contact details to a centre, sealed."""
 
     key_field: ClassVar[str] = "referral_id"
 
+    schema_version: Literal[2] = 2
     event_type: Literal["referral.issued"] = "referral.issued"
     referral_id: uuid.UUID = Field(description="uuid5 of the consent event_id: stable across replays.")
     consent_event_id: uuid.UUID
     centre: CentreSlug
     routed_by: RoutedBy
-    case_ref: CaseRef
     offence: Offence
     charged_on: date
     municipality_code: MunicipalityCode | None = None
-    person: Person
+    personal: SealedPersonalData
     contact_due_by: date = Field(description="First contact attempt due by (working days from the registry).")
     treatment_due_by: date = Field(description="Treatment start due by (sundhedsloven §141 / serviceloven §101).")
     issued_at: AwareDatetime
@@ -201,6 +293,7 @@ class ReferralWithdrawn(Event):
 
     key_field: ClassVar[str] = "referral_id"
 
+    schema_version: Literal[1] = 1
     event_type: Literal["referral.withdrawn"] = "referral.withdrawn"
     referral_id: uuid.UUID
     centre: CentreSlug
@@ -215,6 +308,7 @@ class ReferralOutcome(Event):
 
     key_field: ClassVar[str] = "referral_id"
 
+    schema_version: Literal[1] = 1
     event_type: Literal["referral.outcome"] = "referral.outcome"
     referral_id: uuid.UUID
     centre: CentreSlug
@@ -229,6 +323,7 @@ class ReferralFact(Event):
 
     key_field: ClassVar[str] = "referral_id"
 
+    schema_version: Literal[1] = 1
     event_type: Literal["referral.fact"] = "referral.fact"
     referral_id: uuid.UUID = Field(description="For a decline: the id the referral would have had.")
     decision: Decision
@@ -244,10 +339,11 @@ class ReferralFact(Event):
 
 
 class ManualHandling(Event):
-    """Something a person must look at. Personal data travels only sealed (encrypted)."""
+    """Something a person must look at. Personal data travels only sealed under the referral's data key."""
 
     key_field: ClassVar[str] = "event_id"
 
+    schema_version: Literal[2] = 2
     event_type: Literal["manual.handling"] = "manual.handling"
     reason: ManualReason
     source_event_id: uuid.UUID | None = None
@@ -256,15 +352,19 @@ class ManualHandling(Event):
     municipality_code: str | None = Field(default=None, pattern=r"^\d{3}$")
     offence: Offence | None = None
     detail: str | None = Field(default=None, max_length=500, description="Fixed explanation; never personal data.")
-    sealed_payload: str | None = Field(
-        default=None, description="The source event, encrypted for the manual-handling role (base64)."
+    personal: SealedPersonalData | None = Field(
+        default=None,
+        description=(
+            "The case's personal data sealed under the referral's data key; the manual-handling role gets the"
+            " key from the key store by referral_id while the case is in manual handling."
+        ),
     )
 
 
 ParsedEvent = (
-    ConsentGiven
-    | ConsentDeclined
-    | ConsentWithdrawn
+    ConsentGivenV2
+    | ConsentDeclinedV2
+    | ConsentWithdrawnV2
     | ReferralIssued
     | ReferralWithdrawn
     | ReferralOutcome
@@ -274,12 +374,13 @@ ParsedEvent = (
 AnyEvent = Annotated[ParsedEvent, Field(discriminator="event_type")]
 ConsentDecision = Annotated[ConsentGiven | ConsentDeclined, Field(discriminator="event_type")]
 
+#: Every event on a topic, by type: what :func:`parse_event` reads.
 EVENT_TYPES: dict[str, type[Event]] = {
     model.model_fields["event_type"].default: model
     for model in (
-        ConsentGiven,
-        ConsentDeclined,
-        ConsentWithdrawn,
+        ConsentGivenV2,
+        ConsentDeclinedV2,
+        ConsentWithdrawnV2,
         ReferralIssued,
         ReferralWithdrawn,
         ReferralOutcome,
@@ -287,13 +388,18 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ManualHandling,
     )
 }
+#: What police case systems send the consent API (it publishes them as the ``...V2`` events).
+POLICE_EVENTS: tuple[type[Event], ...] = (ConsentGiven, ConsentDeclined, ConsentWithdrawn)
 
 _ANY_EVENT = TypeAdapter(AnyEvent)
 _DECISION = TypeAdapter(ConsentDecision)
+_POLICE_EVENT = TypeAdapter(
+    Annotated[ConsentGiven | ConsentDeclined | ConsentWithdrawn, Field(discriminator="event_type")]
+)
 
 
 def parse_event(data: bytes | str | dict) -> ParsedEvent:
-    """Parse any henvis event from JSON bytes/str or a dict; raises ``ValidationError``."""
+    """Parse any event found on a henvis topic from JSON bytes/str or a dict; raises ``ValidationError``."""
     if isinstance(data, dict):
         return _ANY_EVENT.validate_python(data)
     return _ANY_EVENT.validate_json(data)
@@ -304,6 +410,13 @@ def parse_decision(data: bytes | str | dict) -> ConsentGiven | ConsentDeclined:
     if isinstance(data, dict):
         return _DECISION.validate_python(data)
     return _DECISION.validate_json(data)
+
+
+def parse_police_event(data: bytes | str | dict) -> ConsentGiven | ConsentDeclined | ConsentWithdrawn:
+    """Parse what a police case system sends the consent API (a decision or a withdrawal)."""
+    if isinstance(data, dict):
+        return _POLICE_EVENT.validate_python(data)
+    return _POLICE_EVENT.validate_json(data)
 
 
 def utcnow() -> datetime:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from henvis.schemas.events import (
-    ConsentDeclined,
-    ConsentGiven,
-    ConsentWithdrawn,
+    ConsentDeclinedV2,
+    ConsentGivenV2,
+    ConsentWithdrawnV2,
     Event,
     ManualHandling,
     ReferralFact,
@@ -31,18 +31,18 @@ class TopicSpec:
 
 
 CONSENT_DECISIONS = TopicSpec(
-    name="consent.decisions.v1",
-    key="case_ref",
-    messages=(ConsentGiven, ConsentDeclined, ConsentWithdrawn),
+    name="consent.decisions.v2",
+    key="case_pseudonym",
+    messages=(ConsentGivenV2, ConsentDeclinedV2, ConsentWithdrawnV2),
     personal_data=True,
-    description="Consent decisions and withdrawals from police case systems, via the consent service's outbox. Keyed by case_ref so one case stays in order.",
+    description="Consent decisions and withdrawals from police case systems, via the consent service's outbox. Keyed by the case pseudonym (an HMAC of case_ref) so one case stays in order; personal data only sealed under each referral's data key.",
 )
 CENTRE_REFERRALS = TopicSpec(
-    name="referrals.{centre}.v1",
+    name="referrals.{centre}.v2",
     key="referral_id",
     messages=(ReferralIssued, ReferralWithdrawn),
     personal_data=True,
-    description="Referrals for one rusmiddelcenter (one topic per centre, from the registry); only that centre may read it.",
+    description="Referrals for one rusmiddelcenter (one topic per centre, from the registry); only that centre may read it, and only that centre gets the data key that opens a referral's personal data.",
 )
 REFERRAL_OUTCOMES = TopicSpec(
     name="referral.outcomes.v1",
@@ -59,11 +59,11 @@ REFERRAL_FACTS = TopicSpec(
     description="Pseudonymous facts for the statistics: never name, phone, e-mail, address, CPR or case_ref.",
 )
 MANUAL_HANDLING = TopicSpec(
-    name="henvis.manual.v1",
+    name="henvis.manual.v2",
     key="event_id",
     messages=(ManualHandling,),
     personal_data=True,
-    description="Cases a person must handle (and dead letters), with a reason code. Personal data only sealed for the manual-handling role.",
+    description="Cases a person must handle (and dead letters), with a reason code. Personal data only sealed under the referral's data key, which the manual-handling role gets from the key store.",
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (

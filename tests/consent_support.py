@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -15,17 +16,39 @@ from kafka import KafkaConsumer, TopicPartition
 from henvis.auth import ApiClient, ClientRegistry, hash_token
 from henvis.db import make_engine, migrate
 from henvis.kafka import consumer_config
+from henvis.registry import load_registry
+from henvis.services.consent.domain_keys import DataProtection
 from henvis.settings import KafkaSettings
+from henvis.shredding import CasePseudonyms, KeyEncryptionKeys
 from tests import examples
 from tests.helpers import free_port, wait_until
 
 POLICE_TOKEN = "hv_police-test-token-0123456789abcdef0123456789"
 RESEARCHER_TOKEN = "hv_researcher-test-token-0123456789abcdef01234"
+HERNING_TOKEN = "hv_herning-test-token-0123456789abcdef0123456789"
+HOLSTEBRO_TOKEN = "hv_holstebro-test-token-0123456789abcdef01234567"
+MANUAL_TOKEN = "hv_manual-test-token-0123456789abcdef0123456789ab"
+AUDITOR_TOKEN = "hv_auditor-test-token-0123456789abcdef0123456789"
 CLIENTS = [
     {"name": "politi-test", "role": "police", "token_sha256": hash_token(POLICE_TOKEN)},
     {"name": "cfr-test", "role": "researcher", "token_sha256": hash_token(RESEARCHER_TOKEN)},
+    {"name": "herning-inbox", "role": "centre:herning", "token_sha256": hash_token(HERNING_TOKEN)},
+    {"name": "holstebro-inbox", "role": "centre:holstebro", "token_sha256": hash_token(HOLSTEBRO_TOKEN)},
+    {"name": "manual-desk", "role": "manual-handling", "token_sha256": hash_token(MANUAL_TOKEN)},
+    {"name": "audit-office", "role": "auditor", "token_sha256": hash_token(AUDITOR_TOKEN)},
 ]
 POLICE = {"Authorization": f"Bearer {POLICE_TOKEN}"}
+HERNING = {"Authorization": f"Bearer {HERNING_TOKEN}"}
+HOLSTEBRO = {"Authorization": f"Bearer {HOLSTEBRO_TOKEN}"}
+MANUAL = {"Authorization": f"Bearer {MANUAL_TOKEN}"}
+AUDITOR = {"Authorization": f"Bearer {AUDITOR_TOKEN}"}
+
+#: The test deployment's key-encryption key and case pseudonym key (fixed: subprocesses share them).
+KEK_TEXT = "test-kek-1:" + base64.b64encode(b"k" * 32).decode()
+PSEUDONYM_KEY = base64.b64encode(b"p" * 32).decode()
+#: ``ConsentSettings(**KEY_SETTINGS)``; ``KEY_ENV`` for a subprocess.
+KEY_SETTINGS = {"key_encryption_keys": KEK_TEXT, "case_pseudonym_key": PSEUDONYM_KEY}
+KEY_ENV = {"HENVIS_CONSENT_KEY_ENCRYPTION_KEYS": KEK_TEXT, "HENVIS_CONSENT_CASE_PSEUDONYM_KEY": PSEUDONYM_KEY}
 REPO = Path(__file__).resolve().parent.parent
 HENVIS = [sys.executable, "-m", "henvis.cli"]
 
@@ -42,6 +65,18 @@ def client_registry() -> ClientRegistry:
     return ClientRegistry([ApiClient(**entry) for entry in CLIENTS])
 
 
+def client(name: str) -> ApiClient:
+    """The test client called ``name``."""
+    return next(ApiClient(**entry) for entry in CLIENTS if entry["name"] == name)
+
+
+def protection(keks: KeyEncryptionKeys | None = None) -> DataProtection:
+    """The test deployment's keys and the packaged registry."""
+    return DataProtection(
+        keks or KeyEncryptionKeys.parse(KEK_TEXT), CasePseudonyms(base64.b64decode(PSEUDONYM_KEY)), load_registry()
+    )
+
+
 def migrated_engine(database_url: str):
     migrate(database_url, "consent")
     return make_engine(database_url)
@@ -53,7 +88,7 @@ def consent_app(database_url: str, **settings_overrides):
     from henvis.services.consent.settings import ConsentSettings
 
     engine = migrated_engine(database_url)
-    settings = ConsentSettings(database_url=database_url, **settings_overrides)
+    settings = ConsentSettings(database_url=database_url, **{**KEY_SETTINGS, **settings_overrides})
     return create_consent_app(settings, engine=engine, clients=client_registry())
 
 
@@ -96,6 +131,7 @@ def service_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, st
         "HENVIS_API_CLIENTS": json.dumps(CLIENTS),
         "HENVIS_LOG_LEVEL": "DEBUG",
         "PYTHONUNBUFFERED": "1",
+        **KEY_ENV,
     }
     env.update(extra)
     return env

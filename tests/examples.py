@@ -1,7 +1,9 @@
-"""Valid example events (as JSON-ready dicts) that tests change one field at a time."""
+"""Valid example events (as JSON-ready dicts) that tests change one field at a time: what police
+systems send the consent API (``consent_given`` ...), and what each topic carries (``EXAMPLES``)."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
 
@@ -59,21 +61,71 @@ def consent_withdrawn(**overrides) -> dict:
     }
 
 
+#: A well-formed sealed blob for schema tests (it opens under no key: they never open it).
+SEALED = base64.b64encode(bytes(range(24)) + b"sealed personal data, in a test" + bytes(16)).decode("ascii")
+#: A well-formed case pseudonym (64 hex digits).
+PSEUDONYM = "5e" * 32
+
+
+def consent_given_sealed(**overrides) -> dict:
+    """``consent.given`` as the consent service publishes it: case by pseudonym, personal data sealed."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "consent.given",
+        "schema_version": 2,
+        "occurred_at": "2021-03-02T10:15:00+01:00",
+        "case_pseudonym": PSEUDONYM,
+        "offence": "drink_driving",
+        "charged_on": "2021-03-01",
+        "municipality_code": "657",
+        "personal": SEALED,
+        "consent_text_version": "2020-03",
+        "recorded_by": "politi-1234",
+        **overrides,
+    }
+
+
+def consent_declined_sealed(**overrides) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "consent.declined",
+        "schema_version": 2,
+        "occurred_at": "2021-03-02T10:15:00+01:00",
+        "case_pseudonym": PSEUDONYM,
+        "offence": "drug_driving",
+        "charged_on": "2021-03-02",
+        "municipality_code": "791",
+        **overrides,
+    }
+
+
+def consent_withdrawn_sealed(**overrides) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "consent.withdrawn",
+        "schema_version": 2,
+        "occurred_at": "2021-03-05T09:00:00+01:00",
+        "case_pseudonym": PSEUDONYM,
+        "reason": "person_changed_mind",
+        **overrides,
+    }
+
+
 def referral_issued(**overrides) -> dict:
     consent_id = uuid.uuid4()
     return {
         "event_id": str(uuid.uuid4()),
         "event_type": "referral.issued",
+        "schema_version": 2,
         "occurred_at": "2021-03-02T10:15:01+01:00",
         "referral_id": str(referral_id_for(consent_id)),
         "consent_event_id": str(consent_id),
         "centre": "herning",
         "routed_by": "residence",
-        "case_ref": "4100-80261-00123-21",
         "offence": "drink_driving",
         "charged_on": "2021-03-01",
         "municipality_code": "657",
-        "person": person(),
+        "personal": SEALED,
         "contact_due_by": "2021-03-03",
         "treatment_due_by": "2021-03-16",
         "issued_at": datetime(2021, 3, 2, 9, 15, 1, tzinfo=UTC).isoformat(),
@@ -126,22 +178,31 @@ def manual_handling(**overrides) -> dict:
     return {
         "event_id": str(uuid.uuid4()),
         "event_type": "manual.handling",
+        "schema_version": 2,
         "occurred_at": "2021-03-02T10:15:01+01:00",
         "reason": "outside_district",
         "source_event_id": str(uuid.uuid4()),
         "source_event_type": "consent.given",
         "municipality_code": "751",
         "offence": "drink_driving",
-        "sealed_payload": "c2VhbGVk",
+        "referral_id": str(uuid.uuid4()),
+        "personal": SEALED,
         **overrides,
     }
 
 
-#: One valid example of every event type.
-EXAMPLES = {
+#: One valid example of every event police systems send the consent API.
+POLICE_EXAMPLES = {
     "consent.given": consent_given,
     "consent.declined": consent_declined,
     "consent.withdrawn": consent_withdrawn,
+}
+
+#: One valid example of every event type on a topic.
+EXAMPLES = {
+    "consent.given": consent_given_sealed,
+    "consent.declined": consent_declined_sealed,
+    "consent.withdrawn": consent_withdrawn_sealed,
     "referral.issued": referral_issued,
     "referral.withdrawn": referral_withdrawn,
     "referral.outcome": referral_outcome,

@@ -420,7 +420,7 @@ BAD_VALUES=(
     "podSecurityContext.runAsNonRoot=false|/podSecurityContext/runAsNonRoot"
     "stats.suppressionThreshold=1|/stats/suppressionThreshold"
     "centre.centres=Herning|/centre/centres"
-    "router.manualPublicKey=not-a-key|/router/manualPublicKey"
+    "centre.keyStore.existingSecret=|/centre/keyStore/existingSecret"
     "centre.isolatedWorkers[0].centre=aarhus,centre.isolatedWorkers[0].kafkaSaslExistingSecret=x|not a centre in the registry"
     "centre.isolatedWorkers[0].centre=herning|missing property 'kafkaSaslExistingSecret'"
     "router.worker.autoscaling.enabled=true,router.worker.autoscaling.maxReplicas=7|above kafka.partitions"

@@ -20,6 +20,7 @@ from henvis.schemas.events import Outcome
 from henvis.services.centre import casework, domain, store_access_log, store_referrals
 from henvis.services.centre.deps import AuditorDep, CentreClientDep, ClientCentreDep, EngineDep, StateDep
 from henvis.services.centre.domain_outcomes import EventIdConflict
+from henvis.services.centre.key_store import KeyStoreUnavailable
 from henvis.services.centre.store_referrals import NotFound
 
 NOT_FOUND = "No such referral."
@@ -48,6 +49,15 @@ def _error(status: int, detail: str, field: str | None = None, kind: str | None 
     return JSONResponse(status_code=status, content=content)
 
 
+def _key_store_unavailable() -> JSONResponse:
+    """503: the consent service's key store did not answer; nothing was shown or recorded."""
+    return JSONResponse(
+        status_code=503,
+        headers={"Retry-After": "5"},
+        content={"detail": "The key store is unavailable, so the referral cannot be opened now. Please retry."},
+    )
+
+
 @router.get("/v1/referrals", tags=["referrals"], summary="List this centre's referrals, most urgent deadline first")
 def list_referrals(
     centre: ClientCentreDep,
@@ -58,13 +68,17 @@ def list_referrals(
 
 
 @router.get("/v1/referrals/{referral_id}", tags=["referrals"], summary="One referral with contact details")
-def get_referral(referral_id: uuid.UUID, client: CentreClientDep, centre: ClientCentreDep, engine: EngineDep):
+def get_referral(referral_id: uuid.UUID, client: CentreClientDep, centre: ClientCentreDep, state: StateDep):
     if centre is None:
         return _error(404, NOT_FOUND)
     try:
-        return casework.read_referral(engine, centre, str(referral_id), actor=client.name, actor_kind="client")
+        return casework.read_referral(
+            state.engine, state.keys, centre, str(referral_id), actor=client.name, actor_kind="client"
+        )
     except NotFound:
         return _error(404, NOT_FOUND)
+    except KeyStoreUnavailable:
+        return _key_store_unavailable()
 
 
 @router.post(
@@ -82,7 +96,7 @@ def post_outcome(
     try:
         recorded = casework.record_and_count(
             state.engine,
-            state.seal,
+            state.keys,
             centre=centre,
             referral_id=str(referral_id),
             outcome=body.outcome.value,
@@ -99,6 +113,8 @@ def post_outcome(
         return _error(409, "This event_id was already used for a different outcome.", "event_id", "event_id_reused")
     except domain.InvalidOccurredAt as exc:
         return _error(422, f"The outcome was not accepted: {exc}.", "occurred_at", "occurred_at_out_of_range")
+    except KeyStoreUnavailable:
+        return _key_store_unavailable()
     return JSONResponse(status_code=201 if recorded.created else 200, content=recorded.as_json())
 
 

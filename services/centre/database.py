@@ -6,31 +6,12 @@ the pilot replay control the clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import overload
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from henvis.db import is_sqlite, make_engine
+from henvis.db import aware, is_sqlite, make_engine, utcnow
 
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC (the store's default ``now``)."""
-    return datetime.now(UTC)
-
-
-@overload
-def aware(moment: datetime) -> datetime: ...
-@overload
-def aware(moment: None) -> None: ...
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything is stored in UTC."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+__all__ = ["aware", "make_centre_engine", "ping", "utcnow"]
 
 
 def make_centre_engine(url: str) -> Engine:

@@ -32,7 +32,6 @@ Decisions a caseworker would expect:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -46,9 +45,6 @@ CENTRE_NAMESPACE = uuid.UUID("0c3b7a52-3f7e-5d3e-8b6e-5a1c4e2d9f01")
 
 #: The actor named in the access log and the outcome history for what the inbox does itself.
 SYSTEM_ACTOR = "system"
-
-#: Encrypts bytes for the manual-handling role (``henvis.sealing.Sealer``); None when off.
-Sealer = Callable[[bytes], "str | None"]
 
 NEW = "new"
 WITHDRAWN = "withdrawn"

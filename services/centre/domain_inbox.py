@@ -6,11 +6,16 @@ these functions decide status, order and shape; the JSON API and the web page sh
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
+from pydantic import ValidationError
+
+from henvis.schemas.events import PersonalData
 from henvis.services.centre import domain
+from henvis.shredding import Undecryptable, open_personal_data
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,20 @@ class Contact:
             return None
         return {"street": self.street, "postcode": self.postcode, "city": self.city}
 
+    @classmethod
+    def of(cls, personal: PersonalData) -> Contact:
+        person, address = personal.person, personal.person.postal_address
+        return cls(
+            case_ref=personal.case_ref,
+            full_name=person.full_name,
+            phone=person.phone,
+            email=person.email,
+            street=address.street if address else None,
+            postcode=address.postcode if address else None,
+            city=address.city if address else None,
+            cpr=person.cpr,
+        )
+
 
 @dataclass(frozen=True)
 class Referral:
@@ -48,12 +67,30 @@ class Referral:
     issued_at: datetime
     last_outcome: str | None
     contact_erased_at: datetime | None
-    #: None once erased, and in lists (which never load contact details)
+    #: shown to a caseworker: None until opened (:func:`opened`), once erased, and in lists
     contact: Contact | None = None
+    #: the contact details as they arrived, sealed under the referral's data key; None once erased
+    sealed: str | None = None
 
     def status(self, today: date) -> domain.Status:
         """Open, overdue, closed or withdrawn on ``today`` (Danish date)."""
         return domain.status_of(self.state, self.contact_due_by, self.treatment_due_by, today)
+
+
+def open_personal(referral_id: str, sealed: str, data_key: bytes) -> PersonalData:
+    """The personal data a sealed blob holds; :class:`Undecryptable` if it does not open to them."""
+    plaintext = open_personal_data(data_key, uuid.UUID(referral_id), sealed)
+    try:
+        return PersonalData.model_validate_json(plaintext)
+    except ValidationError:
+        raise Undecryptable("opens, but does not hold a case's personal data") from None
+
+
+def opened(referral: Referral, data_key: bytes) -> Referral:
+    """``referral`` with its contact details opened with ``data_key`` (raises :class:`Undecryptable`)."""
+    if referral.sealed is None:
+        return referral
+    return replace(referral, contact=Contact.of(open_personal(referral.referral_id, referral.sealed, data_key)))
 
 
 @dataclass(frozen=True)

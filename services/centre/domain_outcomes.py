@@ -8,7 +8,6 @@ that brought it there.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +17,7 @@ from henvis.manual import manual_case
 from henvis.schemas.events import ManualHandling, ManualReason, Outcome, ReferralOutcome
 from henvis.schemas.topics import MANUAL_HANDLING, REFERRAL_OUTCOMES
 from henvis.services.centre import domain
-from henvis.services.centre.domain import CENTRE_NAMESPACE, Outgoing, Sealer
+from henvis.services.centre.domain import CENTRE_NAMESPACE, Outgoing
 from henvis.services.centre.domain_inbox import Referral
 
 
@@ -86,6 +85,8 @@ class Recording:
     change: StateChange | None = None
     outgoing: tuple[Outgoing, ...] = ()
     audit_action: str | None = None
+    #: the referral goes back to manual handling: so does its data key (the key store's hand-over)
+    hands_over_key: bool = False
 
 
 def record_outcome(
@@ -94,15 +95,12 @@ def record_outcome(
     earlier: EarlierOutcome | None,
     state_event_id: str | None,
     now: datetime,
-    seal: Sealer | None = None,
 ) -> Recording:
     """Decide what recording ``request`` on ``referral`` does.
 
     ``earlier``: the outcome already recorded under the request's event_id; ``state_event_id``:
     the latest event of the outcome the referral stands at (the answer to a repeat).
     Raises :class:`EventIdConflict`, ``domain.IllegalTransition`` or ``domain.InvalidOccurredAt``.
-    ``seal`` encrypts the contact details for the manual-handling role when a referral is
-    returned to it; without it the case carries no contact details.
     """
     if earlier is not None:
         if earlier.referral_id != request.referral_id or earlier.outcome != request.outcome:
@@ -123,8 +121,9 @@ def record_outcome(
             last_outcome=request.outcome,
             ended_at=now if domain.is_closed(decision.new_state) else None,
         ),
-        outgoing=_announcements(referral, request, now, seal),
+        outgoing=_announcements(referral, request, now),
         audit_action=f"outcome_recorded:{request.outcome}",
+        hands_over_key=request.outcome == Outcome.RETURNED_WRONG_CENTRE.value,
     )
 
 
@@ -133,9 +132,7 @@ def _unchanged(referral: Referral, request: RecordOutcome, event_id: str, outcom
     return Recording(Recorded(event_id, request.referral_id, outcome, status.value, created=False))
 
 
-def _announcements(
-    referral: Referral, request: RecordOutcome, now: datetime, seal: Sealer | None
-) -> tuple[Outgoing, ...]:
+def _announcements(referral: Referral, request: RecordOutcome, now: datetime) -> tuple[Outgoing, ...]:
     outcome = ReferralOutcome(
         event_id=request.event_id,
         occurred_at=request.occurred_at,
@@ -145,15 +142,15 @@ def _announcements(
     )
     if request.outcome != Outcome.RETURNED_WRONG_CENTRE.value:
         return (Outgoing(REFERRAL_OUTCOMES.name, outcome),)
-    # Back to manual handling for re-routing. Contact details travel only sealed for the
-    # manual-handling role; without a key the desk finds the case by referral id.
+    # Back to manual handling for re-routing, the contact details sealed as they came: the
+    # key store now releases their key to the manual-handling role instead of this centre.
     return (
         Outgoing(REFERRAL_OUTCOMES.name, outcome),
-        Outgoing(MANUAL_HANDLING.name, returned_case(referral, request, now, seal)),
+        Outgoing(MANUAL_HANDLING.name, returned_case(referral, request, now)),
     )
 
 
-def returned_case(referral: Referral, request: RecordOutcome, now: datetime, seal: Sealer | None) -> ManualHandling:
+def returned_case(referral: Referral, request: RecordOutcome, now: datetime) -> ManualHandling:
     """The manual-handling case for a referral its centre returned as not its resident's."""
     return manual_case(
         CENTRE_NAMESPACE,
@@ -165,27 +162,26 @@ def returned_case(referral: Referral, request: RecordOutcome, now: datetime, sea
         referral_id=uuid.UUID(request.referral_id),
         municipality_code=referral.municipality_code,
         offence=referral.offence,
-        sealed_payload=sealed_contact_details(referral, seal),
+        personal=referral.sealed,
     )
 
 
-def sealed_contact_details(referral: Referral, seal: Sealer | None) -> str | None:
-    """The referral's contact details encrypted for the manual-handling role (None: no key, or erased)."""
-    contact = referral.contact
-    if seal is None or contact is None:
-        return None
-    payload = {
-        "referral_id": referral.referral_id,
-        "case_ref": contact.case_ref,
-        "offence": referral.offence,
-        "charged_on": referral.charged_on.isoformat(),
-        "municipality_code": referral.municipality_code,
-        "person": {
-            "full_name": contact.full_name,
-            "phone": contact.phone,
-            "email": contact.email,
-            "postal_address": contact.postal_address(),
-            "cpr": contact.cpr,
-        },
-    }
-    return seal(json.dumps(payload).encode())
+def undecryptable_case(referral: Referral, now: datetime) -> Outgoing:
+    """The manual-handling case for a referral whose contact details do not open under the key
+    the key store released for it (tampered with, truncated, or sealed under another key).
+
+    Its id derives from the referral, so a second look never opens a second case; it carries
+    ids and facts only, never the blob (the desk gets the key and the topic's copy instead).
+    """
+    case = manual_case(
+        CENTRE_NAMESPACE,
+        "undecryptable",
+        referral.referral_id,
+        reason=ManualReason.UNDECRYPTABLE,
+        at=now,
+        detail="the referral's contact details do not open under its data key (tampered, truncated or another key)",
+        referral_id=uuid.UUID(referral.referral_id),
+        municipality_code=referral.municipality_code,
+        offence=referral.offence,
+    )
+    return Outgoing(MANUAL_HANDLING.name, case)

@@ -1,8 +1,11 @@
 """The centre inbox's tables (SQLAlchemy Core). Migrations in ``migrations/`` create them.
 
-Contact details live only in the ``person_*`` and ``case_ref`` columns of ``referrals``;
-erasure sets them to NULL and stamps ``contact_erased_at``. Every other table is
-pseudonymous (referral ids, centre slugs, outcome codes, user names).
+A referral's contact details are kept only sealed, in ``personal_sealed`` (as they came on
+the topic, under the referral's data key); the inbox opens them for each look with the key
+the consent service's key store releases to this centre, and keeps no plain copy.  Erasure
+sets the column to NULL and stamps ``contact_erased_at``.  The ``person_*`` and ``case_ref``
+columns hold plain details only for referrals received before sealing (erased the same way).
+Every other table is pseudonymous (referral ids, centre slugs, outcome codes, user names).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ referrals = sa.Table(
     sa.Column("ended_at", UTCDateTime),
     sa.Column("withdrawn_at", UTCDateTime),
     # personal data: erased (NULL) on withdrawal and by the retention purge
+    sa.Column("personal_sealed", sa.Text),
+    # plain contact details of referrals received before sealing (none are written now)
     sa.Column("case_ref", sa.String(64)),
     sa.Column("person_full_name", sa.String(200)),
     sa.Column("person_phone", sa.String(16)),
@@ -45,6 +50,7 @@ referrals = sa.Table(
 )
 
 PERSONAL_COLUMNS = (
+    "personal_sealed",
     "case_ref",
     "person_full_name",
     "person_phone",
@@ -76,7 +82,7 @@ outcomes = sa.Table(
     sa.Column("recorded_by", sa.String(100), nullable=False),
 )
 
-# Events waiting to be published (referral.outcomes.v1, henvis.manual.v1), written in the
+# Events waiting to be published (referral.outcomes.v1, henvis.manual.v2), written in the
 # same transaction as the change they announce; the relay marks them sent after the ack.
 outbox = sa.Table(
     "outbox",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import time
+from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+import yaml
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from henvis.registry import Registry
 from henvis.services.centre.domain_alerts import WorkingHours
+from henvis.services.centre.key_store import KeyStoreClient
 from henvis.settings import ServiceSettings, sqlite_in_run_dir
 
 
@@ -42,15 +46,16 @@ class CentreSettings(ServiceSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     metrics_port: int = 0
-    manual_public_key: str | None = Field(
+    key_store_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "HENVIS_CENTRE_MANUAL_PUBLIC_KEY", "HENVIS_MANUAL_PUBLIC_KEY", "manual_public_key"
-        ),
-        description=(
-            "Base64 public key of the manual-handling role (henvis router keygen). Set: a referral returned as "
-            "wrong centre carries its contact details sealed for that role; unset: ids, municipality and offence only."
-        ),
+        description="Base URL of the consent service, whose key store releases each referral's data key. Required.",
+    )
+    key_store_tokens: SecretStr | None = Field(
+        default=None,
+        description='Each served centre\'s own key-store credential, JSON {"<slug>": "<token>"} (role centre:<slug>).',
+    )
+    key_store_tokens_file: Path | None = Field(
+        default=None, description="The same JSON (or YAML) in a file, e.g. a mounted Secret."
     )
     consumer_session_timeout_ms: int = Field(
         default=45_000,
@@ -90,6 +95,21 @@ class CentreSettings(ServiceSettings):
     def working_hours(self) -> WorkingHours:
         """The working day and due-soon window the deadline gauges and the digest count with."""
         return WorkingHours(self.working_day_opens, self.working_day_closes, self.due_soon_working_hours)
+
+    def data_keys(self, centres: list[str]) -> KeyStoreClient:
+        """The key store, with a credential for each of ``centres``; RuntimeError when one is missing."""
+        tokens: dict[str, str] = {}
+        if self.key_store_tokens_file is not None:
+            tokens.update(yaml.safe_load(self.key_store_tokens_file.read_text(encoding="utf-8")) or {})
+        if self.key_store_tokens is not None:
+            tokens.update(json.loads(self.key_store_tokens.get_secret_value()))
+        missing = [centre for centre in centres if not tokens.get(centre)]
+        if not self.key_store_url or missing:
+            raise RuntimeError(
+                "HENVIS_CENTRE_KEY_STORE_URL and a key-store credential for every served centre"
+                f" (HENVIS_CENTRE_KEY_STORE_TOKENS[_FILE]) are required; missing for: {', '.join(missing) or '-'}"
+            )
+        return KeyStoreClient(self.key_store_url, {centre: tokens[centre] for centre in centres})
 
     def centre_slugs(self, registry: Registry) -> list[str]:
         if not self.centres:

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from henvis.auth import ClientRegistry
 from henvis.registry import Registry
 from henvis.services.centre.auth import SessionSigner
-from henvis.services.centre.domain import Sealer
+from henvis.services.centre.key_store import DataKeys
 from henvis.services.centre.settings import CentreSettings
 
 
@@ -24,8 +24,8 @@ class CentreState:
     engine: Engine
     clients: ClientRegistry
     signer: SessionSigner
-    #: encrypts for the manual-handling role; None without a key
-    seal: Sealer | None = None
+    #: the consent service's key store, asked with each served centre's own credential
+    keys: DataKeys
 
     def centre_name(self, slug: str | None) -> str:
         """The centre's name for the page header ("" for none)."""

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from henvis.schemas.events import ReferralIssued, ReferralOutcome, ReferralWithdrawn
-from henvis.services.centre import domain, domain_intake
+from henvis.services.centre import domain, domain_intake, domain_outcomes
 from henvis.services.centre.database import aware, utcnow
 from henvis.services.centre.domain import SYSTEM_ACTOR
+from henvis.services.centre.domain_inbox import Referral
 from henvis.services.centre.domain_intake import Lifecycle, Placement
 from henvis.services.centre.models import PERSONAL_COLUMNS, outcomes, referrals, withdrawal_tombstones
 from henvis.services.centre.store_access_log import audit
@@ -110,6 +111,30 @@ def purge(engine: Engine, retention_days: int, now: datetime | None = None) -> i
     return len(due)
 
 
+def set_aside_undecryptable(engine: Engine, referral: Referral, now: datetime | None = None) -> None:
+    """A referral whose contact details do not open: its unreadable blob is dropped, a
+    manual-handling case queued (reason ``undecryptable``) and the audit log told, together."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        dropped = conn.execute(
+            referrals.update()
+            .where(referrals.c.referral_id == referral.referral_id, referrals.c.personal_sealed.is_not(None))
+            .values(personal_sealed=None)
+        ).rowcount
+        if not dropped:  # a concurrent look did it already
+            return
+        enqueue_all(conn, (domain_outcomes.undecryptable_case(referral, now),), now)
+        audit(
+            conn,
+            actor=SYSTEM_ACTOR,
+            actor_kind="system",
+            centre=referral.centre,
+            referral_id=referral.referral_id,
+            action="contact_details_undecryptable",
+            now=now,
+        )
+
+
 def _placement(conn: Connection, referral_id: str) -> Placement | None:
     row = conn.execute(
         sa.select(referrals.c.centre, referrals.c.state).where(referrals.c.referral_id == referral_id).with_for_update()
@@ -124,9 +149,11 @@ def _tombstone(conn: Connection, referral_id: str) -> sa.Row | None:
 
 
 def _referral_values(event: ReferralIssued, now: datetime) -> dict:
-    """The referral's row as the event gives it (the lifecycle columns come from the decision)."""
-    person = event.person
-    address = person.postal_address
+    """The referral's row as the event gives it (the lifecycle columns come from the decision).
+
+    The contact details are kept as they came, sealed under the referral's data key: the
+    inbox opens them for each look with the key the key store releases, never stores them open.
+    """
     return {
         "referral_id": str(event.referral_id),
         "centre": event.centre,
@@ -139,14 +166,7 @@ def _referral_values(event: ReferralIssued, now: datetime) -> dict:
         "treatment_due_by": event.treatment_due_by,
         "issued_at": event.issued_at.astimezone(UTC),
         "received_at": now,
-        "case_ref": event.case_ref,
-        "person_full_name": person.full_name,
-        "person_phone": person.phone,
-        "person_email": person.email,
-        "person_street": address.street if address else None,
-        "person_postcode": address.postcode if address else None,
-        "person_city": address.city if address else None,
-        "person_cpr": person.cpr,
+        "personal_sealed": event.personal,
     }
 
 

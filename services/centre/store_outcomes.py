@@ -7,6 +7,7 @@ written together or not at all.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -15,12 +16,14 @@ from sqlalchemy.exc import IntegrityError
 
 from henvis.services.centre import domain_outcomes
 from henvis.services.centre.database import utcnow
-from henvis.services.centre.domain import Sealer
 from henvis.services.centre.domain_outcomes import EarlierOutcome, Recorded, Recording, RecordOutcome
 from henvis.services.centre.models import outcomes, referrals
 from henvis.services.centre.store_access_log import audit
 from henvis.services.centre.store_outbox import enqueue_all
 from henvis.services.centre.store_referrals import load_referral
+
+#: Hands a returned referral's data key to manual handling: ``(centre, referral_id)``.
+HandOver = Callable[[str, str], object]
 
 
 def record_outcome(
@@ -34,13 +37,13 @@ def record_outcome(
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
     now: datetime | None = None,
-    seal: Sealer | None = None,
+    hand_over: HandOver | None = None,
 ) -> Recorded:
     """Record an outcome: state change, outcome row, outbox row(s) and audit line in one transaction.
 
     Raises NotFound, EventIdConflict, domain.IllegalTransition or domain.InvalidOccurredAt.
-    ``seal(bytes) -> str | None`` encrypts the contact details for the manual-handling role
-    when a referral is returned to it; without it the case carries no contact details.
+    ``hand_over(centre, referral_id)`` gives a returned referral's data key to manual handling
+    (the key store) before the transaction commits; if it raises, nothing is recorded.
     """
     now = now or utcnow()
     request = RecordOutcome(
@@ -53,13 +56,13 @@ def record_outcome(
         event_id=event_id or uuid.uuid4(),
     )
     try:
-        return _record_once(engine, request, now, seal)
+        return _record_once(engine, request, now, hand_over)
     except IntegrityError:
         # A concurrent request with the same event_id won the race: answer as a repeat.
-        return _record_once(engine, request, now, seal)
+        return _record_once(engine, request, now, hand_over)
 
 
-def _record_once(engine: Engine, request: RecordOutcome, now: datetime, seal: Sealer | None) -> Recorded:
+def _record_once(engine: Engine, request: RecordOutcome, now: datetime, hand_over: HandOver | None) -> Recorded:
     with engine.begin() as conn:
         referral = load_referral(conn, request.centre, request.referral_id, for_update=True)
         recording = domain_outcomes.record_outcome(
@@ -68,8 +71,10 @@ def _record_once(engine: Engine, request: RecordOutcome, now: datetime, seal: Se
             _earlier(conn, request.event_id),
             _state_event_id(conn, request.referral_id, referral.state),
             now,
-            seal,
         )
+        if recording.hands_over_key and hand_over is not None:
+            # The key store first: a referral is never returned while its key stays with us.
+            hand_over(request.centre, request.referral_id)
         if recording.change is not None:
             _save(conn, request, recording, now)
     return recording.recorded

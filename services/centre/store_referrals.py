@@ -1,11 +1,13 @@
 """SQL adapter reading a centre's referrals: rows in, :mod:`domain_inbox` snapshots and views out.
 
 Lists never read the contact-detail columns; only one referral's detail (and recording an
-outcome on it) does.
+outcome on it) does, and it hands the sealed contact details to ``reveal`` (``casework``
+opens them with the data key the key store releases).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -38,7 +40,11 @@ _CASE_COLUMNS = (
 )
 
 
-def _referral(row: sa.Row, contact: Contact | None = None) -> Referral:
+#: Opens a referral's sealed contact details (``casework.revealer``); without one they stay sealed.
+Reveal = Callable[[Referral], Referral]
+
+
+def _referral(row: sa.Row, contact: Contact | None = None, sealed: str | None = None) -> Referral:
     return Referral(
         referral_id=row.referral_id,
         centre=row.centre,
@@ -52,11 +58,13 @@ def _referral(row: sa.Row, contact: Contact | None = None) -> Referral:
         last_outcome=row.last_outcome,
         contact_erased_at=aware(row.contact_erased_at),
         contact=contact,
+        sealed=sealed,
     )
 
 
-def _contact(row: sa.Row) -> Contact | None:
-    if row.contact_erased_at is not None:
+def _plain_contact(row: sa.Row) -> Contact | None:
+    """The plain contact details of a referral received before sealing (None for any other)."""
+    if row.contact_erased_at is not None or row.person_full_name is None:
         return None
     return Contact(
         case_ref=row.case_ref,
@@ -76,7 +84,8 @@ def load_referral(conn: Connection, centre: str, referral_id: str, *, for_update
     row = conn.execute(query.with_for_update() if for_update else query).first()
     if row is None:
         raise NotFound(referral_id)
-    return _referral(row, _contact(row))
+    sealed = row.personal_sealed if row.contact_erased_at is None else None
+    return _referral(row, _plain_contact(row), sealed)
 
 
 def _history(conn: Connection, referral_id: str) -> list[HistoryEntry]:
@@ -111,21 +120,26 @@ def list_referrals(engine: Engine, centre: str, wanted: str = "open", now: datet
     return domain_inbox.inbox([_referral(row) for row in rows], wanted, today)
 
 
-def get_referral(engine: Engine, centre: str, referral_id: str, now: datetime | None = None) -> dict:
-    """One referral with contact details (None once erased) and its outcomes; NotFound if not this centre's."""
+def get_referral(
+    engine: Engine, centre: str, referral_id: str, reveal: Reveal | None = None, now: datetime | None = None
+) -> dict:
+    """One referral with the contact details ``reveal`` opened (None once erased, or without
+    ``reveal``) and its outcomes; NotFound if not this centre's."""
     today = local_date(now or utcnow())
     with engine.connect() as conn:
         referral = load_referral(conn, centre, referral_id)
         history = _history(conn, referral_id)
-    return domain_inbox.detail(referral, history, today)
+    # Opened outside the transaction: the key store is another service, asked over HTTP.
+    return domain_inbox.detail(reveal(referral) if reveal else referral, history, today)
 
 
-def get_referral_or_none(engine: Engine, centre: str, referral_id: str) -> dict | None:
-    """:func:`get_referral`, or None when it is not this centre's."""
-    try:
-        return get_referral(engine, centre, referral_id)
-    except NotFound:
-        return None
+def exists(engine: Engine, centre: str, referral_id: str) -> bool:
+    """Whether ``centre``'s inbox holds the referral."""
+    query = sa.select(referrals.c.referral_id).where(
+        referrals.c.referral_id == referral_id, referrals.c.centre == centre
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
 
 
 def centre_counts(engine: Engine, now: datetime | None = None) -> dict[str, tuple[int, int]]:

@@ -137,6 +137,16 @@ class Pages:
             message="Der er ingen henvisning med dette nummer i jeres indbakke.",
         )
 
+    def key_store_unavailable(self, session: auth.Session) -> HTMLResponse:
+        """503: the key store did not answer, so the referral's contact details cannot be opened."""
+        return self.render(
+            "message.html",
+            session,
+            status_code=503,
+            title="Henvisningen kan ikke åbnes lige nu",
+            message="Kontaktoplysningerne kan ikke hentes i øjeblikket. Prøv igen om lidt.",
+        )
+
 
 def to_login() -> RedirectResponse:
     """Off to the login page (a page that needs a login was asked for without one)."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -16,7 +16,9 @@ from henvis.deadlines import local_date
 from henvis.services.centre import auth, casework, domain, store_referrals
 from henvis.services.centre.deps import CaseworkerSessionDep, EngineDep, PagesDep, StateDep
 from henvis.services.centre.domain_outcomes import EventIdConflict
+from henvis.services.centre.key_store import KeyStoreUnavailable
 from henvis.services.centre.login import LoginVerdict, authenticate
+from henvis.services.centre.state import CentreState
 from henvis.services.centre.store_referrals import NotFound
 from henvis.services.centre.web_pages import (
     OUTCOME_LABELS_DA,
@@ -103,7 +105,7 @@ def inbox(pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, fan
 
 @router.get("/henvisning/{referral_id}", response_class=HTMLResponse)
 def detail(
-    referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, engine: EngineDep, udfald: str | None = None
+    referral_id: str, pages: PagesDep, session: CaseworkerSessionDep, state: StateDep, udfald: str | None = None
 ):
     """One referral with its contact details and buttons; ``udfald`` confirms what was just recorded."""
     user = auth.caseworker(session)
@@ -111,10 +113,12 @@ def detail(
         return to_login()
     try:
         referral = casework.read_referral(
-            engine, user.centre, str(uuid.UUID(referral_id)), actor=user.username, actor_kind="user"
+            state.engine, state.keys, user.centre, str(uuid.UUID(referral_id)), actor=user.username, actor_kind="user"
         )
     except (ValueError, NotFound):
         return pages.no_such_referral(user.session)
+    except KeyStoreUnavailable:
+        return pages.key_store_unavailable(user.session)
     confirmation = OUTCOME_LABELS_DA.get(udfald) if udfald else None
     return pages.referral(user.session, referral, confirmation=confirmation)
 
@@ -130,19 +134,17 @@ async def record(request: Request, referral_id: str, pages: PagesDep, session: C
         return to_login()
     outcome = str(form.get("outcome") or "")
     referral_uuid = _canonical_uuid(referral_id)
-    if referral_uuid is None or store_referrals.get_referral_or_none(state.engine, user.centre, referral_uuid) is None:
+    if referral_uuid is None or not store_referrals.exists(state.engine, user.centre, referral_uuid):
         return pages.no_such_referral(user.session)
     try:
         occurred_at, event_id = _when_and_event_id(form)
     except ValueError:
-        return _refused_outcome(
-            pages, state.engine, user, referral_uuid, 422, "Dato for udfaldet skal være en gyldig dato."
-        )
+        return _refused_outcome(pages, state, user, referral_uuid, 422, "Dato for udfaldet skal være en gyldig dato.")
     try:
         await run_in_threadpool(
             casework.record_and_count,
             state.engine,
-            state.seal,
+            state.keys,
             centre=user.centre,
             referral_id=referral_uuid,
             outcome=outcome,
@@ -153,7 +155,9 @@ async def record(request: Request, referral_id: str, pages: PagesDep, session: C
         )
     except tuple(_OUTCOME_REFUSALS) as exc:
         status_code, error = _OUTCOME_REFUSALS[type(exc)]
-        return _refused_outcome(pages, state.engine, user, referral_uuid, status_code, error)
+        return _refused_outcome(pages, state, user, referral_uuid, status_code, error)
+    except KeyStoreUnavailable:
+        return pages.key_store_unavailable(user.session)
     return RedirectResponse(f"/henvisning/{referral_uuid}?{urlencode({'udfald': outcome})}", status_code=303)
 
 
@@ -179,8 +183,13 @@ def _canonical_uuid(text: str) -> str | None:
 
 
 def _refused_outcome(
-    pages: Pages, engine: Engine, user: auth.Caseworker, referral_id: str, status_code: int, error: str
+    pages: Pages, state: CentreState, user: auth.Caseworker, referral_id: str, status_code: int, error: str
 ) -> HTMLResponse:
     """The referral's page again, as it is now, with why the outcome was not recorded."""
-    fresh = store_referrals.get_referral(engine, user.centre, referral_id)
+    try:
+        fresh = store_referrals.get_referral(
+            state.engine, user.centre, referral_id, partial(casework.reveal, state.engine, state.keys)
+        )
+    except KeyStoreUnavailable:
+        return pages.key_store_unavailable(user.session)
     return pages.referral(user.session, fresh, status_code=status_code, error=error)

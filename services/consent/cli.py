@@ -16,7 +16,7 @@ from pathlib import Path
 
 from henvis.db import migrate
 from henvis.logging import configure_logging
-from henvis.services.consent.settings import ConsentSettings
+from henvis.services.consent.settings import ConsentSettings, KeysNotConfigured
 
 SERVICE = "consent"
 
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API (migrates the database first)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8001)
-    sub.add_parser("relay", help="publish the outbox to consent.decisions.v1 until SIGTERM")
+    sub.add_parser("relay", help="publish the outbox to consent.decisions.v2 until SIGTERM")
     sub.add_parser("migrate", help="bring the consent database to the latest schema")
     openapi = sub.add_parser("openapi", help="print the OpenAPI document (JSON)")
     openapi.add_argument("--output", type=Path, help="write to this file instead of stdout")
@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         "--token-file", type=Path, help="file holding the police bearer token (else $HENVIS_CONSENT_TOKEN)"
     )
     submit.add_argument("--check", action="store_true", help="only validate the file; send nothing")
+    keys = sub.add_parser("keys", help="the key store: make keys, rotate the key-encryption key, show counts")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_sub.add_parser("generate", help="print a new key-encryption key and case pseudonym key")
+    generate.add_argument("--kek-id", default=None, help="id of the new key-encryption key (default: today's date)")
+    keys_sub.add_parser(
+        "rotate", help="re-wrap every data key under the current key-encryption key (the service keeps running)"
+    )
+    keys_sub.add_parser("status", help="live data keys by key-encryption key, destroyed ones by reason (JSON)")
     return parser
 
 
@@ -55,7 +63,14 @@ def openapi_json() -> str:
 def main(argv: list[str]) -> int:
     """Run one ``henvis consent`` command; returns its exit code."""
     args = _parser().parse_args(argv)
-    commands = {"openapi": _openapi, "submit": _submit, "migrate": _migrate, "serve": _serve, "relay": _relay}
+    commands = {
+        "openapi": _openapi,
+        "submit": _submit,
+        "migrate": _migrate,
+        "serve": _serve,
+        "relay": _relay,
+        "keys": _keys,
+    }
     return commands[args.command](args)
 
 
@@ -86,7 +101,13 @@ def _serve(args: argparse.Namespace) -> int:
     from henvis.http import serve
     from henvis.services.consent.api import create_consent_app
 
-    return serve(create_consent_app(_migrated_settings()), args.host, args.port)
+    settings = _migrated_settings()
+    try:
+        app = create_consent_app(settings)
+    except (KeysNotConfigured, ValueError) as exc:
+        print(f"henvis consent serve: {exc}", file=sys.stderr)
+        return 2
+    return serve(app, args.host, args.port)
 
 
 def _relay(_args: argparse.Namespace) -> int:
@@ -97,6 +118,46 @@ def _relay(_args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     run_relay(settings, stop)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "generate":
+        return _generate_keys(args.kek_id)
+    from henvis.db import make_engine
+    from henvis.services.consent import store_keys
+
+    settings = _migrated_settings()
+    engine = make_engine(settings.database_url)
+    if args.keys_command == "status":
+        print(json.dumps(store_keys.status(engine), indent=2))
+        return 0
+    try:
+        keks = settings.key_encryption()
+    except (KeysNotConfigured, ValueError) as exc:
+        print(f"henvis consent keys rotate: {exc}", file=sys.stderr)
+        return 2
+    rotation = store_keys.rotate(engine, keks)
+    print(
+        f"re-wrapped {rotation.rewrapped} data key(s) under {keks.current!r};"
+        f" {rotation.changed_meanwhile} destroyed meanwhile and left so"
+    )
+    if not rotation.complete:
+        not_done = ", ".join(f"{count} under {kek_id!r}" for kek_id, count in sorted(rotation.not_rewrapped.items()))
+        print(f"NOT re-wrapped: {not_done} (that key-encryption key is not configured, or does not open them)")
+        return 1
+    print("every live data key is under the current key-encryption key: the others may be removed")
+    return 0
+
+
+def _generate_keys(kek_id: str | None) -> int:
+    from datetime import date
+
+    from henvis.shredding import new_secret
+
+    print(f"HENVIS_CONSENT_KEY_ENCRYPTION_KEYS={kek_id or date.today().isoformat()}:{new_secret()}")
+    print(f"HENVIS_CONSENT_CASE_PSEUDONYM_KEY={new_secret()}")
+    print("# secrets: put them in the consent service's Secret, never in a ConfigMap or a log", file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from henvis.auth import ApiClient, ClientRegistry
 from henvis.http import BearerCredentials, admit_client, require_json
 from henvis.registry import Registry
+from henvis.services.consent.domain_keys import CENTRE_ROLE_PREFIX, MANUAL_HANDLING_ROLE, DataProtection
 
 POLICE_ROLE = "police"
 _POLICE_ROLES = frozenset({POLICE_ROLE})
@@ -36,7 +37,13 @@ async def get_clients(request: Request) -> ClientRegistry:
     return request.app.state.clients
 
 
+async def get_protection(request: Request) -> DataProtection:
+    """The keys and registry consents are protected with."""
+    return request.app.state.protection
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
+ProtectionDep = Annotated[DataProtection, Depends(get_protection)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ClientsDep = Annotated[ClientRegistry, Depends(get_clients)]
 
@@ -49,3 +56,27 @@ async def police_client(request: Request, clients: ClientsDep, credentials: Bear
 PoliceClientDep = Annotated[ApiClient, Depends(police_client)]
 #: 415 unless the body is declared ``application/json``.
 JsonBodyDep = Annotated[None, Depends(require_json)]
+
+
+def _holds_keys(role: str) -> bool:
+    return role.startswith(CENTRE_ROLE_PREFIX) or role == MANUAL_HANDLING_ROLE
+
+
+async def key_holder(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
+    """A client that may ask for data keys: a centre or the manual-handling role."""
+    return admit_client(request, clients, credentials, _holds_keys)
+
+
+async def centre_client(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
+    """A centre's client (``centre:<slug>``)."""
+    return admit_client(request, clients, credentials, lambda role: role.startswith(CENTRE_ROLE_PREFIX))
+
+
+async def auditor(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
+    """A client with the auditor role."""
+    return admit_client(request, clients, credentials, {"auditor"})
+
+
+KeyHolderDep = Annotated[ApiClient, Depends(key_holder)]
+CentreClientDep = Annotated[ApiClient, Depends(centre_client)]
+AuditorDep = Annotated[ApiClient, Depends(auditor)]

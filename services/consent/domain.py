@@ -15,8 +15,21 @@ from datetime import datetime
 from enum import StrEnum
 
 from henvis.registry import Registry
-from henvis.schemas.events import ConsentDeclined, ConsentGiven, ConsentWithdrawn, Event, referral_id_for
+from henvis.schemas.events import (
+    ConsentDeclined,
+    ConsentDeclinedV2,
+    ConsentGiven,
+    ConsentGivenV2,
+    ConsentWithdrawn,
+    ConsentWithdrawnV2,
+    Event,
+    PersonalData,
+    referral_id_for,
+)
+from henvis.services.consent import domain_keys
+from henvis.services.consent.domain_keys import DataProtection, NewDataKey, WithdrawnKeys
 from henvis.services.consent.refusals import error
+from henvis.shredding import CasePseudonyms, seal_personal_data
 
 ACCEPTED = "accepted"
 
@@ -68,12 +81,12 @@ def accepted_result(event: Event) -> dict:
 
 @dataclass(frozen=True)
 class EventRecord:
-    """The idempotency record of an accepted event; no personal data but the case number."""
+    """The idempotency record of an accepted event; no personal data, the case by its pseudonym."""
 
     event_id: str
     event_type: str
     body_sha256: str
-    case_ref: str | None
+    case_pseudonym: str
     referral_id: str | None
     client_name: str
     received_at: datetime
@@ -81,7 +94,7 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """The Kafka record the relay will publish for an accepted event."""
+    """The Kafka record the relay will publish for an accepted event (personal data sealed)."""
 
     event_id: str
     kafka_key: str
@@ -91,10 +104,13 @@ class OutboxEntry:
 
 @dataclass(frozen=True)
 class NewEvent:
-    """The two rows a new event is stored as, in one transaction."""
+    """What a new event is stored as, in one transaction: its record and outbox row, and
+    for a consent its data key, for a withdrawal the keys it destroys."""
 
     record: EventRecord
     entry: OutboxEntry
+    data_key: NewDataKey | None = None
+    withdrawn_keys: WithdrawnKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -106,30 +122,51 @@ class Acceptance:
     new: NewEvent | None = None
 
 
+@dataclass(frozen=True)
+class Protecting:
+    """What a new event is protected with: the service's keys and registry, and the fresh
+    data key a consent gets (random bytes, made by the caller: this module stays pure)."""
+
+    protection: DataProtection
+    data_key: bytes
+
+
 def decide_acceptance(
-    stored_hash: str | None, submitted: PoliceEvent, published: PoliceEvent, client_name: str, now: datetime
+    stored_hash: str | None,
+    submitted: PoliceEvent,
+    client_name: str,
+    now: datetime,
+    protecting: Protecting,
+    withdrawn: WithdrawnKeys | None = None,
 ) -> Acceptance:
     """Replay or conflict against ``stored_hash``, or a new event with the rows to store.
 
     ``submitted`` is what the client sent (its canonical hash decides replay/conflict);
-    ``published`` is what goes to Kafka (a withdrawal enriched with its case_ref).
+    a withdrawal comes with ``withdrawn``, the case (and referral) it was resolved to.
     """
     body_hash = canonical_hash(submitted)
     if stored_hash is not None:
         return Acceptance(verdict(stored_hash, body_hash), submitted.event_id)
-    return Acceptance(Verdict.NEW, submitted.event_id, _new_event(submitted, published, body_hash, client_name, now))
+    new = _new_event(submitted, body_hash, client_name, now, protecting, withdrawn)
+    return Acceptance(Verdict.NEW, submitted.event_id, new)
 
 
 def _new_event(
-    submitted: PoliceEvent, published: PoliceEvent, body_hash: str, client_name: str, now: datetime
+    submitted: PoliceEvent,
+    body_hash: str,
+    client_name: str,
+    now: datetime,
+    protecting: Protecting,
+    withdrawn: WithdrawnKeys | None,
 ) -> NewEvent:
     event_id = str(submitted.event_id)
     referral_id = referral_id_of(submitted)
+    published = published_event(submitted, protecting, withdrawn)
     record = EventRecord(
         event_id=event_id,
         event_type=submitted.event_type,
         body_sha256=body_hash,
-        case_ref=getattr(published, "case_ref", None),
+        case_pseudonym=published.case_pseudonym,
         referral_id=str(referral_id) if referral_id else None,
         client_name=client_name,
         received_at=now,
@@ -140,7 +177,55 @@ def _new_event(
         payload=published.to_bytes().decode(),
         created_at=now,
     )
-    return NewEvent(record, entry)
+    if isinstance(submitted, ConsentGiven):
+        data_key = domain_keys.new_data_key(submitted, protecting.protection, protecting.data_key, now)
+        return NewEvent(record, entry, data_key=data_key)
+    return NewEvent(record, entry, withdrawn_keys=withdrawn)
+
+
+#: What the consent service publishes on consent.decisions.v2.
+PublishedEvent = ConsentGivenV2 | ConsentDeclinedV2 | ConsentWithdrawnV2
+
+
+def published_event(
+    submitted: PoliceEvent, protecting: Protecting, withdrawn: WithdrawnKeys | None = None
+) -> PublishedEvent:
+    """``submitted`` as it goes on the topic: the case by its pseudonym, a consent's case number
+    and contact details sealed under its referral's fresh data key."""
+    pseudonyms = protecting.protection.pseudonyms
+    if isinstance(submitted, ConsentGiven):
+        personal = PersonalData(case_ref=submitted.case_ref, person=submitted.person).model_dump_json()
+        return ConsentGivenV2(
+            event_id=submitted.event_id,
+            occurred_at=submitted.occurred_at,
+            case_pseudonym=pseudonyms(submitted.case_ref),
+            offence=submitted.offence,
+            charged_on=submitted.charged_on,
+            municipality_code=submitted.municipality_code,
+            preferred_centre=submitted.preferred_centre,
+            personal=seal_personal_data(protecting.data_key, referral_id_for(submitted.event_id), personal.encode()),
+            consent_text_version=submitted.consent_text_version,
+            recorded_by=submitted.recorded_by,
+        )
+    if isinstance(submitted, ConsentDeclined):
+        return ConsentDeclinedV2(
+            event_id=submitted.event_id,
+            occurred_at=submitted.occurred_at,
+            case_pseudonym=pseudonyms(submitted.case_ref),
+            offence=submitted.offence,
+            charged_on=submitted.charged_on,
+            municipality_code=submitted.municipality_code,
+            recorded_by=submitted.recorded_by,
+        )
+    if withdrawn is None:
+        raise ValueError("a withdrawal is published only once resolved to its case (resolve_withdrawal)")
+    return ConsentWithdrawnV2(
+        event_id=submitted.event_id,
+        occurred_at=submitted.occurred_at,
+        case_pseudonym=withdrawn.case_pseudonym,
+        referral_id=submitted.referral_id,
+        reason=submitted.reason,
+    )
 
 
 # ---------------------------------------------------------------------------- checks beyond the schema
@@ -156,29 +241,31 @@ def registry_errors(event: ConsentGiven | ConsentDeclined, registry: Registry) -
 
 @dataclass(frozen=True)
 class KnownReferral:
-    """What the store knows about a referral_id: the case it belongs to.
+    """What the store knows about a referral_id: the pseudonym of the case it belongs to.
 
-    ``case_ref`` is None once the case number was erased after ``case_ref_retention_days``.
+    ``case_pseudonym`` is None once it was erased after ``case_ref_retention_days``.
     """
 
-    case_ref: str | None
+    case_pseudonym: str | None
 
 
 def resolve_withdrawal(
-    withdrawal: ConsentWithdrawn, known: KnownReferral | None
-) -> tuple[ConsentWithdrawn | None, list[dict[str, str]]]:
-    """The withdrawal as it is published (always with case_ref, the topic key), or errors.
+    withdrawal: ConsentWithdrawn, known: KnownReferral | None, pseudonyms: CasePseudonyms
+) -> tuple[WithdrawnKeys | None, list[dict[str, str]]]:
+    """The case (and referral) a withdrawal withdraws, by pseudonym; or errors.
 
     A withdrawal naming only the case is passed on as it is (the router decides whether it
     matches anything). One naming a referral must name one this service accepted, and if
-    it names the case too, the two must agree. Once the referral's case number was erased
+    it names the case too, the two must agree. Once the referral's case pseudonym was erased
     (retention), the two can no longer be matched: the withdrawal must name the case alone.
     """
     if withdrawal.referral_id is None:
-        return withdrawal, []
+        # The schema requires case_ref or referral_id.
+        assert withdrawal.case_ref is not None
+        return WithdrawnKeys(pseudonyms(withdrawal.case_ref)), []
     if known is None:
         return None, [error("referral_id", "does not name a consent accepted by this service", "referral_unknown")]
-    if known.case_ref is None:
+    if known.case_pseudonym is None:
         return None, [
             error(
                 "referral_id",
@@ -186,6 +273,6 @@ def resolve_withdrawal(
                 "referral_expired",
             )
         ]
-    if withdrawal.case_ref is not None and withdrawal.case_ref != known.case_ref:
+    if withdrawal.case_ref is not None and pseudonyms(withdrawal.case_ref) != known.case_pseudonym:
         return None, [error("referral_id", "belongs to another case than case_ref", "referral_case_mismatch")]
-    return withdrawal.model_copy(update={"case_ref": known.case_ref}), []
+    return WithdrawnKeys(known.case_pseudonym, str(withdrawal.referral_id)), []

@@ -29,6 +29,7 @@ consent_events = Table(
     Column("event_type", String(32), nullable=False),
     Column("body_sha256", String(64), nullable=False),
     Column("case_ref", String(64), nullable=True),
+    Column("case_pseudonym", String(64), nullable=True, index=True),
     Column("referral_id", String(36), nullable=True, unique=True),
     Column("client_name", String(64), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
@@ -68,4 +69,43 @@ outbox_lease_lock = Table(
     Column("id", Integer, primary_key=True),
     Column("holder", String(128), nullable=True),
     Column("taken_at", DateTime(timezone=True), nullable=True),
+)
+
+#: The key store: one data key per referral, wrapped under a key-encryption key, released
+#: only to ``grantee`` (``centre:<slug>`` or ``manual-handling``). Destroying a key empties
+#: ``kek_id`` and ``wrapped_key`` and keeps the row, so an auditor sees when and why.
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("case_pseudonym", String(64), nullable=False, index=True),
+    Column("grantee", String(64), nullable=False),
+    # the centre role that handed the referral to manual handling (a repeat is recognised)
+    Column("returned_by", String(64), nullable=True),
+    Column("kek_id", String(32), nullable=True, index=True),
+    Column("wrapped_key", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("destroyed_at", DateTime(timezone=True), nullable=True),
+    Column("destroyed_reason", String(16), nullable=True),
+)
+
+#: A withdrawal of a case none of whose consents has arrived yet: the next consent of the
+#: case is born with its key destroyed (as the router holds such a withdrawal for it).
+pending_key_withdrawals = Table(
+    "pending_key_withdrawals",
+    metadata,
+    Column("case_pseudonym", String(64), primary_key=True),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Every key released, refused, handed over or destroyed: who, which referral, what.
+key_access_log = Table(
+    "key_access_log",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(64), nullable=True),
+    Column("referral_id", String(36), nullable=True, index=True),
+    Column("action", String(48), nullable=False),
 )

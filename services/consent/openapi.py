@@ -32,7 +32,8 @@ The only door for police case systems into henvis.
 * `POST /v1/withdrawals` — one `consent.withdrawn` event when a person changes their mind,
   naming the `case_ref` or the `referral_id` returned when the consent was accepted.
 
-Every request needs a bearer token of a client with the `police` role. Requests are
+Every request needs a bearer token of a client with the `police` role (the key store's
+endpoints: a centre's or the manual-handling role; the access log: the auditor role). Requests are
 idempotent on `event_id`: send the same event again (e.g. after a timeout) and you get
 200 with the original result; a different event under a known `event_id` is refused
 with 409. A 2xx means the event is stored durably and will reach the centre.
@@ -41,6 +42,12 @@ Errors never repeat the values you sent.
 
 TAGS = [
     {"name": "police", "description": "Endpoints for police case systems (role `police`)."},
+    {
+        "name": "data keys",
+        "description": "The key store: a referral's data key for the one centre (role `centre:<slug>`) or the"
+        " manual-handling role it is granted to. Withdrawal destroys it.",
+    },
+    {"name": "audit", "description": "The key access log, for auditors (role `auditor`)."},
     {"name": "operations", "description": "Health and readiness probes for operators."},
 ]
 

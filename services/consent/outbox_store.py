@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
 
+from henvis.db import utcnow
 from henvis.services.consent import delivery
 from henvis.services.consent.models import consent_outbox, outbox_lease_lock
-from henvis.services.consent.store import utcnow
 
 #: Ids per ``IN (...)`` list, well below every engine's limit on bound parameters.
 _CHUNK = 500

@@ -1,4 +1,4 @@
-"""The outbox relay: publishes accepted events to ``consent.decisions.v1`` in outbox order.
+"""The outbox relay: publishes accepted events to ``consent.decisions.v2`` in outbox order.
 
 Each round leases a batch of unsent rows (see ``delivery.choose_lease``: several replicas
 never hold rows of one case at once), sends them keyed by case_ref with the idempotent
@@ -32,7 +32,7 @@ from henvis.kafka import ensure_topics, henvis_topics, topic_name
 from henvis.metrics import WORKER_READY, serve_metrics
 from henvis.registry import Registry, load_registry
 from henvis.schemas.topics import CONSENT_DECISIONS
-from henvis.services.consent import delivery, outbox_store, store
+from henvis.services.consent import delivery, outbox_store, store, store_keys
 from henvis.services.consent.delivery import Settlement
 from henvis.services.consent.metrics import PUBLISH_ERRORS, PUBLISHED, record_outbox_backlog
 from henvis.services.consent.publisher import publish, relay_producer_config
@@ -191,13 +191,17 @@ class Relay:
             self._apply_retention()
 
     def _apply_retention(self) -> None:
-        """Delete published payloads and erase old case numbers; log only the counts."""
+        """Delete published payloads, erase old case numbers, destroy data keys past the
+        backstop; log only the counts."""
         pruned = outbox_store.prune_sent(self.engine, timedelta(hours=self.settings.sent_retention_hours))
         if pruned:
             log.info("outbox_pruned", rows=pruned)
         forgotten = store.forget_case_refs(self.engine, timedelta(days=self.settings.case_ref_retention_days))
         if forgotten:
             log.info("case_refs_forgotten", rows=forgotten)
+        expired = store_keys.destroy_expired(self.engine, self.settings.data_key_max_age_days)
+        if expired:
+            log.info("data_keys_expired", keys=expired)
 
     def _safe_backlog(self) -> None:
         self._last_backlog = time.monotonic()

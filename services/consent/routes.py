@@ -22,8 +22,9 @@ from henvis.auth import ApiClient
 from henvis.schemas.errors import describe, safe_errors
 from henvis.schemas.events import ConsentWithdrawn
 from henvis.services.consent import domain, refusals, store
-from henvis.services.consent.deps import EngineDep, JsonBodyDep, PoliceClientDep, RegistryDep
+from henvis.services.consent.deps import EngineDep, JsonBodyDep, PoliceClientDep, ProtectionDep, RegistryDep
 from henvis.services.consent.domain import PoliceEvent, Verdict
+from henvis.services.consent.domain_keys import DataProtection, WithdrawnKeys
 from henvis.services.consent.metrics import DECISION_LABEL, DECISIONS_ACCEPTED
 from henvis.services.consent.openapi import DECISION_BODY, WITHDRAWAL_BODY, Accepted, request_body, responses
 from henvis.services.consent.refusals import RejectReason
@@ -45,7 +46,12 @@ _STATUS_OF_VERDICT = {Verdict.NEW: 202, Verdict.REPLAY: 200}
     openapi_extra=request_body("ConsentDecision"),
 )
 async def post_decision(
-    request: Request, client: PoliceClientDep, _json: JsonBodyDep, engine: EngineDep, registry: RegistryDep
+    request: Request,
+    client: PoliceClientDep,
+    _json: JsonBodyDep,
+    engine: EngineDep,
+    registry: RegistryDep,
+    protection: ProtectionDep,
 ) -> JSONResponse:
     body = await request.body()
     try:
@@ -55,7 +61,7 @@ async def post_decision(
     errors = domain.registry_errors(event, registry)
     if errors:
         return _refuse(request, 422, errors, RejectReason.UNKNOWN_CENTRE)
-    return await _accept(request, engine, event, event, client)
+    return await _accept(request, engine, protection, event, client)
 
 
 @router.post(
@@ -68,7 +74,7 @@ async def post_decision(
     openapi_extra=request_body("ConsentWithdrawn"),
 )
 async def post_withdrawal(
-    request: Request, client: PoliceClientDep, _json: JsonBodyDep, engine: EngineDep
+    request: Request, client: PoliceClientDep, _json: JsonBodyDep, engine: EngineDep, protection: ProtectionDep
 ) -> JSONResponse:
     body = await request.body()
     try:
@@ -76,28 +82,35 @@ async def post_withdrawal(
     except ValidationError as exc:
         return _invalid(request, exc)
     try:
-        known = await _known_referral(engine, withdrawal)
+        known = await _known_referral(engine, withdrawal, protection)
     except store.DATABASE_UNAVAILABLE as exc:
         return _unavailable(request, exc)
-    published, errors = domain.resolve_withdrawal(withdrawal, known)
-    if published is None:  # exactly when there are errors
+    withdrawn, errors = domain.resolve_withdrawal(withdrawal, known, protection.pseudonyms)
+    if withdrawn is None:  # exactly when there are errors
         return _refuse(request, 422, errors, RejectReason.UNKNOWN_REFERRAL)
-    return await _accept(request, engine, withdrawal, published, client)
+    return await _accept(request, engine, protection, withdrawal, client, withdrawn)
 
 
-async def _known_referral(engine: Engine, withdrawal: ConsentWithdrawn) -> domain.KnownReferral | None:
+async def _known_referral(
+    engine: Engine, withdrawal: ConsentWithdrawn, protection: DataProtection
+) -> domain.KnownReferral | None:
     """What the store knows of the referral the withdrawal names; None when it names none."""
     if withdrawal.referral_id is None:
         return None
-    return await run_in_threadpool(store.known_referral, engine, withdrawal.referral_id)
+    return await run_in_threadpool(store.known_referral, engine, withdrawal.referral_id, protection.pseudonyms)
 
 
 async def _accept(
-    request: Request, engine: Engine, submitted: PoliceEvent, published: PoliceEvent, client: ApiClient
+    request: Request,
+    engine: Engine,
+    protection: DataProtection,
+    submitted: PoliceEvent,
+    client: ApiClient,
+    withdrawn: WithdrawnKeys | None = None,
 ) -> JSONResponse:
     """Store the event durably: 202 when new, 200 for a replay, 409 for a conflict, 503 when down."""
     try:
-        acceptance = await run_in_threadpool(store.accept, engine, submitted, published, client.name)
+        acceptance = await run_in_threadpool(store.accept, engine, submitted, client.name, protection, withdrawn)
     except store.DATABASE_UNAVAILABLE as exc:
         return _unavailable(request, exc)
     if acceptance.verdict is Verdict.CONFLICT:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from henvis.settings import ServiceSettings, sqlite_in_run_dir
+from henvis.shredding import CasePseudonyms, KeyEncryptionKeys, decode_secret
+
+
+class KeysNotConfigured(RuntimeError):
+    """A key the command needs is not set (the message names the variable, never a value)."""
 
 
 class ConsentSettings(ServiceSettings):
@@ -55,3 +60,45 @@ class ConsentSettings(ServiceSettings):
             " keyed by its case; after this, such a withdrawal is refused and must name case_ref."
         ),
     )
+    case_pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Base64 secret of at least 32 random bytes: the HMAC key of case pseudonyms (the key of"
+            " consent.decisions.v2 and of the router's state). Required to serve. Never change it while"
+            " cases are open: a later withdrawal would no longer find its consent."
+        ),
+    )
+    key_encryption_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The key store's key-encryption keys, 'id:base64[,id:base64...]', 32 bytes each"
+            " (`henvis consent keys generate`). Required to serve and to rotate."
+        ),
+    )
+    key_encryption_key_id: str | None = Field(
+        default=None, description="Which key-encryption key wraps new data keys; the first listed when unset."
+    )
+    data_key_max_age_days: float = Field(
+        default=365.0,
+        gt=0,
+        description=(
+            "Backstop of the key store: a data key no withdrawal and no holder's retention destroyed is"
+            " destroyed this many days after it was made."
+        ),
+    )
+
+    def key_encryption(self) -> KeyEncryptionKeys:
+        """The configured KEKs; :class:`KeysNotConfigured` or ValueError when they cannot work."""
+        if self.key_encryption_keys is None:
+            raise KeysNotConfigured(
+                "HENVIS_CONSENT_KEY_ENCRYPTION_KEYS is required (henvis consent keys generate makes one)"
+            )
+        return KeyEncryptionKeys.parse(self.key_encryption_keys.get_secret_value(), self.key_encryption_key_id)
+
+    def case_pseudonyms(self) -> CasePseudonyms:
+        """The case pseudonym function; :class:`KeysNotConfigured` or ValueError."""
+        if self.case_pseudonym_key is None:
+            raise KeysNotConfigured("HENVIS_CONSENT_CASE_PSEUDONYM_KEY is required (henvis consent keys generate)")
+        return CasePseudonyms(
+            decode_secret(self.case_pseudonym_key.get_secret_value(), "HENVIS_CONSENT_CASE_PSEUDONYM_KEY")
+        )

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from henvis.db import aware, utcnow
 from henvis.schemas.events import ConsentGiven
-from henvis.services.consent import delivery, domain
+from henvis.services.consent import delivery, domain, store_keys
+from henvis.services.consent.domain_keys import DataProtection, WithdrawnKeys
 from henvis.services.consent.models import OUTBOX_CHANNEL, consent_events, consent_outbox
+from henvis.shredding import CasePseudonyms, new_data_key
 
 #: Sent in every accept transaction on PostgreSQL; delivered to the listening relays on commit.
 _NOTIFY_RELAYS = text(f"NOTIFY {OUTBOX_CHANNEL}")
@@ -26,48 +29,39 @@ _NOTIFY_RELAYS = text(f"NOTIFY {OUTBOX_CHANNEL}")
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
 
 
-def utcnow() -> datetime:
-    """The current time in UTC, as everything here is stored."""
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; everything stored here is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def accept(
     engine: Engine,
     submitted: domain.PoliceEvent,
-    published: domain.PoliceEvent,
     client_name: str,
+    protection: DataProtection,
+    withdrawn: WithdrawnKeys | None = None,
     now: datetime | None = None,
 ) -> domain.Acceptance:
-    """Store ``submitted``'s idempotency record and ``published`` in the outbox, atomically.
+    """Store ``submitted``'s idempotency record and what it publishes in the outbox,
+    atomically, with a consent's data key, or destroying the keys a withdrawal names.
 
-    ``submitted`` is what the client sent (its canonical hash decides replay/conflict);
-    ``published`` is what goes to Kafka (a withdrawal enriched with its case_ref).
+    ``submitted`` is what the client sent (its canonical hash decides replay/conflict); a
+    withdrawal comes with ``withdrawn``, what ``domain.resolve_withdrawal`` resolved it to.
     Database errors propagate: the caller answers 503, never 2xx, when this fails.
     """
     event_id = str(submitted.event_id)
     now = now or utcnow()
+    protecting = domain.Protecting(protection, new_data_key())
     try:
         # One connection and transaction for the look-up and the rows (one pool checkout,
         # one round trip less on PostgreSQL: bench/README.md, consent API CPU).
         with engine.begin() as conn:
             stored = _stored_hash(conn, event_id)
-            acceptance = domain.decide_acceptance(stored, submitted, published, client_name, now)
+            acceptance = domain.decide_acceptance(stored, submitted, client_name, now, protecting, withdrawn)
             if acceptance.new is not None:
-                _insert(conn, acceptance.new)
+                _insert(conn, acceptance.new, now)
     except IntegrityError:
         # A concurrent request with the same event_id won the race: judge against it.
         with engine.connect() as conn:
             stored = _stored_hash(conn, event_id)
         if stored is None:
             raise
-        return domain.decide_acceptance(stored, submitted, published, client_name, now)
+        return domain.decide_acceptance(stored, submitted, client_name, now, protecting, withdrawn)
     return acceptance
 
 
@@ -77,10 +71,15 @@ def _stored_hash(conn: Connection, event_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def _insert(conn: Connection, new: domain.NewEvent) -> None:
-    """Both rows in the caller's transaction: never an idempotency record without its outbox row."""
+def _insert(conn: Connection, new: domain.NewEvent, now: datetime) -> None:
+    """In the caller's transaction: never an idempotency record without its outbox row, never a
+    consent without its data key, never a withdrawal whose keys survive it."""
     conn.execute(insert(consent_events).values(**asdict(new.record)))
     conn.execute(insert(consent_outbox).values(**asdict(new.entry)))
+    if new.data_key is not None:
+        store_keys.add(conn, new.data_key, new.record.client_name, now)
+    if new.withdrawn_keys is not None:
+        store_keys.destroy_withdrawn(conn, new.withdrawn_keys, new.record.client_name, now)
     _announce(conn)
 
 
@@ -93,20 +92,24 @@ def _announce(conn: Connection) -> None:
         conn.execute(_NOTIFY_RELAYS)
 
 
-def known_referral(engine: Engine, referral_id: uuid.UUID) -> domain.KnownReferral | None:
-    """The case of a referral_id this service accepted a consent.given for.
+def known_referral(engine: Engine, referral_id: uuid.UUID, pseudonyms: CasePseudonyms) -> domain.KnownReferral | None:
+    """The case of a referral_id this service accepted a consent.given for, by its pseudonym.
 
-    None for a referral_id never accepted; a ``KnownReferral`` without a case_ref when the
-    case number was erased by ``forget_case_refs``.
+    None for a referral_id never accepted; a ``KnownReferral`` without a pseudonym when it
+    was erased by ``forget_case_refs``.  A row from before case pseudonyms (it kept the case
+    number itself) is answered with its case number's pseudonym.
     """
     with engine.connect() as conn:
         row = conn.execute(
-            select(consent_events.c.case_ref).where(
+            select(consent_events.c.case_pseudonym, consent_events.c.case_ref).where(
                 consent_events.c.referral_id == str(referral_id),
                 consent_events.c.event_type == ConsentGiven.model_fields["event_type"].default,
             )
         ).one_or_none()
-    return domain.KnownReferral(row.case_ref) if row is not None else None
+    if row is None:
+        return None
+    legacy = pseudonyms(row.case_ref) if row.case_ref is not None else None
+    return domain.KnownReferral(row.case_pseudonym or legacy)
 
 
 def ping(engine: Engine) -> bool:
@@ -123,19 +126,21 @@ def backlog(engine: Engine, now: datetime | None = None) -> delivery.Backlog:
         unsent, oldest = conn.execute(
             select(func.count(), func.min(consent_outbox.c.created_at)).where(consent_outbox.c.sent_at.is_(None))
         ).one()
-    return delivery.backlog_of(unsent, _aware(oldest), now)
+    return delivery.backlog_of(unsent, aware(oldest), now)
 
 
 def forget_case_refs(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
-    """Erase the case number (personal data) of events received before the retention; the row count.
+    """Erase the case pseudonym of events received before the retention (and the case number
+    rows from before pseudonyms kept); the row count.
 
     The idempotency record itself stays (replays and conflicts are still recognised); only a
     withdrawal naming just the referral_id can no longer be resolved to its case.
     """
     cutoff = delivery.retention_cutoff(now or utcnow(), older_than)
+    named = or_(consent_events.c.case_pseudonym.is_not(None), consent_events.c.case_ref.is_not(None))
     with engine.begin() as conn:
         return conn.execute(
             update(consent_events)
-            .where(consent_events.c.received_at < cutoff, consent_events.c.case_ref.is_not(None))
-            .values(case_ref=None)
+            .where(consent_events.c.received_at < cutoff, named)
+            .values(case_pseudonym=None, case_ref=None)
         ).rowcount

@@ -1,8 +1,8 @@
-"""The router's adapter: ``consent.decisions.v1`` → :mod:`.domain` → one Kafka transaction.
+"""The router's adapter: ``consent.decisions.v2`` → :mod:`.domain` → one Kafka transaction.
 
 :class:`henvis.stream.TransactionalProcessor` does the delivery (docs/delivery-guarantees.md):
 per batch and input partition, every output (centre topics, ``referral.facts.v1``,
-``henvis.manual.v1``), the changed case states and the input offsets are written in one
+``henvis.manual.v2``), the changed case states and the input offsets are written in one
 transaction, which commits or leaves nothing behind.  This module only translates:
 
 * records → :func:`domain.handle_message`, each message seeing the state the earlier ones in
@@ -28,7 +28,6 @@ from henvis.kafka import topic_name
 from henvis.registry import Registry
 from henvis.schemas.events import utcnow
 from henvis.schemas.topics import CONSENT_DECISIONS
-from henvis.sealing import Sealer
 from henvis.services.router import domain
 from henvis.services.router.settings import RouterSettings
 from henvis.stream import Effects, Output, StateView, StreamOptions, TransactionalProcessor
@@ -50,7 +49,6 @@ class RouterLogic:
 
     def __init__(self, settings: RouterSettings, registry: Registry):
         self.registry = registry
-        self.seal = Sealer(settings.manual_public_key)
         self.wait = timedelta(seconds=settings.withdrawal_wait_seconds)
         self._topics: dict[str, str] = {}
         self._kafka = settings.kafka
@@ -63,7 +61,7 @@ class RouterLogic:
         def lookup(key: str) -> domain.CaseState | None:
             return changed[key] if key in changed else state.get(key)
 
-        ctx = domain.Context(registry=self.registry, now=utcnow(), seal=self.seal, partition=partition)
+        ctx = domain.Context(registry=self.registry, now=utcnow(), partition=partition)
         results = []
         for record in records:
             try:
@@ -79,7 +77,7 @@ class RouterLogic:
 
     def tick(self, partition: int, state: StateView[domain.CaseState]) -> Effects[domain.CaseState] | None:
         """Pending withdrawals that waited too long go to manual handling."""
-        ctx = domain.Context(registry=self.registry, now=utcnow(), seal=self.seal, partition=partition)
+        ctx = domain.Context(registry=self.registry, now=utcnow(), partition=partition)
         results, changed = [], {}
         for key, value in state.items():
             if value.pending_withdrawal is None:

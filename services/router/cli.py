@@ -1,4 +1,4 @@
-"""``henvis router <command>``: ``worker`` runs the router; ``keygen`` makes a sealing key pair."""
+"""``henvis router worker``: runs the router."""
 
 from __future__ import annotations
 
@@ -34,29 +34,16 @@ def run_worker(settings=None) -> int:
         group_id=settings.group_id,
         instance_id=settings.instance_id,
         partitions=settings.kafka.partitions,
-        sealing="on" if logic.seal.enabled else "off (person block dropped from manual handling)",
     )
     return run_stream_worker(router, "router")
-
-
-def keygen() -> int:
-    from henvis.sealing import generate_keypair
-
-    private, public = generate_keypair()
-    print(f"HENVIS_ROUTER_MANUAL_PUBLIC_KEY={public}")
-    print(f"# private key for the manual-handling role only (keep it out of the router): {private}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="henvis router", description="Route consent decisions to the right centre.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("worker", help="run the router (configuration from HENVIS_ROUTER_* / HENVIS_KAFKA_*)")
-    commands.add_parser("keygen", help="print a key pair for sealing manual-handling payloads")
-    args = parser.parse_args(argv)
-    if args.command == "worker":
-        return run_worker()
-    return keygen()
+    parser.parse_args(argv)
+    return run_worker()
 
 
 if __name__ == "__main__":

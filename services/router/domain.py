@@ -1,14 +1,18 @@
 """Routing decisions: pure functions from one input message (and the case's state) to the
 messages the router must publish and the state it must remember.  No I/O, no clock, no
-Kafka: the adapter (``app.py``) passes in ``now``, the registry and a ``seal`` function.
+Kafka: the adapter (``app.py``) passes in ``now`` and the registry.
+
+The router never sees personal data: a consent's case number and contact details are sealed
+under its referral's data key (``personal``), and the router copies that blob unopened into
+the referral (or the manual-handling case) it issues.
 
 Everything the router emits has a deterministic ``event_id`` derived from the input's
 ``event_id``, so when at-least-once delivery makes the router process a message twice, the
 second copy of every output is recognisably the same event and downstream consumers
 (centre inbox, stats) drop it by id.
 
-State is kept per *case* (table key = a pseudonym of ``case_ref``, see :func:`case_key`),
-and holds no personal data: referral ids, centre slugs, offence, municipality code, the
+State is kept per *case* (table key = the case pseudonym the consent service computed, see
+:func:`case_key`), and holds no personal data: referral ids, centre slugs, offence, municipality code, the
 event ids already processed, and a pending withdrawal.
 """
 
@@ -20,19 +24,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from henvis.deadlines import local_date
 from henvis.manual import manual_case
-from henvis.registry import Registry
+from henvis.registry import Registry, ToCentre
 from henvis.schemas.errors import safe_errors
 from henvis.schemas.events import (
     EVENT_TYPES,
-    ConsentDeclined,
-    ConsentGiven,
-    ConsentWithdrawn,
+    ConsentDeclinedV2,
+    ConsentGivenV2,
+    ConsentWithdrawnV2,
     Decision,
     Event,
     ManualHandling,
@@ -41,7 +44,6 @@ from henvis.schemas.events import (
     ReferralFact,
     ReferralIssued,
     ReferralWithdrawn,
-    RoutedBy,
     WithdrawalReason,
     derived_id,
     parse_event,
@@ -52,22 +54,14 @@ from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING, REFERRAL_F
 #: Namespace for the ids of everything the router derives from an input event.
 ROUTER_NAMESPACE = uuid.UUID("0b7f3a52-3c1e-5b8a-8d6e-7a4f2c9e1d35")
 
-#: Seals a source event for the manual-handling role; returns None when sealing is off.
-Sealer = Callable[[bytes], "str | None"]
-
 _ACCEPTED_ON_TOPIC = tuple(CONSENT_DECISIONS.messages)
 
 
-@lru_cache(maxsize=1024)  # asked for each event's case more than once
-def case_key(case_ref: str) -> str:
-    """Table key of a case: a one-way pseudonym, so the router's changelog topic (compacted,
-    kept indefinitely) never holds a police case number."""
-    return "case:" + hashlib.sha256(f"henvis-router:{case_ref}".encode()).hexdigest()
-
-
-def referral_key(referral_id: uuid.UUID | str) -> str:
-    """Table key for a withdrawal that names only the referral id."""
-    return f"referral:{referral_id}"
+def case_key(case_pseudonym: str) -> str:
+    """Table key of a case: its keyed pseudonym (an HMAC of the case number under the consent
+    service's secret), so the changelog topic (compacted, kept indefinitely) never holds a
+    police case number, nor a hash anyone could reverse by trying case numbers."""
+    return "case:" + case_pseudonym
 
 
 # ---------------------------------------------------------------- state
@@ -108,8 +102,6 @@ class CaseState(BaseModel):
     seen_event_ids: list[uuid.UUID] = Field(default_factory=list)
     referrals: list[ReferralRecord] = Field(default_factory=list)
     pending_withdrawal: PendingWithdrawal | None = None
-    #: For a ``referral:`` key: the case the referral belongs to.
-    case: str | None = None
 
     def has_seen(self, event_id: uuid.UUID) -> bool:
         return event_id in self.seen_event_ids
@@ -166,33 +158,20 @@ def _manual(event: ManualHandling) -> Output:
 class Context:
     registry: Registry
     now: datetime
-    seal: Sealer
     #: the input partition the message came from (stored with the state)
     partition: int | None = None
 
 
 def state_keys_for(event: Event) -> list[str]:
     """Table keys :func:`decide` needs to see for ``event``."""
-    if isinstance(event, (ConsentGiven, ConsentDeclined)):
-        keys = [case_key(event.case_ref)]
-        if isinstance(event, ConsentGiven):
-            keys.append(referral_key(referral_id_for(event.event_id)))
-        return keys
-    if isinstance(event, ConsentWithdrawn):
-        keys = []
-        if event.case_ref:
-            keys.append(case_key(event.case_ref))
-        if event.referral_id:
-            keys.append(referral_key(event.referral_id))
-        return keys
+    if isinstance(event, (ConsentGivenV2, ConsentDeclinedV2, ConsentWithdrawnV2)):
+        return [case_key(event.case_pseudonym)]
     return []
 
 
 def invalid_message(raw: bytes | None, ctx: Context, detail: str, source: Event | None = None) -> Result:
-    """A message the router cannot route: to manual handling, sealed only if it is JSON."""
-    sealed = None
-    if raw is not None and _is_json(raw):
-        sealed = ctx.seal(raw)
+    """A message the router cannot route: to manual handling, with its ids and never its body
+    (a message that does not parse may hold personal data in plain text)."""
     source_id: uuid.UUID | None
     if source is not None:
         source_id, source_type = source.event_id, getattr(source, "event_type", None)
@@ -207,13 +186,12 @@ def invalid_message(raw: bytes | None, ctx: Context, detail: str, source: Event 
         detail=detail,
         source_event_id=source_id,
         source_event_type=source_type,
-        sealed_payload=sealed,
     )
     return Result(outputs=[_manual(event)])
 
 
 def handle_message(raw: bytes | None, states: Callable[[str], CaseState | None], ctx: Context) -> Result:
-    """Decide what one raw message from ``consent.decisions.v1`` becomes.
+    """Decide what one raw message from ``consent.decisions.v2`` becomes.
 
     ``states(key)`` returns the stored state of a table key (or None).
     """
@@ -226,23 +204,16 @@ def handle_message(raw: bytes | None, states: Callable[[str], CaseState | None],
         return invalid_message(raw, ctx, "invalid fields: " + ", ".join(fields))
     if not isinstance(event, _ACCEPTED_ON_TOPIC):
         return invalid_message(raw, ctx, f"event type does not belong on {CONSENT_DECISIONS.name}", source=event)
-    keys = state_keys_for(event)
-    while True:
-        try:
-            return decide(event, {key: states(key) for key in keys}, ctx, raw)
-        except NeedState as need:
-            if need.key in keys:  # pragma: no cover - decide asks only for keys it lacks
-                raise
-            keys.append(need.key)
+    return decide(event, {key: states(key) for key in state_keys_for(event)}, ctx, raw)
 
 
 def decide(event: Event, states: dict[str, CaseState | None], ctx: Context, raw: bytes | None = None) -> Result:
     """Decide what a parsed consent-topic event becomes, given the states of its keys."""
-    if isinstance(event, ConsentGiven):
-        return _consent_given(event, states, ctx, raw if raw is not None else event.to_bytes())
-    if isinstance(event, ConsentDeclined):
+    if isinstance(event, ConsentGivenV2):
+        return _consent_given(event, states, ctx)
+    if isinstance(event, ConsentDeclinedV2):
         return _consent_declined(event, states, ctx)
-    if isinstance(event, ConsentWithdrawn):
+    if isinstance(event, ConsentWithdrawnV2):
         return _consent_withdrawn(event, states, ctx)
     return invalid_message(raw, ctx, f"event type does not belong on {CONSENT_DECISIONS.name}", source=event)
 
@@ -250,67 +221,42 @@ def decide(event: Event, states: dict[str, CaseState | None], ctx: Context, raw:
 # ---------------------------------------------------------------- consent.given
 
 
-def _route(event: ConsentGiven, registry: Registry):
-    """(centre, routed_by, manual_reason, detail) for a consent."""
-    if event.preferred_centre is not None:
-        centre = registry.by_slug(event.preferred_centre)
-        if centre is None:
-            return (
-                None,
-                None,
-                ManualReason.INVALID_EVENT,
-                "invalid fields: preferred_centre (not a centre in the registry)",
-            )
-        return centre, RoutedBy.PREFERRED_CENTRE, None, None
-    if event.municipality_code is None:
-        return None, None, ManualReason.NO_MUNICIPALITY, "no municipality code: the person has no Danish address"
-    centre = registry.for_municipality(event.municipality_code)
-    if centre is None:
-        return None, None, ManualReason.OUTSIDE_DISTRICT, "the person lives outside the district's municipalities"
-    return centre, RoutedBy.RESIDENCE, None, None
-
-
-def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx: Context, raw: bytes) -> Result:
-    key = case_key(event.case_ref)
+def _consent_given(event: ConsentGivenV2, states: dict[str, CaseState | None], ctx: Context) -> Result:
+    key = case_key(event.case_pseudonym)
     state = states.get(key) or CaseState(partition=ctx.partition)
     if state.has_seen(event.event_id):
         return Result(duplicate=True)
     referral_id = referral_id_for(event.event_id)
-    by_referral_key = referral_key(referral_id)
-    by_referral = states.get(by_referral_key)
 
-    # A withdrawal that arrived first: for this case, or naming this very referral id.
+    # A withdrawal of this case that arrived first.
     pending = state.pending_withdrawal
-    consumed_referral_pending = False
-    if by_referral is not None and by_referral.pending_withdrawal is not None:
-        pending, consumed_referral_pending = by_referral.pending_withdrawal, True
     if pending is not None and pending.referral_id not in (None, referral_id):
         pending = None  # it names another referral of this case
 
-    centre, routed_by, manual_reason, detail = _route(event, ctx.registry)
+    route = ctx.registry.route(event.preferred_centre, event.municipality_code)
+    centre = route.centre if isinstance(route, ToCentre) else None
     decided_on = local_date(event.occurred_at)
     outputs: list[Output] = []
     contact_due_by = treatment_due_by = None
-    if centre is not None:
-        contact_due_by = centre.contact_due_by(event.occurred_at)
-        treatment_due_by = centre.treatment_due_by(event.occurred_at)
+    if isinstance(route, ToCentre):
+        contact_due_by = route.centre.contact_due_by(event.occurred_at)
+        treatment_due_by = route.centre.treatment_due_by(event.occurred_at)
         if pending is None:
             # Withdrawn before it was routed: the centre never receives the contact details.
             outputs.append(
                 _out(
-                    centre.topic_base,
+                    route.centre.topic_base,
                     ReferralIssued(
                         event_id=derived_id(ROUTER_NAMESPACE, referral_id, "issued"),
                         occurred_at=event.occurred_at,
                         referral_id=referral_id,
                         consent_event_id=event.event_id,
-                        centre=centre.slug,
-                        routed_by=routed_by,
-                        case_ref=event.case_ref,
+                        centre=route.centre.slug,
+                        routed_by=route.routed_by,
                         offence=event.offence,
                         charged_on=event.charged_on,
                         municipality_code=event.municipality_code,
-                        person=event.person,
+                        personal=event.personal,
                         contact_due_by=contact_due_by,
                         treatment_due_by=treatment_due_by,
                         issued_at=ctx.now,
@@ -323,13 +269,16 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
                 manual_case(
                     ROUTER_NAMESPACE,
                     event.event_id,
-                    manual_reason.value,
-                    reason=manual_reason,
+                    route.reason.value,
+                    reason=route.reason,
                     at=ctx.now,
-                    detail=detail if pending is None else f"{detail}; consent already withdrawn, do not contact",
+                    detail=route.detail
+                    if pending is None
+                    else f"{route.detail}; consent already withdrawn, do not contact",
                     about=event,
                     referral_id=referral_id,
-                    sealed_payload=None if pending is not None else ctx.seal(raw),
+                    # The desk gets the key for this referral from the key store; withdrawn: nothing.
+                    personal=None if pending is not None else event.personal,
                 )
             )
         )
@@ -363,19 +312,9 @@ def _consent_given(event: ConsentGiven, states: dict[str, CaseState | None], ctx
         event.event_id,
         partition=state.partition if state.partition is not None else ctx.partition,
         referrals=[*state.referrals, record],
-        pending_withdrawal=None
-        if (pending is not None and not consumed_referral_pending)
-        else state.pending_withdrawal,
+        pending_withdrawal=None if pending is not None else state.pending_withdrawal,
     )
-    result_state = {key: new_state}
-    # Index the referral id so a withdrawal naming only the referral finds its case.
-    result_state[by_referral_key] = CaseState(
-        partition=new_state.partition,
-        case=key,
-        seen_event_ids=(by_referral.seen_event_ids if by_referral else []),
-        pending_withdrawal=None,
-    )
-    return Result(outputs=outputs, state=result_state)
+    return Result(outputs=outputs, state={key: new_state})
 
 
 def _withdrawn_fact(record: ReferralRecord, withdrawn_at: datetime, centre: str | None) -> Output:
@@ -396,8 +335,8 @@ def _withdrawn_fact(record: ReferralRecord, withdrawn_at: datetime, centre: str 
 # ---------------------------------------------------------------- consent.declined
 
 
-def _consent_declined(event: ConsentDeclined, states: dict[str, CaseState | None], ctx: Context) -> Result:
-    key = case_key(event.case_ref)
+def _consent_declined(event: ConsentDeclinedV2, states: dict[str, CaseState | None], ctx: Context) -> Result:
+    key = case_key(event.case_pseudonym)
     state = states.get(key) or CaseState(partition=ctx.partition)
     if state.has_seen(event.event_id):
         return Result(duplicate=True)
@@ -420,24 +359,13 @@ def _consent_declined(event: ConsentDeclined, states: dict[str, CaseState | None
 # ---------------------------------------------------------------- consent.withdrawn
 
 
-def _withdrawal_key(event: ConsentWithdrawn, states: dict[str, CaseState | None]) -> str:
-    """The key of the case a withdrawal is about: named directly, or through the referral id index."""
-    if event.case_ref:
-        return case_key(event.case_ref)
-    if event.referral_id is None:
-        raise AssertionError("unreachable: the schema requires case_ref or referral_id")
-    by_referral = states.get(referral_key(event.referral_id))
-    if by_referral is not None and by_referral.case:
-        if by_referral.case not in states:
-            # The adapter only loaded the keys it knew of; ask again with the case key.
-            raise NeedState(by_referral.case)
-        return by_referral.case
-    # Only a referral id we have never issued: wait for it under the referral key.
-    return referral_key(event.referral_id)
+def _withdrawal_key(event: ConsentWithdrawnV2) -> str:
+    """The key of the case a withdrawal is about (the consent service always names it)."""
+    return case_key(event.case_pseudonym)
 
 
-def _consent_withdrawn(event: ConsentWithdrawn, states: dict[str, CaseState | None], ctx: Context) -> Result:
-    key = _withdrawal_key(event, states)
+def _consent_withdrawn(event: ConsentWithdrawnV2, states: dict[str, CaseState | None], ctx: Context) -> Result:
+    key = _withdrawal_key(event)
     state = states.get(key) or CaseState(partition=ctx.partition)
     if state.has_seen(event.event_id):
         return Result(duplicate=True)
@@ -479,7 +407,7 @@ def _consent_withdrawn(event: ConsentWithdrawn, states: dict[str, CaseState | No
     return Result(outputs=outputs, state={key: new_state})
 
 
-def _withdraw(record: ReferralRecord, event: ConsentWithdrawn, ctx: Context) -> list[Output]:
+def _withdraw(record: ReferralRecord, event: ConsentWithdrawnV2, ctx: Context) -> list[Output]:
     outputs = []
     if record.centre is not None:
         centre = ctx.registry.by_slug(record.centre)
@@ -497,7 +425,8 @@ def _withdraw(record: ReferralRecord, event: ConsentWithdrawn, ctx: Context) -> 
             )
         )
     else:
-        # The case is in manual handling: the people who hold its sealed details must erase them.
+        # The case is in manual handling: its key is destroyed already (the withdrawal did that
+        # before it was published); the desk must erase whatever it copied and not call.
         outputs.append(
             _manual(
                 manual_case(
@@ -518,14 +447,6 @@ def _withdraw(record: ReferralRecord, event: ConsentWithdrawn, ctx: Context) -> 
     return outputs
 
 
-class NeedState(LookupError):
-    """``decide`` needs the state of another table key; the adapter loads it and asks again."""
-
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
 # ---------------------------------------------------------------- expiry of pending withdrawals
 
 
@@ -542,21 +463,13 @@ def expire_pending(key: str, state: CaseState, ctx: Context, wait: timedelta) ->
         at=ctx.now,
         detail="a withdrawal arrived but no consent for its case did within the waiting time",
         source_event_id=pending.event_id,
-        source_event_type=ConsentWithdrawn.model_fields["event_type"].default,
+        source_event_type=ConsentWithdrawnV2.model_fields["event_type"].default,
         referral_id=pending.referral_id,
     )
     return Result(outputs=[_manual(event)], state={key: state.model_copy(update={"pending_withdrawal": None})})
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _is_json(raw: bytes) -> bool:
-    try:
-        json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return True
 
 
 def _best_effort_id(raw: bytes | None) -> uuid.UUID | None:

@@ -5,6 +5,7 @@ Set ``HENVIS_UPDATE_SCREENSHOTS=1`` to refresh docs/screenshots/centre-*.png fro
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,13 @@ import pytest
 from henvis.db import migrate
 from henvis.services.centre import database, store_intake, store_outcomes, store_users
 from henvis.services.centre.auth import hash_password
-from tests.centre_fakes import SESSION_SECRET, api_clients_json, referral_issued
+from tests.centre_fakes import (
+    KEY_STORE_TOKENS,
+    SESSION_SECRET,
+    api_clients_json,
+    key_store_over_http,
+    referral_issued,
+)
 from tests.helpers import free_port, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -91,11 +98,20 @@ def seeded(tmp_path):
 
 
 @pytest.fixture
-def server(seeded, tmp_path):
+def key_store_fixture():
+    with key_store_over_http() as url:
+        yield url
+
+
+@pytest.fixture
+def server(seeded, tmp_path, key_store_fixture):
     url, referral_id = seeded
     port = free_port()
+    key_store = key_store_fixture
     env = {
         **os.environ,
+        "HENVIS_CENTRE_KEY_STORE_URL": key_store,
+        "HENVIS_CENTRE_KEY_STORE_TOKENS": json.dumps(KEY_STORE_TOKENS),
         "HENVIS_CENTRE_DATABASE_URL": url,
         "HENVIS_CENTRE_SESSION_SECRET": SESSION_SECRET,
         "HENVIS_API_CLIENTS": api_clients_json(),

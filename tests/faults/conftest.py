@@ -73,6 +73,8 @@ class FaultPipeline:
     consent_database_url: str
     centre_database_url: str
     stats_database_url: str
+    #: the environment every part runs with (its key-encryption keys included)
+    env: dict[str, str] = field(default_factory=dict)
     #: every piece of personal data any test submitted, for the log scan
     submitted_personal_data: set[str] = field(default_factory=set)
     personal_data_lock: Lock = field(default_factory=Lock)
@@ -124,7 +126,7 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
         centre_database_url = f"sqlite:///{run_dir / 'centre.db'}"
         stats_database_url = f"sqlite:///{run_dir / 'stats.db'}"
         env = {
-            **service_env(run_dir, ports),
+            **service_env(run_dir, ports, credentials),
             "HENVIS_KAFKA_TOPIC_PREFIX": "",
             "HENVIS_CONSENT_DATABASE_URL": consent_database_url,
             "HENVIS_CENTRE_DATABASE_URL": centre_database_url,
@@ -152,6 +154,7 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
             consent_database_url=consent_database_url,
             centre_database_url=centre_database_url,
             stats_database_url=stats_database_url,
+            env=env,
         )
     finally:
         # each step on its own, so one failing never leaves the others' processes behind

@@ -2,10 +2,10 @@
 
 One harness for the CI-sized test (``test_broker_outages.py``) and the long soak
 (``bench/outage_soak.py``): its own Kafka broker, a ``henvis router worker`` and a
-``henvis stats worker`` as child processes, decisions fed onto ``consent.decisions.v1`` at a
+``henvis stats worker`` as child processes, decisions fed onto ``consent.decisions.v2`` at a
 steady rate throughout, and a sampler that records when each worker last made progress:
 
-* the router: its group's committed offsets on ``consent.decisions.v1`` (readable only while
+* the router: its group's committed offsets on ``consent.decisions.v2`` (readable only while
   the broker is up);
 * the stats worker: the events applied in its SQLite database (readable at any time).
 

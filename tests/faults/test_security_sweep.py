@@ -31,6 +31,8 @@ from henvis.auth import ClientRegistry
 from henvis.db import make_engine
 from henvis.schemas.events import ConsentGiven, Offence, referral_id_for
 from henvis.schemas.person import Person, PostalAddress
+from tests.centre_fakes import InMemoryKeys
+from tests.consent_support import KEY_SETTINGS
 from tests.faults.conftest import FaultPipeline
 from tests.helpers import wait_until
 
@@ -44,6 +46,10 @@ ROLES = ["police", "researcher", "auditor", "operator", "centre:herning", "centr
 ALLOWED_ROLES: dict[tuple[str, str, str], set[str] | None] = {
     ("consent", "POST", "/v1/decisions"): {"police"},
     ("consent", "POST", "/v1/withdrawals"): {"police"},
+    ("consent", "GET", "/v1/data-keys/{referral_id}"): {"centre:herning", "centre:holstebro", "manual-handling"},
+    ("consent", "POST", "/v1/data-keys/{referral_id}/return"): {"centre:herning", "centre:holstebro"},
+    ("consent", "DELETE", "/v1/data-keys/{referral_id}"): {"centre:herning", "centre:holstebro", "manual-handling"},
+    ("consent", "GET", "/v1/key-access-log"): {"auditor"},
     ("centre", "GET", "/v1/referrals"): {"centre:herning", "centre:holstebro"},
     ("centre", "GET", "/v1/referrals/{referral_id}"): {"centre:herning", "centre:holstebro"},
     ("centre", "POST", "/v1/referrals/{referral_id}/outcomes"): {"centre:herning", "centre:holstebro"},
@@ -75,10 +81,14 @@ def service_routes(tmp_path) -> list[tuple[str, str, str, bool]]:
 
     apps = {
         "consent": create_consent_app(
-            ConsentSettings(database_url="sqlite://"), engine=make_engine("sqlite://"), clients=ClientRegistry([])
+            ConsentSettings(database_url="sqlite://", **KEY_SETTINGS),
+            engine=make_engine("sqlite://"),
+            clients=ClientRegistry([]),
         ),
         "centre": build_app(
-            CentreSettings(database_url=f"sqlite:///{tmp_path / 'centre.db'}", session_secret="s" * 40), local_only=True
+            CentreSettings(database_url=f"sqlite:///{tmp_path / 'centre.db'}", session_secret="s" * 40),
+            local_only=True,
+            keys=InMemoryKeys(),
         ),
         "stats": create_stats_app(StatsSettings(database_url=f"sqlite:///{tmp_path / 'stats.db'}")),
     }
@@ -178,8 +188,8 @@ def call(
     url = pipeline.url(service) + path.replace("{referral_id}", referral_id)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     requester = client or httpx
-    if method == "GET":
-        return requester.get(url, headers=headers, timeout=10, follow_redirects=False)
+    if method in ("GET", "DELETE"):
+        return requester.request(method, url, headers=headers, timeout=10, follow_redirects=False)
     if form is not None:
         return requester.post(url, headers=headers, data=form, timeout=10, follow_redirects=False)
     body = b'{"outcome": "contact_attempted"}' if path.endswith("/outcomes") else b"{}"

@@ -19,7 +19,7 @@ from henvis.kafka import centre_topic_name, make_producer, topic_name
 from henvis.services.centre import database, store_outbox
 from henvis.services.centre.api import build_app
 from henvis.services.centre.models import referrals
-from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
+from tests.centre_fakes import KEYS, auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
 from tests.helpers import wait_until
 
 
@@ -105,7 +105,7 @@ def _outcomes_on_topic(kafka_settings, expected: int) -> list[dict]:
 
 
 def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url, kafka_settings, worker):
-    app = build_app(centre_settings(database_url))
+    app = build_app(centre_settings(database_url), keys=KEYS)
     engine = app.state.centre.engine
     herning = referral_issued("herning")
     holstebro = referral_issued("holstebro", person_index=1)
@@ -145,7 +145,7 @@ def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url
 
         # The worker's periodic purge erases a closed referral's details once the retention has passed.
         wait_until(lambda: herning_row().contact_erased_at is not None, timeout=60, message="the worker never purged")
-        assert herning_row().person_full_name is None and herning_row().state == "follow_up_accepted"
+        assert herning_row().personal_sealed is None and herning_row().state == "follow_up_accepted"
 
         # Withdrawal end to end: the contact details are erased from the row within seconds.
         withdrawal = referral_withdrawn(holstebro.referral_id, "holstebro")
@@ -163,12 +163,7 @@ def test_referrals_flow_from_the_centre_topic_to_the_outcomes_topic(database_url
             return row if row.state == "withdrawn" else None
 
         row = wait_until(erased_row, timeout=60, message="withdrawal did not reach the inbox")
-        assert (
-            row.person_full_name is None
-            and row.person_phone is None
-            and row.person_cpr is None
-            and row.case_ref is None
-        )
+        assert row.personal_sealed is None and row.person_full_name is None and row.case_ref is None
         assert (
             client.get(f"/v1/referrals/{holstebro.referral_id}", headers=auth("tok-holstebro")).json()["person"] is None
         )
@@ -231,7 +226,7 @@ def test_a_worker_killed_mid_stream_loses_and_duplicates_no_referral(database_ur
 
 @pytest.mark.slow
 def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url, kafka_settings, tmp_path):
-    """consent.decisions.v1 -> real `henvis router worker` -> referrals.herning.v1 -> centre worker -> inbox."""
+    """consent.decisions.v2 -> real `henvis router worker` -> referrals.herning.v2 -> centre worker -> inbox."""
     from datetime import UTC, datetime
 
     from henvis.kafka import ensure_topics, henvis_topics
@@ -263,12 +258,15 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
             },
         )
         referral_id = str(referral_id_for(consent.event_id))
+        data_keys: dict = {}
+        published = loadgen.sealed(consent, data_keys)  # as the consent relay publishes it
+        KEYS.keys[referral_id] = ("centre:herning", data_keys[referral_id_for(consent.event_id)])
         producer = make_producer(kafka_settings, "test-consent-relay")
-        decisions = topic_name("consent.decisions.v1", kafka_settings)
-        producer.send(decisions, key=consent.kafka_key(), value=consent.to_bytes())
+        decisions = topic_name("consent.decisions.v2", kafka_settings)
+        producer.send(decisions, key=published.kafka_key(), value=published.to_bytes())
         producer.flush()
 
-        app = build_app(centre_settings(database_url))
+        app = build_app(centre_settings(database_url), keys=KEYS)
         engine = app.state.centre.engine
         with TestClient(app, base_url="http://localhost") as client:
 
@@ -289,9 +287,16 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
                 == 201
             )
 
-            withdrawal = ConsentWithdrawn(
-                event_id=uuid4(), occurred_at=datetime.now(UTC), case_ref=consent.case_ref, reason="person_changed_mind"
+            withdrawal = loadgen.sealed(
+                ConsentWithdrawn(
+                    event_id=uuid4(),
+                    occurred_at=datetime.now(UTC),
+                    case_ref=consent.case_ref,
+                    reason="person_changed_mind",
+                ),
+                data_keys,
             )
+            del KEYS.keys[referral_id]  # the consent service destroys the key when it accepts the withdrawal
             producer.send(decisions, key=withdrawal.kafka_key(), value=withdrawal.to_bytes())
             producer.flush()
             producer.close()
@@ -302,7 +307,7 @@ def test_router_output_reaches_the_inbox_and_a_withdrawal_erases_it(database_url
             )
             with engine.connect() as conn:
                 row = conn.execute(sa.select(referrals).where(referrals.c.referral_id == referral_id)).one()
-            assert row.person_full_name is None and row.person_phone is None and row.person_street is None
+            assert row.personal_sealed is None and row.person_full_name is None
 
         outcomes = _outcomes_on_topic(kafka_settings, expected=2)
         assert [o["outcome"] for o in outcomes if o["referral_id"] == referral_id] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
@@ -13,8 +14,19 @@ from sqlalchemy import select
 
 from henvis.services.consent import store
 from henvis.services.consent.models import consent_outbox
+from henvis.shredding import open_personal_data
 from tests import examples
-from tests.consent_support import POLICE, RESEARCHER_TOKEN, SECRET_NAME, consent_app, secret_person, secrets
+from tests.consent_support import (
+    HERNING_TOKEN,
+    KEY_SETTINGS,
+    POLICE,
+    RESEARCHER_TOKEN,
+    SECRET_NAME,
+    consent_app,
+    protection,
+    secret_person,
+    secrets,
+)
 
 
 @pytest.fixture
@@ -44,8 +56,15 @@ def test_first_decision_is_202_and_durable_in_the_outbox(api: TestClient) -> Non
     assert response.json()["event_id"] == event["event_id"]
     assert response.json()["status"] == "accepted"
     [row] = _outbox(api)
-    assert row.kafka_key == event["case_ref"]
-    assert json.loads(row.payload)["person"]["phone"] == "+4529384756"  # normalised on the way in
+    pseudonyms = protection().pseudonyms
+    assert row.kafka_key == pseudonyms(event["case_ref"])  # never the case number itself
+    assert not any(secret in row.payload + row.kafka_key for secret in secrets())
+    published = json.loads(row.payload)
+    referral_id = response.json()["referral_id"]
+    released = api.get(f"/v1/data-keys/{referral_id}", headers={"Authorization": f"Bearer {HERNING_TOKEN}"})
+    data_key = base64.b64decode(released.json()["data_key"])
+    opened = json.loads(open_personal_data(data_key, uuid.UUID(referral_id), published["personal"]))
+    assert opened["person"]["phone"] == "+4529384756"  # normalised on the way in
     assert row.sent_at is None
     assert _metric("henvis_consent_decisions_accepted_total", decision="given") == before + 1
 
@@ -171,7 +190,7 @@ def test_malformed_json_is_422_on_body(api: TestClient) -> None:
     assert response.json()["errors"][0]["field"] == "body"
 
 
-def test_withdrawal_by_referral_id_goes_out_with_the_case_ref(api: TestClient) -> None:
+def test_withdrawal_by_referral_id_goes_out_with_the_case_pseudonym(api: TestClient) -> None:
     given = examples.consent_given()
     referral_id = api.post("/v1/decisions", json=given, headers=POLICE).json()["referral_id"]
     withdrawal = examples.consent_withdrawn(case_ref=None, referral_id=referral_id)
@@ -180,9 +199,9 @@ def test_withdrawal_by_referral_id_goes_out_with_the_case_ref(api: TestClient) -
 
     assert response.status_code == 202
     published = json.loads(_outbox(api)[-1].payload)
-    assert published["case_ref"] == given["case_ref"]
+    assert published["case_pseudonym"] == protection().pseudonyms(given["case_ref"])
     assert published["referral_id"] == referral_id
-    assert _outbox(api)[-1].kafka_key == given["case_ref"]
+    assert _outbox(api)[-1].kafka_key == published["case_pseudonym"]
 
 
 def test_withdrawal_by_case_ref_is_202(api: TestClient) -> None:
@@ -241,7 +260,9 @@ def test_when_the_database_is_unreachable_it_is_503_never_2xx(tmp_path) -> None:
     from tests.helpers import free_port
 
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=2"
-    app = create_consent_app(ConsentSettings(database_url=url), engine=make_engine(url), clients=client_registry())
+    app = create_consent_app(
+        ConsentSettings(database_url=url, **KEY_SETTINGS), engine=make_engine(url), clients=client_registry()
+    )
     client = TestClient(app)
     given = examples.consent_given()
     assert client.post("/v1/decisions", json=given, headers=POLICE).status_code == 503
@@ -251,22 +272,22 @@ def test_when_the_database_is_unreachable_it_is_503_never_2xx(tmp_path) -> None:
     assert client.get("/healthz").status_code == 200
 
 
-def test_accept_writes_event_and_outbox_row_together(database_url: str) -> None:
+def test_accept_writes_event_and_outbox_row_together(database_url: str, monkeypatch) -> None:
     """A failed outbox write leaves no idempotency record behind (one transaction)."""
     from henvis.schemas.events import parse_decision
+    from henvis.services.consent import domain
     from tests.consent_support import migrated_engine
 
-    class Unpublishable:
-        """Stands in for the published event; fails while the outbox row is being built."""
-
-        def kafka_key(self) -> bytes:
-            raise RuntimeError("outbox write failed")
+    def unpublishable(*_args, **_kwargs):
+        raise RuntimeError("outbox write failed")
 
     engine = migrated_engine(database_url)
     event = parse_decision(examples.consent_declined())
+    monkeypatch.setattr(domain, "published_event", unpublishable)
     with pytest.raises(RuntimeError):
-        store.accept(engine, event, Unpublishable(), "politi-test")
-    assert store.accept(engine, event, event, "politi-test").verdict.value == "new"
+        store.accept(engine, event, "politi-test", protection())
+    monkeypatch.undo()
+    assert store.accept(engine, event, "politi-test", protection()).verdict.value == "new"
     assert store.backlog(engine).unsent == 1
     engine.dispose()
 
@@ -288,8 +309,8 @@ def test_a_failed_outbox_insert_rolls_back_the_idempotency_record(database_url: 
     event = parse_decision(examples.consent_declined())
     monkeypatch.setattr(store, "insert", insert_failing_on_the_outbox)
     with pytest.raises(RuntimeError):
-        store.accept(engine, event, event, "politi-test")
+        store.accept(engine, event, "politi-test", protection())
     monkeypatch.undo()
-    assert store.accept(engine, event, event, "politi-test").verdict.value == "new"
+    assert store.accept(engine, event, "politi-test", protection()).verdict.value == "new"
     assert store.backlog(engine).unsent == 1
     engine.dispose()

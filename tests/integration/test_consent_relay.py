@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from henvis.kafka import topic_name
 from henvis.schemas.events import parse_decision
-from henvis.services.consent import store
+from henvis.services.consent import domain, store
 from henvis.services.consent.models import consent_outbox
 from henvis.settings import KafkaSettings
 from henvis_dev import broker
@@ -24,6 +24,7 @@ from tests.consent_support import (
     log_lines,
     logged,
     migrated_engine,
+    protection,
     read_topic,
     secrets,
     start_relay,
@@ -32,7 +33,7 @@ from tests.consent_support import (
 from tests.helpers import free_port, wait_until
 
 pytestmark = pytest.mark.slow
-TOPIC_BASE = "consent.decisions.v1"
+TOPIC_BASE = "consent.decisions.v2"
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +76,12 @@ def _assert_exactly_in_order(messages: list[tuple[str, dict]], events: list[dict
     assert len(published_ids) == len(set(published_ids)), "an event was published twice"
     assert set(published_ids) == {event["event_id"] for event in events}
     expected_by_case: dict[str, list[str]] = defaultdict(list)
+    pseudonyms = protection().pseudonyms
     for event in events:
-        expected_by_case[event["case_ref"]].append(event["event_id"])
+        expected_by_case[pseudonyms(event["case_ref"])].append(event["event_id"])
     seen_by_case: dict[str, list[str]] = defaultdict(list)
     for key, value in messages:
-        assert key == value["case_ref"]
+        assert key == value["case_pseudonym"]
         seen_by_case[key].append(value["event_id"])
     assert seen_by_case == expected_by_case
 
@@ -152,12 +154,14 @@ def test_relay_started_while_kafka_is_down_publishes_once_it_is_back(
 def _backlog(engine, count: int, cases: int) -> list[dict]:
     events = _events_for_cases(cases=cases, per_case=count // cases)
     for event in events:
-        parsed = parse_decision(event) if event["event_type"] != "consent.withdrawn" else None
-        if parsed is None:
-            from henvis.schemas.events import ConsentWithdrawn
+        if event["event_type"] != "consent.withdrawn":
+            store.accept(engine, parse_decision(event), "politi-test", protection())
+            continue
+        from henvis.schemas.events import ConsentWithdrawn
 
-            parsed = ConsentWithdrawn.model_validate(event)
-        store.accept(engine, parsed, parsed, "politi-test")
+        withdrawal = ConsentWithdrawn.model_validate(event)
+        withdrawn, _ = domain.resolve_withdrawal(withdrawal, None, protection().pseudonyms)
+        store.accept(engine, withdrawal, "politi-test", protection(), withdrawn)
     return events
 
 

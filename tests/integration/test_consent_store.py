@@ -10,7 +10,7 @@ import pytest
 from henvis.schemas.events import parse_decision
 from henvis.services.consent import outbox_store, store
 from tests import examples
-from tests.consent_support import migrated_engine
+from tests.consent_support import migrated_engine, protection
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def _accept(engine, count: int, cases: int) -> list[str]:
     event_ids = []
     for index in range(count):
         event = parse_decision(examples.consent_declined(case_ref=f"case-{index % cases}"))
-        store.accept(engine, event, event, "politi-test")
+        store.accept(engine, event, "politi-test", protection())
         event_ids.append(str(event.event_id))
     return event_ids
 

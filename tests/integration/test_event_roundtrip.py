@@ -65,7 +65,7 @@ def test_topics_with_personal_data_have_bounded_retention(kafka_settings):
         day = 24 * 3600 * 1000
         for name, personal in topics.items():
             assert retention[name] == (14 * day if personal else 730 * day), name
-        partitions = admin.describe_topics([topic_name("consent.decisions.v1", kafka_settings)])[0]["partitions"]
+        partitions = admin.describe_topics([topic_name("consent.decisions.v2", kafka_settings)])[0]["partitions"]
         assert len(partitions) == kafka_settings.partitions
     finally:
         admin.close()

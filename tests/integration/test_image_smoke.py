@@ -30,6 +30,7 @@ from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, parse_event
 from henvis_dev import loadgen
+from tests.consent_support import KEY_ENV
 from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +141,7 @@ def test_the_consent_api_container_answers_readyz_against_postgresql(container, 
         "serve",
         "--host=127.0.0.1",
         f"--port={port}",
-        env={"HENVIS_CONSENT_DATABASE_URL": consent_database, "HENVIS_LOG_LEVEL": "INFO"},
+        env={"HENVIS_CONSENT_DATABASE_URL": consent_database, "HENVIS_LOG_LEVEL": "INFO", **KEY_ENV},
     )
 
     def ready() -> httpx.Response | None:
@@ -183,7 +184,8 @@ def test_a_router_container_joins_the_broker_and_routes_one_decision(container, 
         consent_text_version="v1",
         recorded_by="test",
     )
-    loadgen.produce(kafka_settings, [(consent.kafka_key(), consent.to_bytes())])
+    published = loadgen.sealed(consent, {})  # as the consent relay publishes it: case pseudonym, sealed details
+    loadgen.produce(kafka_settings, [(published.kafka_key(), published.to_bytes())])
 
     def routed() -> list:
         assert running(name), f"the router container exited:\n{logs_of(name)}"

@@ -1,7 +1,7 @@
 """The router on the real broker: every accepted consent reaches its own centre's topic,
 through kills, a second worker and a replay (issue 4).
 
-Each test feeds ``consent.decisions.v1`` directly (as the consent relay would) and runs
+Each test feeds ``consent.decisions.v2`` directly (as the consent relay would) and runs
 ``henvis router worker`` as a child process.  Duplicate messages on the centre topics are
 allowed by design (the centre inbox dedupes by referral_id) but counted and printed.
 """
@@ -295,7 +295,8 @@ def test_a_withdrawal_whose_consent_never_comes_reaches_manual_handling(kafka_se
         HENVIS_ROUTER_WITHDRAWAL_CHECK_SECONDS="0.5",
         HENVIS_ROUTER_METRICS_PORT=str(metrics_port),
     )
-    loadgen.produce(kafka_settings, [(m.kafka_key(), m.to_bytes()) for m in (orphan, consent, withdrawal)])
+    published = [loadgen.sealed(m, {}) for m in (orphan, consent, withdrawal)]  # as the consent relay publishes
+    loadgen.produce(kafka_settings, [(m.kafka_key(), m.to_bytes()) for m in published])
 
     def manual_reasons():
         messages = loadgen.read_all(kafka_settings, topic_name(MANUAL_HANDLING.name, kafka_settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -11,16 +12,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
+from henvis.schemas.events import PersonalData
 from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
 from henvis.services.centre.models import outbox, referrals
-from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
+from henvis.shredding import open_personal_data
+from tests.centre_fakes import KEYS, auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
 
 
 @pytest.fixture
 def centre(database_url):
-    app = build_app(centre_settings(database_url))
+    app = build_app(centre_settings(database_url), keys=KEYS)
     engine = app.state.centre.engine
     with TestClient(app, base_url="http://localhost") as client:
         yield client, engine
@@ -271,7 +275,7 @@ def test_a_referral_on_the_wrong_topic_goes_to_manual_handling_without_personal_
     event = referral_issued("holstebro", person_index=3)
     assert store_intake.ingest_issued(engine, event, "herning") == "misrouted"
     assert client.get("/v1/referrals", headers=auth("tok-herning")).json()["referrals"] == []
-    notices = _outbox(engine, "henvis.manual.v1")
+    notices = _outbox(engine, "henvis.manual.v2")
     assert len(notices) == 1 and notices[0]["reason"] == "invalid_event"
     assert not any(value in json.dumps(notices) for value in personal_strings())
 
@@ -280,7 +284,7 @@ def test_returned_wrong_centre_sends_the_referral_to_manual_handling(centre):
     client, engine = centre
     referral_id = _issue(engine)
     assert _post(client, referral_id, outcome="returned_wrong_centre").json()["status"] == "closed"
-    notices = _outbox(engine, "henvis.manual.v1")
+    notices = _outbox(engine, "henvis.manual.v2")
     assert [(n["reason"], n["referral_id"]) for n in notices] == [("returned_wrong_centre", referral_id)]
     assert not any(value in json.dumps(notices) for value in personal_strings())
 
@@ -321,7 +325,7 @@ def test_purge_erases_contact_details_after_the_retention_period(centre):
 
     assert store_intake.purge(engine, retention_days=90) == 1
     with engine.connect() as conn:
-        names = dict(conn.execute(sa.select(referrals.c.referral_id, referrals.c.person_full_name)).all())
+        names = dict(conn.execute(sa.select(referrals.c.referral_id, referrals.c.personal_sealed)).all())
     assert names[old_closed] is None
     assert names[recent_closed] is not None and names[still_open] is not None
     assert store_intake.purge(engine, retention_days=90) == 0
@@ -346,21 +350,20 @@ def test_metrics_count_open_overdue_and_outcomes(centre):
     assert not any(value in text for value in personal_strings())
 
 
-def test_a_returned_referral_carries_its_contact_details_only_sealed_for_the_manual_desk(database_url):
-    from henvis.sealing import generate_keypair, unseal
+def test_a_returned_referral_hands_its_key_to_the_manual_desk_and_its_details_travel_sealed(centre):
+    client, engine = centre
+    referral_id = _issue(engine)
+    assert client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning")).json()["person"]["full_name"]
+    assert _post(client, referral_id, outcome="returned_wrong_centre").status_code == 201
 
-    private_key, public_key = generate_keypair()
-    app = build_app(centre_settings(database_url, manual_public_key=public_key))
-    engine = app.state.centre.engine
-    with TestClient(app, base_url="http://localhost") as client:
-        referral_id = _issue(engine)
-        assert _post(client, referral_id, outcome="returned_wrong_centre").status_code == 201
-    (notice,) = _outbox(engine, "henvis.manual.v1")
+    (notice,) = _outbox(engine, "henvis.manual.v2")
     assert not any(value in json.dumps(notice) for value in personal_strings())
-    opened = json.loads(unseal(private_key, notice["sealed_payload"]))
-    assert opened["referral_id"] == referral_id
-    assert opened["person"]["full_name"] == "Mette Kjær Sørensen" and opened["case_ref"] == "4100-80261-00123-21"
-    engine.dispose()
+    grantee, data_key = KEYS.keys[referral_id]
+    assert grantee == "manual-handling"  # the centre no longer gets it
+    opened = PersonalData.model_validate_json(open_personal_data(data_key, uuid.UUID(referral_id), notice["personal"]))
+    assert opened.person.full_name == "Mette Kjær Sørensen" and opened.case_ref == "4100-80261-00123-21"
+    shown = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning")).json()
+    assert shown["person"] is None  # shown as erased, never an error
 
 
 def test_a_returned_referral_re_routed_to_another_centre_starts_afresh_there(centre):
@@ -371,6 +374,8 @@ def test_a_returned_referral_re_routed_to_another_centre_starts_afresh_there(cen
     assert _post(client, referral_id, outcome="returned_wrong_centre").status_code == 201
 
     again = first.model_copy(update={"event_id": uuid.uuid4(), "centre": "holstebro", "municipality_code": "661"})
+    # The manual desk re-routes it and has the key store grant its key to the new centre.
+    KEYS.keys[referral_id] = ("centre:holstebro", KEYS.keys[referral_id][1])
     assert store_intake.ingest_issued(engine, again, "holstebro") == "rerouted"
     assert store_intake.ingest_issued(engine, again, "holstebro") == "duplicate"
 
@@ -378,3 +383,43 @@ def test_a_returned_referral_re_routed_to_another_centre_starts_afresh_there(cen
     moved = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-holstebro")).json()
     assert moved["status"] == "open" and moved["last_outcome"] is None and moved["person"]["full_name"]
     assert _post(client, referral_id, "tok-holstebro", outcome="contacted").status_code == 201
+
+
+def _tampered(sealed: str) -> str:
+    raw = bytearray(base64.b64decode(sealed))
+    raw[-1] ^= 0x01  # one bit of the authentication tag
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _truncated(sealed: str) -> str:
+    return base64.b64encode(base64.b64decode(sealed)[:-8]).decode()
+
+
+@pytest.mark.parametrize("damage", ["tampered", "wrong_key", "truncated"])
+def test_contact_details_that_do_not_open_go_to_manual_handling_with_a_reason(centre, damage):
+    client, engine = centre
+    event = referral_issued("herning", person_index=2)
+    other = referral_issued("herning", person_index=3)  # its blob is sealed under another key
+    personal = {
+        "tampered": _tampered(event.personal),
+        "wrong_key": other.personal,
+        "truncated": _truncated(event.personal),
+    }[damage]
+    damaged = event.model_copy(update={"personal": personal})
+    assert store_intake.ingest_issued(engine, damaged, "herning") == "stored"
+    referral_id = str(event.referral_id)
+
+    with capture_logs() as logs:
+        shown = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning"))
+        again = client.get(f"/v1/referrals/{referral_id}", headers=auth("tok-herning"))
+
+    assert (shown.status_code, again.status_code) == (200, 200)
+    assert shown.json()["person"] is None and again.json()["person"] is None
+    (case,) = _outbox(engine, "henvis.manual.v2")  # one case, however often it is looked at
+    assert (case["reason"], case["referral_id"]) == ("undecryptable", referral_id)
+    assert KEYS.keys[referral_id][0] == "manual-handling"  # the desk gets the key with the case
+    told = json.dumps(case) + repr(logs)
+    assert personal not in told and not any(value in told for value in personal_strings())
+    assert [entry["event"] for entry in logs if entry["event"] == "contact_details_undecryptable"] == [
+        "contact_details_undecryptable"
+    ]

@@ -83,6 +83,6 @@ def test_purge_command_erases_closed_referrals_after_the_retention(tmp_path):
     purged = _henvis("purge", database_url=url, HENVIS_CENTRE_RETENTION_DAYS="0")
     assert purged.returncode == 0 and "erased contact details of 1 referral(s)" in purged.stdout
     with engine.connect() as conn:
-        names = dict(conn.execute(sa.select(referrals.c.referral_id, referrals.c.person_full_name)).all())
+        names = dict(conn.execute(sa.select(referrals.c.referral_id, referrals.c.personal_sealed)).all())
     assert names[str(closed.referral_id)] is None and names[str(still_open.referral_id)] is not None
     engine.dispose()

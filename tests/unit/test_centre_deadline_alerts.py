@@ -13,7 +13,7 @@ from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
 from henvis.services.centre.domain_alerts import WorkingHours, deadline_counts
 from henvis.services.centre.domain_inbox import Referral
-from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued
+from tests.centre_fakes import KEYS, auth, centre_settings, personal_strings, referral_issued
 
 EIGHT_TO_FOUR = (time(8), time(16))
 
@@ -79,7 +79,7 @@ def test_a_working_day_that_ends_before_it_starts_is_refused():
 
 
 def test_the_gauges_show_due_soon_and_overdue_per_centre_without_personal_data(database_url):
-    app = build_app(centre_settings(database_url))
+    app = build_app(centre_settings(database_url), keys=KEYS)
     engine = app.state.centre.engine
     today = datetime.now(UTC).astimezone(DANISH_TIME).date()
     for index, (contact, treatment) in enumerate(

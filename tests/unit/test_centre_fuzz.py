@@ -11,7 +11,7 @@ from schemathesis.generation import GenerationMode
 
 from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
-from tests.centre_fakes import auth, centre_settings, personal_strings, referral_issued
+from tests.centre_fakes import KEYS, auth, centre_settings, personal_strings, referral_issued
 
 OPERATIONS = [
     ("/v1/referrals", "GET"),
@@ -25,7 +25,7 @@ OPERATIONS = [
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
 @pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=["list", "detail", "outcome", "access-log"])
 def test_no_server_errors_and_no_contact_details_outside_the_detail(tmp_path, path, method, mode):
-    app = build_app(centre_settings(f"sqlite:///{tmp_path / 'centre.db'}"))
+    app = build_app(centre_settings(f"sqlite:///{tmp_path / 'centre.db'}"), keys=KEYS)
     engine = app.state.centre.engine
     known: list[str] = []
     for index in range(3):

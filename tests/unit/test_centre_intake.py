@@ -53,7 +53,7 @@ def test_a_referral_on_another_centres_topic_opens_a_manual_case_without_persona
     assert arrival.result == "misrouted" and arrival.lifecycle is None
     (outgoing,) = arrival.outgoing
     case = outgoing.event
-    assert outgoing.topic_base == "henvis.manual.v1" and isinstance(case, ManualHandling)
+    assert outgoing.topic_base == "henvis.manual.v2" and isinstance(case, ManualHandling)
     assert (case.reason, case.source_event_id, case.source_event_type) == (
         "invalid_event",
         event.event_id,
@@ -73,7 +73,7 @@ def test_manual_case_ids_are_derived_as_they_always_were():
         "referrals.herning.v1/0@7", "message on a centre topic is not a valid event", NOW
     )
     assert str(invalid.event.event_id) == "3541282f-b81b-52c6-a7cd-d904787992e3"
-    assert invalid.topic_base == "henvis.manual.v1"
+    assert invalid.topic_base == "henvis.manual.v2"
     assert invalid.event.detail == "message on a centre topic is not a valid event (referrals.herning.v1/0@7)"
     assert invalid.event.source_event_id is None and invalid.event.referral_id is None
 

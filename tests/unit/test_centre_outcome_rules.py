@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -11,6 +10,7 @@ import pytest
 from henvis.services.centre import domain, domain_inbox, domain_outcomes
 from henvis.services.centre.domain_inbox import Contact, HistoryEntry, Referral
 from henvis.services.centre.domain_outcomes import EarlierOutcome, RecordOutcome
+from tests import examples
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 25)
@@ -110,17 +110,12 @@ def test_illegal_outcomes_and_impossible_times_are_refused():
         )
 
 
-def test_a_returned_referral_goes_to_manual_handling_with_its_contact_details_sealed():
-    sealed: list[bytes] = []
-
-    def seal(payload: bytes) -> str:
-        sealed.append(payload)
-        return "sealed-for-the-desk"
-
+def test_a_returned_referral_goes_to_manual_handling_with_its_key_and_its_contact_details_sealed():
     recording = domain_outcomes.record_outcome(
-        _referral(), _request("returned_wrong_centre", uuid.UUID(int=2)), None, None, NOW, seal
+        _referral(sealed=examples.SEALED), _request("returned_wrong_centre", uuid.UUID(int=2)), None, None, NOW
     )
-    assert [item.topic_base for item in recording.outgoing] == ["referral.outcomes.v1", "henvis.manual.v1"]
+    assert [item.topic_base for item in recording.outgoing] == ["referral.outcomes.v1", "henvis.manual.v2"]
+    assert recording.hands_over_key  # the key store releases the key to the desk instead of this centre
     case = recording.outgoing[1].event
     assert str(case.event_id) == "ba830009-3fb8-5501-b859-c94c5b78240b"  # derived from the outcome's event id
     assert (case.reason, str(case.referral_id), case.municipality_code, case.offence) == (
@@ -129,15 +124,21 @@ def test_a_returned_referral_goes_to_manual_handling_with_its_contact_details_se
         "657",
         "drink_driving",
     )
-    assert case.sealed_payload == "sealed-for-the-desk" and case.source_event_id is None
-    opened = json.loads(sealed[0])
-    assert opened["person"]["full_name"] == "Mette Kjær Sørensen" and opened["case_ref"] == "4100-80261-00123-21"
-    assert "Mette" not in case.detail
+    # The contact details travel exactly as they came, sealed under the referral's data key.
+    assert case.personal == examples.SEALED and case.source_event_id is None
+    assert "Mette" not in case.model_dump_json()
 
 
-def test_erased_contact_details_are_never_sealed():
-    assert domain_outcomes.sealed_contact_details(_referral(contact=None), lambda payload: "x") is None
-    assert domain_outcomes.sealed_contact_details(_referral(), None) is None
+def test_other_outcomes_keep_the_key_with_the_centre():
+    recording = domain_outcomes.record_outcome(_referral(), _request("contacted"), None, None, NOW)
+    assert not recording.hands_over_key
+
+
+def test_erased_contact_details_are_not_passed_on():
+    recording = domain_outcomes.record_outcome(
+        _referral(contact=None, sealed=None), _request("returned_wrong_centre"), None, None, NOW
+    )
+    assert recording.outgoing[1].event.personal is None
 
 
 def test_the_inbox_lists_matching_referrals_most_urgent_first():

@@ -16,7 +16,7 @@ from henvis.schemas.events import ConsentGiven, ReferralIssued, referral_id_for
 from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
 from henvis_dev.pilot import generate_pilot
-from tests.centre_fakes import centre_settings
+from tests.centre_fakes import KEYS, centre_settings, sealed_personal
 
 
 @pytest.mark.slow
@@ -27,7 +27,8 @@ def test_pilot_outcomes_replay_through_the_api_without_refusals(tmp_path):
         for slug in registry.slugs
     ]
     app = build_app(
-        centre_settings(f"sqlite:///{tmp_path / 'centre.db'}", centres=None, api_clients=json.dumps(clients))
+        centre_settings(f"sqlite:///{tmp_path / 'centre.db'}", centres=None, api_clients=json.dumps(clients)),
+        keys=KEYS,
     )
     engine = app.state.centre.engine
     plan = generate_pilot()
@@ -46,11 +47,10 @@ def test_pilot_outcomes_replay_through_the_api_without_refusals(tmp_path):
             consent_event_id=decision.event_id,
             centre=centre.slug,
             routed_by="residence",
-            case_ref=decision.case_ref,
             offence=decision.offence,
             charged_on=decision.charged_on,
             municipality_code=decision.municipality_code,
-            person=decision.person,
+            personal=sealed_personal(referral_id, centre.slug, decision.case_ref, decision.person),
             contact_due_by=centre.contact_due_by(decision.occurred_at),
             treatment_due_by=centre.treatment_due_by(decision.occurred_at),
             issued_at=issued_now,

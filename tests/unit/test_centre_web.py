@@ -11,14 +11,14 @@ from fastapi.testclient import TestClient
 from henvis.services.centre import store_access_log, store_intake, store_users
 from henvis.services.centre.api import build_app
 from henvis.services.centre.auth import hash_password
-from tests.centre_fakes import centre_settings, personal_strings, referral_issued
+from tests.centre_fakes import KEYS, centre_settings, personal_strings, referral_issued
 
 PASSWORD = "korrekt-hest-batteri-hæfteklamme"
 
 
 @pytest.fixture
 def app(tmp_path):
-    app = build_app(centre_settings(f"sqlite:///{tmp_path / 'centre.db'}"))
+    app = build_app(centre_settings(f"sqlite:///{tmp_path / 'centre.db'}"), keys=KEYS)
     engine = app.state.centre.engine
     store_users.add_user(engine, "anne.herning", "herning", hash_password(PASSWORD))
     store_users.add_user(engine, "bo.holstebro", "holstebro", hash_password(PASSWORD))

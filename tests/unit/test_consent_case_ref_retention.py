@@ -1,8 +1,9 @@
-"""The consent service erases the case numbers it keeps after ``case_ref_retention_days``.
+"""The consent service erases the case pseudonyms it keeps after ``case_ref_retention_days``.
 
-It keeps ``case_ref`` (personal data) in ``consent_events`` only so a withdrawal naming just a
-referral_id can be published keyed by its case. Past the retention that row loses its case
-number, and such a withdrawal gets a clear 422 on ``referral_id``; by case_ref it still works.
+It keeps the case's pseudonym (the keyed HMAC of ``case_ref``; never the case number itself)
+in ``consent_events`` only so a withdrawal naming just a referral_id can be published keyed by
+its case. Past the retention that row loses it, and such a withdrawal gets a clear 422 on
+``referral_id``; by case_ref it still works.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from henvis.services.consent.models import consent_events
 from henvis.services.consent.relay import Relay
 from henvis.services.consent.settings import ConsentSettings
 from tests import examples
-from tests.consent_support import POLICE, SECRET_CASE, consent_app, migrated_engine
+from tests.consent_support import POLICE, SECRET_CASE, consent_app, migrated_engine, protection
 
 RETENTION = timedelta(days=365)
 
@@ -36,14 +37,24 @@ def engine(database_url: str):
 
 def _accept_given(engine, case_ref: str, age: timedelta) -> str:
     event = parse_decision(examples.consent_given(case_ref=case_ref))
-    store.accept(engine, event, event, "politi-test", now=store.utcnow() - age)
+    store.accept(engine, event, "politi-test", protection(), now=store.utcnow() - age)
     return str(event.event_id)
 
 
 def _case_refs(engine) -> dict[str, str | None]:
+    """The case number each row is known by (through its pseudonym), None when forgotten."""
     with engine.connect() as conn:
-        rows = conn.execute(select(consent_events.c.event_id, consent_events.c.case_ref)).all()
-    return {row.event_id: row.case_ref for row in rows}
+        rows = conn.execute(
+            select(consent_events.c.event_id, consent_events.c.case_ref, consent_events.c.case_pseudonym)
+        ).all()
+    assert all(row.case_ref is None for row in rows)  # the number itself is never stored
+    return {row.event_id: _CASES.get(row.case_pseudonym) if row.case_pseudonym else None for row in rows}
+
+
+_CASES = {
+    protection().pseudonyms(case_ref): case_ref
+    for case_ref in [SECRET_CASE, "4100-1", *(f"4100-{age}-{n}" for age in ("old", "new") for n in range(3))]
+}
 
 
 # ---------------------------------------------------------------------------- store
@@ -70,12 +81,13 @@ def test_the_cutoff_is_measured_from_now(engine) -> None:
 
 def test_a_forgotten_referral_is_known_but_without_its_case(engine) -> None:
     event = parse_decision(examples.consent_given(case_ref="4100-1"))
-    store.accept(engine, event, event, "politi-test", now=store.utcnow() - timedelta(days=400))
+    store.accept(engine, event, "politi-test", protection(), now=store.utcnow() - timedelta(days=400))
     referral_id = domain.referral_id_of(event)
-    assert store.known_referral(engine, referral_id) == domain.KnownReferral("4100-1")
+    pseudonyms = protection().pseudonyms
+    assert store.known_referral(engine, referral_id, pseudonyms) == domain.KnownReferral(pseudonyms("4100-1"))
     store.forget_case_refs(engine, RETENTION)
-    assert store.known_referral(engine, referral_id) == domain.KnownReferral(None)
-    assert store.known_referral(engine, uuid.uuid4()) is None
+    assert store.known_referral(engine, referral_id, pseudonyms) == domain.KnownReferral(None)
+    assert store.known_referral(engine, uuid.uuid4(), pseudonyms) is None
 
 
 # ---------------------------------------------------------------------------- relay
@@ -147,7 +159,7 @@ def test_a_referral_without_its_case_cannot_be_resolved() -> None:
     withdrawal = ConsentWithdrawn.model_validate(
         {k: v for k, v in examples.consent_withdrawn(referral_id=str(uuid.uuid4())).items() if k != "case_ref"}
     )
-    published, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral(None))
+    published, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral(None), protection().pseudonyms)
     assert published is None
     assert [(e["field"], e["type"]) for e in errors] == [("referral_id", "referral_expired")]
 

@@ -8,9 +8,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from henvis.registry import load_registry
-from henvis.schemas.events import ConsentWithdrawn, parse_decision, referral_id_for
+from henvis.schemas.events import (
+    ConsentGivenV2,
+    ConsentWithdrawn,
+    PersonalData,
+    parse_decision,
+    parse_event,
+    referral_id_for,
+)
 from henvis.services.consent import delivery, domain, refusals
+from henvis.services.consent.domain_keys import WithdrawnKeys
+from henvis.shredding import open_personal_data
 from tests import examples
+from tests.consent_support import protection
+
+PROTECTING = domain.Protecting(protection(), b"d" * 32)
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -51,23 +63,24 @@ def test_preferred_centre_must_be_one_of_the_registry_centres() -> None:
     assert domain.registry_errors(parse_decision(examples.consent_declined()), registry) == []
 
 
-def test_withdrawal_by_referral_id_is_published_with_the_case_it_belongs_to() -> None:
+PSEUDONYMS = PROTECTING.protection.pseudonyms
+
+
+def test_withdrawal_by_referral_id_is_resolved_to_the_case_it_belongs_to() -> None:
     withdrawal = ConsentWithdrawn.model_validate(
         examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4()))
     )
-    published, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral("4100-1"))
+    withdrawn, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral(PSEUDONYMS("4100-1")), PSEUDONYMS)
     assert errors == []
-    assert published.case_ref == "4100-1"
-    assert published.referral_id == withdrawal.referral_id
-    assert published.kafka_key() == b"4100-1"
+    assert withdrawn == WithdrawnKeys(PSEUDONYMS("4100-1"), str(withdrawal.referral_id))
 
 
 def test_withdrawal_naming_an_unknown_referral_is_refused_on_referral_id() -> None:
     withdrawal = ConsentWithdrawn.model_validate(
         examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4()))
     )
-    published, errors = domain.resolve_withdrawal(withdrawal, None)
-    assert published is None
+    withdrawn, errors = domain.resolve_withdrawal(withdrawal, None, PSEUDONYMS)
+    assert withdrawn is None
     assert [(e["field"], e["type"]) for e in errors] == [("referral_id", "referral_unknown")]
 
 
@@ -75,13 +88,16 @@ def test_withdrawal_whose_referral_belongs_to_another_case_is_refused() -> None:
     withdrawal = ConsentWithdrawn.model_validate(
         examples.consent_withdrawn(case_ref="4100-2", referral_id=str(uuid.uuid4()))
     )
-    _, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral("4100-1"))
+    _, errors = domain.resolve_withdrawal(withdrawal, domain.KnownReferral(PSEUDONYMS("4100-1")), PSEUDONYMS)
     assert [e["type"] for e in errors] == ["referral_case_mismatch"]
 
 
-def test_withdrawal_by_case_ref_alone_passes_unchanged() -> None:
+def test_withdrawal_by_case_ref_alone_withdraws_every_referral_of_the_case() -> None:
     withdrawal = ConsentWithdrawn.model_validate(examples.consent_withdrawn())
-    assert domain.resolve_withdrawal(withdrawal, None) == (withdrawal, [])
+    assert domain.resolve_withdrawal(withdrawal, None, PSEUDONYMS) == (
+        WithdrawnKeys(PSEUDONYMS(withdrawal.case_ref)),
+        [],
+    )
 
 
 def _row(row_id: int, key: str, owner: str | None = None, until: datetime | None = None) -> delivery.OutboxRow:
@@ -125,37 +141,50 @@ def test_backoff_grows_and_is_capped(failures: int, expected: float) -> None:
 
 def test_a_new_event_is_stored_as_its_record_and_the_outbox_entry_it_is_published_as() -> None:
     given = parse_decision(examples.consent_given(case_ref="4100-1"))
-    acceptance = domain.decide_acceptance(None, given, given, "politi-test", NOW)
+    acceptance = domain.decide_acceptance(None, given, "politi-test", NOW, PROTECTING)
     assert (acceptance.verdict, acceptance.event_id) == (domain.Verdict.NEW, given.event_id)
     record, entry = acceptance.new.record, acceptance.new.entry
     assert record == domain.EventRecord(
         event_id=str(given.event_id),
         event_type="consent.given",
         body_sha256=domain.canonical_hash(given),
-        case_ref="4100-1",
+        case_pseudonym=PSEUDONYMS("4100-1"),
         referral_id=str(referral_id_for(given.event_id)),
         client_name="politi-test",
         received_at=NOW,
     )
-    assert entry == domain.OutboxEntry(str(given.event_id), "4100-1", given.to_bytes().decode(), NOW)
+    assert (entry.event_id, entry.kafka_key) == (str(given.event_id), PSEUDONYMS("4100-1"))
+    published = parse_event(entry.payload)
+    assert isinstance(published, ConsentGivenV2) and published.case_pseudonym == PSEUDONYMS("4100-1")
+    for secret in ("4100-1", given.person.full_name, given.person.phone):
+        assert secret not in entry.payload
+    opened = PersonalData.model_validate_json(
+        open_personal_data(PROTECTING.data_key, referral_id_for(given.event_id), published.personal)
+    )
+    assert opened == PersonalData(case_ref="4100-1", person=given.person)
+    data_key = acceptance.new.data_key
+    assert (data_key.referral_id, data_key.grantee) == (record.referral_id, "centre:herning")
+    assert data_key.case_pseudonym == record.case_pseudonym and data_key.created_at == NOW
 
 
-def test_a_withdrawal_is_judged_as_sent_and_stored_as_published() -> None:
+def test_a_withdrawal_is_judged_as_sent_and_stored_as_resolved() -> None:
     body = examples.consent_withdrawn(case_ref=None, referral_id=str(uuid.uuid4()))
     submitted = ConsentWithdrawn.model_validate(body)
-    published, _ = domain.resolve_withdrawal(submitted, domain.KnownReferral("4100-1"))
-    new = domain.decide_acceptance(None, submitted, published, "politi-test", NOW).new
+    withdrawn, _ = domain.resolve_withdrawal(submitted, domain.KnownReferral(PSEUDONYMS("4100-1")), PSEUDONYMS)
+    new = domain.decide_acceptance(None, submitted, "politi-test", NOW, PROTECTING, withdrawn).new
     assert new.record.body_sha256 == domain.canonical_hash(submitted)
-    assert (new.record.case_ref, new.record.referral_id) == ("4100-1", None)
-    assert (new.entry.kafka_key, new.entry.payload) == ("4100-1", published.to_bytes().decode())
+    assert (new.record.case_pseudonym, new.record.referral_id) == (PSEUDONYMS("4100-1"), None)
+    published = parse_event(new.entry.payload)
+    assert new.entry.kafka_key == PSEUDONYMS("4100-1") and published.referral_id == submitted.referral_id
+    assert new.withdrawn_keys == WithdrawnKeys(PSEUDONYMS("4100-1"), str(body["referral_id"]))
 
 
 def test_an_event_already_stored_is_a_replay_or_a_conflict_and_stores_nothing() -> None:
     body = examples.consent_declined()
     original, changed = parse_decision(body), parse_decision({**body, "offence": "drink_driving"})
     stored = domain.canonical_hash(original)
-    replay = domain.decide_acceptance(stored, original, original, "politi-test", NOW)
-    conflict = domain.decide_acceptance(stored, changed, changed, "politi-test", NOW)
+    replay = domain.decide_acceptance(stored, original, "politi-test", NOW, PROTECTING)
+    conflict = domain.decide_acceptance(stored, changed, "politi-test", NOW, PROTECTING)
     assert (replay.verdict, replay.new) == (domain.Verdict.REPLAY, None)
     assert (conflict.verdict, conflict.new) == (domain.Verdict.CONFLICT, None)
 

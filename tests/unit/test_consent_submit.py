@@ -13,7 +13,7 @@ from henvis.services.consent.batch import check_lines
 from henvis.services.consent.settings import ConsentSettings
 from henvis.services.consent.submit import send_items
 from tests import examples
-from tests.consent_support import POLICE, client_registry, consent_app
+from tests.consent_support import KEY_SETTINGS, POLICE, client_registry, consent_app
 from tests.helpers import free_port
 
 
@@ -43,7 +43,9 @@ def test_sending_twice_counts_the_second_run_as_already_accepted(tmp_path) -> No
 
 def test_an_unavailable_service_is_retried_then_reported_per_line(tmp_path) -> None:
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=1"
-    app = create_consent_app(ConsentSettings(database_url=url), engine=make_engine(url), clients=client_registry())
+    app = create_consent_app(
+        ConsentSettings(database_url=url, **KEY_SETTINGS), engine=make_engine(url), clients=client_registry()
+    )
     items = check_lines([json.dumps(examples.consent_declined())], load_registry()).items
     waits: list[float] = []
     report = send_items(items, TestClient(app, headers=POLICE), attempts=3, sleep=waits.append)

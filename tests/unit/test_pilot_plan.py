@@ -7,7 +7,7 @@ from datetime import date
 
 from henvis.deadlines import local_date
 from henvis.registry import load_registry
-from henvis.schemas.events import ConsentDeclined, ConsentGiven, Outcome, parse_event, referral_id_for
+from henvis.schemas.events import ConsentDeclined, ConsentGiven, Outcome, parse_police_event, referral_id_for
 from henvis.schemas.person import PERSONAL_DATA_FIELDS
 from henvis.services.stats import domain
 from henvis_dev.pilot import PILOT_FIRST_DAY, PILOT_LAST_DAY, generate_pilot
@@ -47,7 +47,7 @@ def test_decisions_span_ten_months_in_all_eleven_municipalities():
 def test_events_are_valid_and_declines_carry_no_personal_data():
     plan = generate_pilot()
     for event in [*plan.decisions, *plan.withdrawals]:
-        assert parse_event(event.to_bytes()) == event
+        assert parse_police_event(event.to_bytes()) == event
     for decision in plan.declined:
         assert isinstance(decision, ConsentDeclined)
         assert not PERSONAL_DATA_FIELDS.intersection(decision.model_dump())

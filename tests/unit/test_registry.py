@@ -29,7 +29,7 @@ def test_the_packaged_registry_holds_exactly_the_eleven_municipalities():
     assert {centre.municipality_code: centre.municipality for centre in registry.centres} == DISTRICT
     assert len(set(registry.slugs)) == 11
     assert all(
-        registry.for_municipality(code).topic_base == f"referrals.{registry.for_municipality(code).slug}.v1"
+        registry.for_municipality(code).topic_base == f"referrals.{registry.for_municipality(code).slug}.v2"
         for code in DISTRICT
     )
 
@@ -50,11 +50,11 @@ def packaged_data() -> dict:
 
 def test_a_changed_topic_or_deadline_is_a_data_change(tmp_path):
     data = packaged_data()
-    data["centres"][0]["topic"] = "referrals.herning-new.v1"
+    data["centres"][0]["topic"] = "referrals.herning-new.v2"
     data["centres"][0]["contact_due_working_days"] = 2
     registry = load_registry(write(tmp_path, data))
     herning = registry.by_slug("herning")
-    assert herning.topic_base == "referrals.herning-new.v1"
+    assert herning.topic_base == "referrals.herning-new.v2"
     # Friday 5 March 2021: two working days later is Tuesday 9 March.
     assert herning.contact_due_by(datetime(2021, 3, 5, 12, tzinfo=UTC)) == date(2021, 3, 9)
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from nacl.exceptions import CryptoError
 from pydantic import ValidationError
 
-from henvis.sealing import Sealer, generate_keypair, unseal
 from henvis.services.router.settings import RouterSettings
 
 
@@ -20,7 +18,6 @@ def test_defaults_keep_the_router_isolated_per_topic_prefix(monkeypatch):
     assert settings.group_id == "t1234.henvis-router"
     assert settings.changelog_topic == "t1234.henvis-router-cases-changelog"
     assert settings.withdrawal_wait_seconds == 7 * 24 * 3600
-    assert settings.manual_public_key is None
 
 
 def test_a_restarted_router_is_the_same_static_member_by_default(monkeypatch):
@@ -52,31 +49,3 @@ def test_environment_sets_the_waiting_time_and_check_interval(monkeypatch):
 
     assert settings.withdrawal_wait_seconds == 2
     assert settings.check_interval_seconds == 0.5  # a quarter of the wait
-
-
-@pytest.mark.parametrize("bad", ["not base64!", "c2hvcnQ="])
-def test_a_bad_manual_key_stops_the_router_at_start_naming_the_setting(monkeypatch, bad):
-    monkeypatch.setenv("HENVIS_ROUTER_MANUAL_PUBLIC_KEY", bad)
-
-    with pytest.raises(ValidationError) as excinfo:
-        RouterSettings()
-
-    assert "manual_public_key" in str(excinfo.value)
-
-
-def test_a_configured_key_seals_so_only_the_private_key_opens_it(monkeypatch):
-    private, public = generate_keypair()
-    monkeypatch.setenv("HENVIS_ROUTER_MANUAL_PUBLIC_KEY", public)
-    seal = Sealer(RouterSettings().manual_public_key)
-
-    sealed = seal(b'{"phone": "+4522334455"}')
-
-    assert "22334455" not in sealed
-    assert unseal(private, sealed) == b'{"phone": "+4522334455"}'
-    other_private, _ = generate_keypair()
-    with pytest.raises(CryptoError):
-        unseal(other_private, sealed)
-
-
-def test_without_a_key_nothing_is_sealed():
-    assert Sealer(None)(b"anything") is None

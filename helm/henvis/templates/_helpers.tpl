@@ -222,14 +222,34 @@ port, isolated centre).
     fieldRef:
       fieldPath: metadata.name
 {{- end }}
-{{- if and (eq $service "router") $values.manualPublicKey }}
-- name: HENVIS_ROUTER_MANUAL_PUBLIC_KEY
-  value: {{ $values.manualPublicKey | quote }}
+{{- if and (eq $service "consent") (eq $kind "api") }}
+{{- /* Only the consent API holds the key store's key-encryption keys and the case pseudonym key:
+       it makes, releases, destroys and rotates the data keys (docs/operators-guide.md, "Key store"). */}}
+- name: HENVIS_CONSENT_KEY_ENCRYPTION_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $values.dataProtection.existingSecret }}
+      key: {{ $values.dataProtection.keyEncryptionKeysKey }}
+- name: HENVIS_CONSENT_CASE_PSEUDONYM_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $values.dataProtection.existingSecret }}
+      key: {{ $values.dataProtection.casePseudonymKey }}
+{{- if $values.dataProtection.currentKeyEncryptionKeyId }}
+- name: HENVIS_CONSENT_KEY_ENCRYPTION_KEY_ID
+  value: {{ $values.dataProtection.currentKeyEncryptionKeyId | quote }}
 {{- end }}
-{{- if and (eq $service "centre") (eq $kind "api") $root.Values.router.manualPublicKey }}
-{{- /* A referral a caseworker returns as wrong centre goes to manual handling sealed with the same key. */}}
-- name: HENVIS_MANUAL_PUBLIC_KEY
-  value: {{ $root.Values.router.manualPublicKey | quote }}
+{{- end }}
+{{- if and (eq $service "centre") (eq $kind "api") }}
+{{- /* The inbox opens a referral's contact details with the data key the consent service's
+       key store releases to each served centre's own credential. */}}
+- name: HENVIS_CENTRE_KEY_STORE_URL
+  value: {{ default (printf "http://%s-consent-api" (include "henvis.fullname" $root)) $values.keyStore.url | quote }}
+- name: HENVIS_CENTRE_KEY_STORE_TOKENS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $values.keyStore.existingSecret }}
+      key: {{ $values.keyStore.key }}
 {{- end }}
 {{- if eq $service "centre" }}
 {{- if eq $kind "api" }}
