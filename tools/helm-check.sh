@@ -301,12 +301,17 @@ for path in sys.argv[3:]:
                 continue
             env = {e["name"] for e in workload["spec"]["template"]["spec"]["containers"][0].get("env", [])}
             egress_ports = {port["port"] for rule in spec.get("egress", []) for port in rule.get("ports", []) if port["port"] != 53}
-            needs = {"database": any(e.endswith("_DATABASE_URL") for e in env), "kafka": "HENVIS_KAFKA_SASL_PASSWORD" in env}
-            for what, port in (("database", 5432), ("kafka", 9093)):
+            needs = {
+                "database": any(e.endswith("_DATABASE_URL") for e in env),
+                "kafka": "HENVIS_KAFKA_SASL_PASSWORD" in env,
+                # the centre API fetches data keys from the consent API (the key store)
+                "key store": "HENVIS_CENTRE_KEY_STORE_URL" in env,
+            }
+            for what, port in (("database", 5432), ("kafka", 9093), ("key store", 8080)):
                 if needs[what] != (port in egress_ports):
                     wrong.append(f"{name}: {'needs' if needs[what] else 'must not reach'} the {what} (port {port})")
-            if egress_ports - {5432, 9093}:
-                wrong.append(f"{name}: may also reach ports {sorted(egress_ports - {5432, 9093})}")
+            if egress_ports - {5432, 9093, 8080}:
+                wrong.append(f"{name}: may also reach ports {sorted(egress_ports - {5432, 9093, 8080})}")
             ingress_ports = {port["port"] for rule in spec.get("ingress", []) for port in rule.get("ports", [])}
             served = {port["containerPort"] for port in workload["spec"]["template"]["spec"]["containers"][0].get("ports", [])}
             if ingress_ports != served:
