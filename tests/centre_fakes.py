@@ -77,7 +77,7 @@ KEY_STORE_TOKENS = {"herning": "keys-herning", "holstebro": "keys-holstebro"}
 
 @contextmanager
 def key_store_over_http(keys: InMemoryKeys = KEYS) -> Iterator[str]:
-    """``keys`` behind the consent service's ``GET /v1/data-keys/{id}`` (the real one is tested in
+    """``keys`` behind the consent service's ``GET``/``DELETE /v1/data-keys/{id}`` (the real one is tested in
     tests/integration/test_consent_keys.py), for a centre started as its own process; its URL."""
     centres = {f"Bearer {token}": centre for centre, token in KEY_STORE_TOKENS.items()}
 
@@ -96,6 +96,14 @@ def key_store_over_http(keys: InMemoryKeys = KEYS) -> Iterator[str]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_DELETE(self) -> None:
+            centre = centres.get(self.headers.get("Authorization", ""))
+            referral_id = self.path.removeprefix("/v1/data-keys/")
+            destroyed = keys.destroy(centre, referral_id) if centre else False
+            self.send_response(204 if destroyed else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, *_args) -> None:
             pass

@@ -15,8 +15,8 @@ from henvis.db import migrate
 from henvis.logging import configure_logging
 from henvis.registry import load_registry
 from henvis.services.centre.database import make_centre_engine
+from henvis.services.centre.retention import purge
 from henvis.services.centre.settings import CentreSettings
-from henvis.services.centre.store_intake import purge
 from henvis.services.centre.store_users import add_user
 
 USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{1,63}"
@@ -83,8 +83,13 @@ def serve(settings: CentreSettings, host: str, port: int) -> int:
 
 
 def purge_now(settings: CentreSettings) -> int:
-    """Erase what the retention period says is due, once."""
-    count = purge(make_centre_engine(settings.database_url), settings.retention_days)
+    """Destroy the keys and erase the copies the retention period says are due, once."""
+    try:
+        keys = settings.data_keys(settings.centre_slugs(load_registry(settings.registry_path)))
+    except RuntimeError as exc:  # the key store is not configured: say which setting, no traceback
+        print(f"henvis centre purge: {exc}", file=sys.stderr)
+        return 2
+    count = purge(make_centre_engine(settings.database_url), keys, settings.retention_days)
     print(f"erased contact details of {count} referral(s)")
     return 0
 

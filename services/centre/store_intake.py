@@ -83,32 +83,44 @@ def ingest_withdrawn(engine: Engine, event: ReferralWithdrawn, now: datetime | N
     return withdrawal.result
 
 
-def purge(engine: Engine, retention_days: int, now: datetime | None = None) -> int:
-    """Erase contact details of referrals closed or withdrawn at least ``retention_days`` ago.
+def purge_due(engine: Engine, retention_days: int, now: datetime) -> list[tuple[str, str]]:
+    """``(referral_id, centre)`` of the referrals whose contact details the retention says to erase.
 
     Candidates are the ended referrals whose details are still stored (a small set: at most
     the retention period's closures); the rule itself is ``domain.purge_due``.
     """
-    now = now or utcnow()
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         candidates = conn.execute(
             sa.select(referrals.c.referral_id, referrals.c.centre, referrals.c.state, referrals.c.ended_at).where(
                 referrals.c.state.in_(list(domain.ENDED_STATES)), referrals.c.contact_erased_at.is_(None)
             )
         ).all()
-        due = [row for row in candidates if domain.purge_due(row.state, aware(row.ended_at), now, retention_days)]
-        for row in due:
-            conn.execute(referrals.update().where(referrals.c.referral_id == row.referral_id).values(**_erased(now)))
+    return [
+        (row.referral_id, row.centre)
+        for row in candidates
+        if domain.purge_due(row.state, aware(row.ended_at), now, retention_days)
+    ]
+
+
+def erase_for_retention(engine: Engine, referral_id: str, centre: str, now: datetime) -> bool:
+    """Erase one referral's stored copy and audit it, together; False when it was erased already."""
+    with engine.begin() as conn:
+        erased = conn.execute(
+            referrals.update()
+            .where(referrals.c.referral_id == referral_id, referrals.c.contact_erased_at.is_(None))
+            .values(**_erased(now))
+        ).rowcount
+        if erased:
             audit(
                 conn,
                 actor=SYSTEM_ACTOR,
                 actor_kind="system",
-                centre=row.centre,
-                referral_id=row.referral_id,
+                centre=centre,
+                referral_id=referral_id,
                 action="contact_details_erased_retention",
                 now=now,
             )
-    return len(due)
+    return bool(erased)
 
 
 def set_aside_undecryptable(engine: Engine, referral: Referral, now: datetime | None = None) -> None:

@@ -6,7 +6,8 @@ committed only after that transaction — at-least-once delivery plus idempotent
 gives each referral exactly once in the inbox, whenever the process dies.
 
 Relay: a second thread publishes outbox rows with the idempotent producer (acks=all) and
-marks them sent only after the broker acknowledged them; it also runs the retention purge.
+marks them sent only after the broker acknowledged them; it also runs the retention purge,
+which destroys each purged referral's data key in the consent service's key store first.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from henvis.kafka import centre_topic_name, consumer_config, ensure_topics, henv
 from henvis.metrics import WORKER_READY, serve_metrics
 from henvis.registry import load_registry
 from henvis.schemas.events import ReferralIssued, ReferralWithdrawn, parse_event
-from henvis.services.centre import domain_intake, store_intake, store_outbox
+from henvis.services.centre import domain_intake, retention, store_intake, store_outbox
 from henvis.services.centre.database import make_centre_engine
+from henvis.services.centre.key_store import DataKeys
 from henvis.services.centre.metrics import OUTCOMES_RECORDED, REFERRALS_INGESTED, watch_inbox
 from henvis.services.centre.settings import CentreSettings
 
@@ -84,10 +86,12 @@ def _queue_invalid(engine, topic_centre: str, where: str, detail: str) -> None:
 class CentreWorker:
     """The consumer (this thread) and the outbox relay with the retention purge (a second thread)."""
 
-    def __init__(self, settings: CentreSettings):
+    def __init__(self, settings: CentreSettings, keys: DataKeys | None = None):
         self.settings = settings
         self.registry = load_registry(settings.registry_path)
         self.centres = settings.centre_slugs(self.registry)
+        # The retention purge destroys each purged referral's data key in the key store.
+        self.keys = keys or settings.data_keys(self.centres)
         self.topics = {centre_topic_name(slug, settings.kafka, self.registry): slug for slug in self.centres}
         self.engine = make_centre_engine(settings.database_url)
         self.stop_event = threading.Event()
@@ -178,7 +182,7 @@ class CentreWorker:
             self._final_flush(producer)
 
     def _purge(self) -> None:
-        purged = store_intake.purge(self.engine, self.settings.retention_days)
+        purged = retention.purge(self.engine, self.keys, self.settings.retention_days)
         if purged:
             log.info("contact_details_purged", count=purged)
 

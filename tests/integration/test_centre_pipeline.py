@@ -19,7 +19,16 @@ from henvis.kafka import centre_topic_name, make_producer, topic_name
 from henvis.services.centre import database, store_outbox
 from henvis.services.centre.api import build_app
 from henvis.services.centre.models import referrals
-from tests.centre_fakes import KEYS, auth, centre_settings, personal_strings, referral_issued, referral_withdrawn
+from tests.centre_fakes import (
+    KEY_STORE_TOKENS,
+    KEYS,
+    auth,
+    centre_settings,
+    key_store_over_http,
+    personal_strings,
+    referral_issued,
+    referral_withdrawn,
+)
 from tests.helpers import wait_until
 
 
@@ -29,6 +38,10 @@ class WorkerProcess:
     def __init__(self, database_url: str, **extra_env: str):
         env = {
             **os.environ,
+            # The worker needs the key store for its retention purge; a test that purges passes
+            # a served one (key_store_over_http), the others never reach it.
+            "HENVIS_CENTRE_KEY_STORE_URL": "http://127.0.0.1:9",
+            "HENVIS_CENTRE_KEY_STORE_TOKENS": json.dumps(KEY_STORE_TOKENS),
             **extra_env,
             "HENVIS_CENTRE_DATABASE_URL": database_url,
             "HENVIS_CENTRE_CENTRES": "herning,holstebro",
@@ -68,7 +81,18 @@ class WorkerProcess:
 @pytest.fixture
 def worker(database_url, kafka_settings):
     # Retention 0 days and a fast purge tick: the worker's periodic purge becomes observable.
-    process = WorkerProcess(database_url, HENVIS_CENTRE_RETENTION_DAYS="0", HENVIS_CENTRE_PURGE_INTERVAL_SECONDS="0.2")
+    # The purge destroys each purged referral's key: the worker asks the key store over HTTP.
+    with key_store_over_http() as key_store:
+        process = WorkerProcess(
+            database_url,
+            HENVIS_CENTRE_RETENTION_DAYS="0",
+            HENVIS_CENTRE_PURGE_INTERVAL_SECONDS="0.2",
+            HENVIS_CENTRE_KEY_STORE_URL=key_store,
+        )
+        yield from _ready(process)
+
+
+def _ready(process: WorkerProcess):
     try:
         wait_until(
             lambda: process.logged("worker_ready") or process.process.poll() is not None,

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from henvis.schemas.events import PersonalData
-from henvis.services.centre import store_intake
+from henvis.services.centre import retention, store_intake
 from henvis.services.centre.api import build_app
 from henvis.services.centre.models import outbox, referrals
 from henvis.shredding import open_personal_data
@@ -323,12 +323,14 @@ def test_purge_erases_contact_details_after_the_retention_period(centre):
             .values(ended_at=datetime.now(UTC) - timedelta(days=91))
         )
 
-    assert store_intake.purge(engine, retention_days=90) == 1
+    assert retention.purge(engine, KEYS, retention_days=90) == 1
     with engine.connect() as conn:
         names = dict(conn.execute(sa.select(referrals.c.referral_id, referrals.c.personal_sealed)).all())
     assert names[old_closed] is None
     assert names[recent_closed] is not None and names[still_open] is not None
-    assert store_intake.purge(engine, retention_days=90) == 0
+    assert KEYS.fetch("herning", old_closed) is None  # its data key destroyed with it
+    assert KEYS.fetch("herning", recent_closed) is not None
+    assert retention.purge(engine, KEYS, retention_days=90) == 0
 
 
 def test_metrics_count_open_overdue_and_outcomes(centre):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from henvis.db import migrate
 from henvis.services.centre import database, store_intake, store_outcomes, store_users
 from henvis.services.centre.auth import verify_password
 from henvis.services.centre.models import referrals
-from tests.centre_fakes import referral_issued
+from tests.centre_fakes import KEY_STORE_TOKENS, KEYS, key_store_over_http, referral_issued
 
 
 def _henvis(*args: str, database_url: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
@@ -78,11 +79,21 @@ def test_purge_command_erases_closed_referrals_after_the_retention(tmp_path):
         actor_kind="user",
     )
 
-    kept = _henvis("purge", database_url=url)  # default retention: 90 days
-    assert kept.returncode == 0 and "erased contact details of 0 referral(s)" in kept.stdout
-    purged = _henvis("purge", database_url=url, HENVIS_CENTRE_RETENTION_DAYS="0")
-    assert purged.returncode == 0 and "erased contact details of 1 referral(s)" in purged.stdout
+    unconfigured = _henvis("purge", database_url=url, HENVIS_CENTRE_RETENTION_DAYS="0")
+    assert unconfigured.returncode == 2 and "HENVIS_CENTRE_KEY_STORE_URL" in unconfigured.stderr
+    with key_store_over_http() as key_store:
+        keys_env = {
+            "HENVIS_CENTRE_KEY_STORE_URL": key_store,
+            "HENVIS_CENTRE_KEY_STORE_TOKENS": json.dumps(KEY_STORE_TOKENS),
+            "HENVIS_CENTRE_CENTRES": "herning,holstebro",
+        }
+        kept = _henvis("purge", database_url=url, **keys_env)  # default retention: 90 days
+        assert kept.returncode == 0 and "erased contact details of 0 referral(s)" in kept.stdout
+        purged = _henvis("purge", database_url=url, HENVIS_CENTRE_RETENTION_DAYS="0", **keys_env)
+        assert purged.returncode == 0 and "erased contact details of 1 referral(s)" in purged.stdout
     with engine.connect() as conn:
         names = dict(conn.execute(sa.select(referrals.c.referral_id, referrals.c.personal_sealed)).all())
     assert names[str(closed.referral_id)] is None and names[str(still_open.referral_id)] is not None
+    assert KEYS.fetch("herning", str(closed.referral_id)) is None  # its key destroyed first
+    assert KEYS.fetch("herning", str(still_open.referral_id)) is not None
     engine.dispose()

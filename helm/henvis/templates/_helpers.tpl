@@ -240,9 +240,10 @@ port, isolated centre).
   value: {{ $values.dataProtection.currentKeyEncryptionKeyId | quote }}
 {{- end }}
 {{- end }}
-{{- if and (eq $service "centre") (eq $kind "api") }}
+{{- if and (eq $service "centre") (or (eq $kind "api") (eq $kind "worker")) }}
 {{- /* The inbox opens a referral's contact details with the data key the consent service's
-       key store releases to each served centre's own credential. */}}
+       key store releases to each served centre's own credential; the worker's retention purge
+       destroys that key with the same credential. */}}
 - name: HENVIS_CENTRE_KEY_STORE_URL
   value: {{ default (printf "http://%s-consent-api" (include "henvis.fullname" $root)) $values.keyStore.url | quote }}
 - name: HENVIS_CENTRE_KEY_STORE_TOKENS
