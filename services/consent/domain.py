@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from henvis.registry import Registry
 from henvis.schemas.events import (
@@ -192,30 +193,25 @@ def published_event(
 ) -> PublishedEvent:
     """``submitted`` as it goes on the topic: the case by its pseudonym, a consent's case number
     and contact details sealed under its referral's fresh data key."""
-    pseudonyms = protecting.protection.pseudonyms
-    if isinstance(submitted, ConsentGiven):
+    if isinstance(submitted, (ConsentGiven, ConsentDeclined)):
+        # What the router reads of either decision: ids, dates, the charge, the case's pseudonym.
+        charge: dict[str, Any] = {
+            "event_id": submitted.event_id,
+            "occurred_at": submitted.occurred_at,
+            "case_pseudonym": protecting.protection.pseudonyms(submitted.case_ref),
+            "offence": submitted.offence,
+            "charged_on": submitted.charged_on,
+            "municipality_code": submitted.municipality_code,
+            "recorded_by": submitted.recorded_by,
+        }
+        if isinstance(submitted, ConsentDeclined):
+            return ConsentDeclinedV2(**charge)
         personal = PersonalData(case_ref=submitted.case_ref, person=submitted.person).model_dump_json()
         return ConsentGivenV2(
-            event_id=submitted.event_id,
-            occurred_at=submitted.occurred_at,
-            case_pseudonym=pseudonyms(submitted.case_ref),
-            offence=submitted.offence,
-            charged_on=submitted.charged_on,
-            municipality_code=submitted.municipality_code,
+            **charge,
             preferred_centre=submitted.preferred_centre,
             personal=seal_personal_data(protecting.data_key, referral_id_for(submitted.event_id), personal.encode()),
             consent_text_version=submitted.consent_text_version,
-            recorded_by=submitted.recorded_by,
-        )
-    if isinstance(submitted, ConsentDeclined):
-        return ConsentDeclinedV2(
-            event_id=submitted.event_id,
-            occurred_at=submitted.occurred_at,
-            case_pseudonym=pseudonyms(submitted.case_ref),
-            offence=submitted.offence,
-            charged_on=submitted.charged_on,
-            municipality_code=submitted.municipality_code,
-            recorded_by=submitted.recorded_by,
         )
     if withdrawn is None:
         raise ValueError("a withdrawal is published only once resolved to its case (resolve_withdrawal)")
