@@ -57,8 +57,8 @@ class StatsReader:
     def protection(self) -> domain.Protection:
         """The protection of the whole cube, as it stands. Each table reads it afresh unless
         given one (the page gives its three tables the same)."""
-        margins = [{value: domain.counts_of(raw) for value, raw in margin.items()} for margin in self.store.margins()]
-        return domain.protect(margins, self.threshold)
+        cells = {key: domain.counts_of(raw) for key, raw in self.store.cube().items()}
+        return domain.protect(domain.margins_of(cells), self.threshold)
 
     def funnel(self, filters: Filters, protection: domain.Protection | None = None) -> dict:
         """The funnel over the filtered referrals; the figures sit at the top level."""

@@ -128,18 +128,19 @@ class StatsStore:
             ).one()
         return (low, high) if low and high else None
 
-    def margins(self) -> tuple[dict[str, domain.RawFunnel], ...]:
-        """Raw counters (no histogram) per decision month, per municipality code and per offence
-        ("" for none), over all time: the release the one protection of every table is decided
-        on (issue 14). For the domain's :func:`~henvis.services.stats.domain.protect` only."""
+    def cube(self) -> dict[tuple[str, str, str], domain.RawFunnel]:
+        """Raw counters (no histogram) per decision month, municipality code and offence ("" for
+        none), over all time: the cube the one protection of every table is decided on
+        (issue 14). One statement, so one snapshot: margins read by separate statements while
+        the worker writes would not add up to one total. For the domain's protection only."""
         columns = (funnel_daily.c.decided_month, funnel_daily.c.municipality_code, funnel_daily.c.offence)
-        margins = []
+        sums = (sa.func.sum(funnel_daily.c[name]).label(name) for name in domain.AGGREGATE_COUNTERS)
+        query = sa.select(*columns, *sums).group_by(*columns)
         with self.engine.connect() as conn:
-            for column in columns:
-                sums = (sa.func.sum(funnel_daily.c[name]).label(name) for name in domain.AGGREGATE_COUNTERS)
-                query = sa.select(column.label("value"), *sums).group_by(column)
-                margins.append({row.value: _counted_funnel(row) for row in conn.execute(query)})
-        return tuple(margins)
+            return {
+                (row.decided_month, row.municipality_code, row.offence): _counted_funnel(row)
+                for row in conn.execute(query)
+            }
 
     def funnels(self, filters: Filters, group_by: GroupBy = None) -> dict[str | None, domain.RawFunnel]:
         """Raw (unsuppressed) figures per group: month ``YYYY-MM``, municipality code ("" for

@@ -49,19 +49,12 @@ class InMemoryStore:
             result.setdefault(None, domain.RawFunnel())
         return result
 
-    def margins(self) -> tuple[dict[str, domain.RawFunnel], ...]:
-        keys = (
-            lambda state: state.decided_month,
-            lambda state: state.municipality_code or "",
-            lambda state: str(state.offence) if state.offence else "",
-        )
-        margins = []
-        for key in keys:
-            groups = defaultdict(list)
-            for state in self._matching(Filters()):
-                groups[key(state)].append(state)
-            margins.append({value: domain.funnel_of(states) for value, states in groups.items()})
-        return tuple(margins)
+    def cube(self) -> dict[tuple[str, str, str], domain.RawFunnel]:
+        groups = defaultdict(list)
+        for state in self._matching(Filters()):
+            key = (state.decided_month, state.municipality_code or "", str(state.offence) if state.offence else "")
+            groups[key].append(state)
+        return {key: domain.funnel_of(states) for key, states in groups.items()}
 
     def decision_date_range(self, filters: Filters) -> tuple[date, date] | None:
         days = [state.decided_on for state in self._matching(filters)]
