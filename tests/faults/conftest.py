@@ -166,3 +166,17 @@ def fault_pipeline(tmp_path_factory: pytest.TempPathFactory):
                 broker.stop(run_dir / "kafka")
             finally:
                 postgres.reset()  # stop it and delete its data: nothing of the run stays behind
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the crypto-shredding marker test after the fault run on the shared pipeline.
+
+    The marker test posts and withdraws cases of its own; the fault run's expected figures
+    (inbox, stats) count only what its load generator sent, so those cases must come after.
+    """
+    marker_test = "test_crypto_shredding.py"
+    markers = [item for item in items if item.path.name == marker_test]
+    rest = [item for item in items if item.path.name != marker_test]
+    fault_run = [n for n, item in enumerate(rest) if item.path.name == "test_pipeline_faults.py"]
+    if markers and fault_run:
+        items[:] = rest[: fault_run[-1] + 1] + markers + rest[fault_run[-1] + 1 :]
