@@ -94,9 +94,14 @@ def apply_patch(task: dict, operations: object) -> dict:
         raise BadTaskUpdate("A JSON Patch is a JSON array of operations.", "body", 400)
     try:
         patched = jsonpatch.JsonPatch(operations).apply(task)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError) as exc:
-        # The library's sentence names the operation and path, never a value from the Task.
-        raise BadTaskUpdate(f"The JSON Patch does not apply: {exc}", "body", 422) from None
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError):
+        # A fixed sentence: the libraries' own can quote the document they were applied to.
+        raise BadTaskUpdate(
+            "The JSON Patch does not apply to the Task (a malformed operation, a path that does not exist, "
+            "or a failed test).",
+            "body",
+            422,
+        ) from None
     if not isinstance(patched, dict):
         raise BadTaskUpdate("The JSON Patch must leave a Task.", "body", 422)
     return patched
@@ -203,16 +208,18 @@ def _compare(prefix: str, value, bound) -> bool:
 def date_filter(raw: str) -> DateFilter:
     """Parse one ``authored-on`` value (``ge2026-01-01``, ``lt2026-01-02T10:00:00+01:00``)."""
     prefix, value = (raw[:2], raw[2:]) if raw[:2] in _PREFIXES else ("eq", raw)
-    if _DATE.match(value):
-        return DateFilter(prefix, date.fromisoformat(value), None)
+    refusal = BadSearch(
+        "authored-on must be a date (2026-01-31) or a dateTime with a time zone, after eq/ge/gt/le/lt.",
+        "authored-on",
+    )
     try:
+        if _DATE.match(value):
+            return DateFilter(prefix, date.fromisoformat(value), None)
         instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BadSearch(
-            "authored-on must be a date (2026-01-31) or dateTime with a zone, after eq/ge/gt/le/lt.", "authored-on"
-        ) from None
+        raise refusal from None
     if instant.tzinfo is None:
-        raise BadSearch("authored-on must give a time zone with a time.", "authored-on")
+        raise refusal
     return DateFilter(prefix, None, instant)
 
 

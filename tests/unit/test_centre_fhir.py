@@ -8,7 +8,10 @@ required ones, so "it is FHIR R4" is checked by a second, independent implementa
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,11 +19,13 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
-from henvis.services.centre import store_intake
+from henvis.services.centre import domain, store_intake
 from henvis.services.centre.api import build_app
+from henvis.services.centre.domain_fhir import TASK_STATUS, TASK_STATUSES, BadSearch, date_filter
 from henvis.services.centre.models import access_log, outbox, referrals
 from tests.centre_fakes import KEYS, PEOPLE, auth, centre_settings, referral_issued, referral_withdrawn
 
+ROOT = Path(__file__).resolve().parents[2]
 HERNING = "/fhir/herning"
 HERNING_SOR = "/fhir/999900000000657"
 STATE = "urn:henvis:fhir:referral-state"
@@ -278,3 +283,29 @@ def test_a_withdrawn_referral_is_a_cancelled_task_an_inactive_consent_and_no_pat
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Task"]
     refused = fhir(_patch(client, referral_id, _set_status("contacted", "in-progress"), 2), 409)
     assert "withdrawn consent" in refused["issue"][0]["diagnostics"]
+
+
+# ---------------------------------------------------------------- the mapping, as the guides state it
+
+
+def _mapping_table(guide: str, row: str) -> dict[str, str]:
+    return dict(re.findall(row, (ROOT / "docs" / guide).read_text(encoding="utf-8"), re.MULTILINE))
+
+
+def test_every_state_maps_to_a_task_status_and_both_guides_say_the_same():
+    assert set(TASK_STATUS) == set(domain.TRANSITIONS)
+    assert set(TASK_STATUS.values()) <= TASK_STATUSES
+    # "| `contacted` | `in-progress` | may follow |" and "| Kontakt opnået | `contacted` | `in-progress` |"
+    assert _mapping_table("integrating-case-systems.md", r"^\| `(\w+)`[^|]*\| `([a-z-]+)` \|") == TASK_STATUS
+    assert _mapping_table("caseworker-guide.md", r"^\| [^|`]+ \| `(\w+)` \| `([a-z-]+)` \|$") == TASK_STATUS
+
+
+def test_authored_on_filters_by_danish_day_or_instant():
+    issued = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 2 March in Denmark
+    assert date_filter("eq2026-03-02").matches(issued)
+    assert date_filter("2026-03-02").matches(issued) and not date_filter("lt2026-03-02").matches(issued)
+    assert date_filter("ge2026-03-01T23:00:00Z").matches(issued)
+    assert not date_filter("gt2026-03-02T00:30:00+01:00").matches(issued)
+    for bad in ("yesterday", "ge2026-03-01T10:00:00", "2026-13-01"):
+        with pytest.raises(BadSearch):
+            date_filter(bad)
