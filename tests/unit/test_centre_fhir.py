@@ -309,3 +309,14 @@ def test_authored_on_filters_by_danish_day_or_instant():
     for bad in ("yesterday", "ge2026-03-01T10:00:00", "2026-13-01"):
         with pytest.raises(BadSearch):
             date_filter(bad)
+
+
+def test_details_erased_by_retention_leave_the_task_as_it_closed(centre):
+    client, engine = centre
+    referral_id = _issue(engine)
+    fhir(_patch(client, referral_id, _set_status("declined_by_person", "completed"), 1))
+    assert store_intake.erase_for_retention(engine, referral_id, "herning", datetime.now(UTC))
+    task = fhir(client.get(f"{HERNING}/Task/{referral_id}", headers=auth("tok-herning")))
+    assert task["status"] == "completed" and task["businessStatus"]["coding"][0]["code"] == "declined_by_person"
+    fhir(client.get(f"{HERNING}/Patient/{referral_id}", headers=auth("tok-herning")), 410)
+    assert fhir(client.get(f"{HERNING}/Consent/{referral_id}", headers=auth("tok-herning")))["status"] == "active"
