@@ -40,6 +40,8 @@ router = APIRouter(prefix="/fhir/{centre_key}", tags=["fhir"])
 #: When this CapabilityStatement was last changed (its ``date``).
 PUBLISHED = datetime(2026, 12, 2, tzinfo=UTC)
 SEARCH_PARAMETERS = frozenset({"_id", "status", "authored-on", "_include"})
+#: ``_format`` values that ask for what is served anyway (FHIR JSON).
+FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
 
 
@@ -119,9 +121,12 @@ def search_tasks(centre_key: str, request: Request, client: CentreClientDep, ser
     try:
         centre = _centre(state, centre_key)
         params = request.query_params
-        unknown = sorted(set(params) - SEARCH_PARAMETERS)
+        unknown = sorted(set(params) - SEARCH_PARAMETERS - {"_format"})
         if unknown:
-            raise Refused(400, f"Unsupported search parameter: {unknown[0]} (see /metadata).", unknown[0])
+            name = unknown[0][:40]
+            raise Refused(400, f"Unsupported search parameter: {name} (see /metadata).", name)
+        if any(value not in FORMATS for value in params.getlist("_format")):
+            raise Refused(400, "Only JSON is served (_format=json).", "_format")
         includes = params.getlist("_include")
         for include in includes:
             if include not in INCLUDES:

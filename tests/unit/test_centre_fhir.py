@@ -159,7 +159,9 @@ def test_herning_pulls_open_tasks_with_everything_and_records_contact_interview_
     # Only open ones now, and the completed one is found by its status.
     still_open = fhir(client.get(f"{HERNING}/Task?status=requested,in-progress", headers=auth("tok-herning")))
     assert [e["resource"]["id"] for e in still_open["entry"]] == [second]
-    completed = fhir(client.get(f"{HERNING}/Task?status=completed&_id={first}", headers=auth("tok-herning")))
+    completed = fhir(
+        client.get(f"{HERNING}/Task?status=completed&_id={first}&_format=json", headers=auth("tok-herning"))
+    )
     assert completed["total"] == 1
     with engine.connect() as conn:
         actions = (
@@ -256,6 +258,7 @@ def test_bad_updates_answer_an_operation_outcome_and_change_nothing(centre):
         ),
         (client.get(f"{HERNING}/Task?priority=urgent", headers=auth("tok-herning")), 400, "priority"),
         (client.get(f"{HERNING}/Task?status=open", headers=auth("tok-herning")), 400, "status"),
+        (client.get(f"{HERNING}/Task?_format=xml", headers=auth("tok-herning")), 400, "_format"),
         (client.get(f"{HERNING}/Task?authored-on=yesterday", headers=auth("tok-herning")), 400, "authored-on"),
         (client.get(f"{HERNING}/Task?_include=Task:*", headers=auth("tok-herning")), 400, "_include"),
     ]
