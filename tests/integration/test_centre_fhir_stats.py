@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from fhir.resources.R4B import get_fhir_model_class
 from fhirclient.models.codeableconcept import CodeableConcept
 from fhirclient.models.task import Task
 from fhirclient.server import FHIRServer
@@ -99,6 +100,14 @@ def _accepted_fact(referral_id: uuid.UUID) -> ReferralFact:
     )
 
 
+def _parsed(response, answers: list[str]) -> None:
+    """A ``requests`` response hook: the answer parses as its FHIR resource, noted in ``answers``."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    get_fhir_model_class(body["resourceType"]).model_validate(body)
+    answers.append(body["resourceType"])
+
+
 def _record(server: FHIRServer, referral_id: str, code: str, status: str) -> Task:
     """Read the Task, set its status/businessStatus, PUT it back with If-Match on its version."""
     task = Task.read(referral_id, server)
@@ -140,6 +149,8 @@ def test_outcomes_recorded_over_fhir_reach_the_funnel_like_the_inbox_ones(kafka_
     with served(centre_app, free_port()) as url, stats_worker(stats_url, tmp_path), TestClient(stats_app) as stats:
         server = FHIRServer(None, base_uri=f"{url}/fhir/999900000000657/")  # Herning, by its SOR id
         server.session.headers["Authorization"] = "Bearer tok-herning"
+        answers: list[str] = []
+        server.session.hooks["response"].append(lambda response, **_: _parsed(response, answers))
         open_tasks = list(Task.where(struct={"status": "requested"}).perform_resources_iter(server))
         assert sorted(task.id for task in open_tasks) == sorted(str(event.referral_id) for event in issued)
 
@@ -167,5 +178,7 @@ def test_outcomes_recorded_over_fhir_reach_the_funnel_like_the_inbox_ones(kafka_
         assert relay_once(engine, producer, centre_app.state.centre.settings) == 6
         wait_until(reaches(4, 4), timeout=90, interval=0.5, message="inbox outcomes did not reach the funnel")
         assert list(Task.where(struct={"status": "requested"}).perform_resources_iter(server)) == []
+    # every answer the client got was FHIR R4 to fhir.resources too (fhirclient parsed them itself)
+    assert answers.count("Task") == 12 and answers.count("Bundle") == 2
     producer.close()
     engine.dispose()
