@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,10 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
-from henvis.services.centre import domain, store_intake
+from henvis.services.centre import casework, domain, store_intake
 from henvis.services.centre.api import build_app
 from henvis.services.centre.domain_fhir import TASK_STATUS, TASK_STATUSES, BadSearch, date_filter
+from henvis.services.centre.domain_outcomes import VersionConflict
 from henvis.services.centre.models import access_log, outbox, referrals
 from tests.centre_fakes import KEYS, PEOPLE, auth, centre_settings, referral_issued, referral_withdrawn
 
@@ -323,3 +325,24 @@ def test_details_erased_by_retention_leave_the_task_as_it_closed(centre):
     assert task["status"] == "completed" and task["businessStatus"]["coding"][0]["code"] == "declined_by_person"
     fhir(client.get(f"{HERNING}/Patient/{referral_id}", headers=auth("tok-herning")), 410)
     assert fhir(client.get(f"{HERNING}/Consent/{referral_id}", headers=auth("tok-herning")))["status"] == "active"
+
+
+def test_the_version_is_checked_again_where_the_outcome_is_written(centre):
+    """Two case systems that read version 1 and write at once: the second write, past the
+    route's check, is refused in the transaction that would record it."""
+    _, engine = centre
+    referral_id = _issue(engine)
+    record = partial(
+        casework.record_and_count,
+        engine,
+        KEYS,
+        centre="herning",
+        referral_id=referral_id,
+        actor="x",
+        actor_kind="client",
+    )
+    record(outcome="contacted", expected_version=1)
+    with pytest.raises(VersionConflict):
+        record(outcome="first_interview_held", expected_version=1)
+    assert record(outcome="contacted", expected_version=1).created is False  # a repeat: answered, not refused
+    assert _state(engine, referral_id) == "contacted" and len(_outcome_events(engine)) == 1
