@@ -12,6 +12,7 @@ from functools import partial
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from henvis.auth import ClientRegistry
 from henvis.db import migrate
@@ -55,6 +56,7 @@ def build_app(
     )
     app.include_router(api_routes.router)
     app.include_router(fhir_routes.router)
+    app.add_exception_handler(HTTPException, fhir_routes.http_error)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="centre-static")
     app.include_router(web_routes.router)
     return app

@@ -223,6 +223,9 @@ def _entry(base: str, resource: Resource, mode: str) -> dict:
 #: OperationOutcome.issue.code for each HTTP status the endpoint answers with.
 _ISSUE_CODES = {
     400: "invalid",
+    401: "login",
+    403: "forbidden",
+    405: "not-supported",
     404: "not-found",
     409: "business-rule",
     410: "deleted",

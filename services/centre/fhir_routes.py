@@ -19,10 +19,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import Response
 from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.task import Task
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from henvis.registry import Centre
 from henvis.services.centre import casework, domain, domain_fhir, store_referrals
@@ -60,6 +62,16 @@ def _fhir(resource: Resource, status: int = 200, headers: dict | None = None) ->
 def _refusal(exc: Refused) -> Response:
     headers = {"Retry-After": "5"} if exc.http_status == 503 else None
     return _fhir(build.operation_outcome(exc.http_status, str(exc), exc.field), exc.http_status, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The app's HTTPException handler: under ``/fhir/`` (401, 403, 404 of an unknown type) an
+    OperationOutcome with the same status and headers; FastAPI's usual JSON body elsewhere."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/fhir/"):
+        return await http_exception_handler(request, exc)
+    outcome = build.operation_outcome(exc.status_code, str(exc.detail))
+    return Response(outcome.model_dump_json(), status_code=exc.status_code, media_type=MEDIA_TYPE, headers=exc.headers)
 
 
 def _centre(state: CentreState, centre_key: str) -> Centre:

@@ -194,7 +194,14 @@ def test_viborg_sees_nothing_of_herning(centre):
         assert foreign == missing
     fhir(_patch(client, herning_id, _set_status("contacted", "in-progress"), 1, token="tok-viborg"), 404)
     assert _state(engine, herning_id) == "new" and _outcome_events(engine) == []
-    assert client.get(f"{HERNING}/Task").status_code == 401
+    unauthenticated = client.get(f"{HERNING}/Task")
+    assert fhir(unauthenticated, 401)["issue"][0]["code"] == "login"
+    assert unauthenticated.headers["www-authenticate"] == "Bearer"
+    assert fhir(client.get(f"{HERNING}/Task", headers=auth("tok-auditor")), 403)["issue"][0]["code"] == "forbidden"
+    assert fhir(client.delete(f"{HERNING}/Task/{herning_id}", headers=auth("tok-herning")), 405)
+    assert fhir(client.get(f"{HERNING}/Appointment/{herning_id}", headers=auth("tok-herning")), 404)
+    # the JSON API keeps its own error body
+    assert client.get("/v1/referrals").json() == {"detail": "A valid bearer token is required."}
 
 
 def test_bad_updates_answer_an_operation_outcome_and_change_nothing(centre):
