@@ -223,6 +223,13 @@ def date_filter(raw: str) -> DateFilter:
     return DateFilter(prefix, None, instant)
 
 
+def states_with_status(statuses: list[frozenset[str]]) -> frozenset[str] | None:
+    """The referral states whose Task status is in every one of ``statuses`` (None: no filter)."""
+    if not statuses:
+        return None
+    return frozenset(state for state, status in TASK_STATUS.items() if all(status in wanted for wanted in statuses))
+
+
 def status_filter(raw: str) -> frozenset[str]:
     """The Task statuses a ``status`` parameter asks for (comma means or)."""
     wanted = frozenset(part.strip() for part in raw.split(",") if part.strip())

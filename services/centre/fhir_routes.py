@@ -85,13 +85,20 @@ def _base(request: Request, centre_key: str) -> str:
     return f"{str(request.base_url).rstrip('/')}/fhir/{centre_key}"
 
 
-def _views(state: CentreState, centre: Centre, served: str | None, referral_id: str | None) -> list[TaskView]:
-    """The centre's Tasks when the caller is that centre; nothing for anyone else."""
-    if served != centre.slug:
+def _views(
+    state: CentreState,
+    centre: Centre,
+    served: str | None,
+    referral_id: str | None,
+    states: frozenset[str] | None = None,
+) -> list[TaskView]:
+    """The centre's Tasks (the one ``referral_id``, those in ``states``) when the caller is that
+    centre; nothing for anyone else."""
+    if served != centre.slug or states == frozenset():
         return []
     if referral_id is not None and not _is_uuid(referral_id):
         return []
-    return store_referrals.task_views(state.engine, centre.slug, referral_id)
+    return store_referrals.task_views(state.engine, centre.slug, referral_id, states)
 
 
 def _is_uuid(value: str) -> bool:
@@ -146,11 +153,11 @@ def search_tasks(centre_key: str, request: Request, client: CentreClientDep, ser
         statuses = [domain_fhir.status_filter(raw) for raw in params.getlist("status")]
         dates = [domain_fhir.date_filter(raw) for raw in params.getlist("authored-on")]
         ids = params.getlist("_id")
+        states = domain_fhir.states_with_status(statuses)
         views = [
             view
-            for view in _views(state, centre, served, ids[0] if ids else None)
-            if all(domain_fhir.TASK_STATUS[view.referral.state] in wanted for wanted in statuses)
-            and all(when.matches(view.referral.issued_at) for when in dates)
+            for view in _views(state, centre, served, ids[0] if ids else None, states)
+            if all(when.matches(view.referral.issued_at) for when in dates)
         ]
         included = _included(state, centre, client.name, views, includes)
     except BadSearch as exc:

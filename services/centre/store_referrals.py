@@ -158,9 +158,11 @@ def open_referrals(engine: Engine) -> list[Referral]:
     return [_referral(row) for row in rows]
 
 
-def task_views(engine: Engine, centre: str, referral_id: str | None = None) -> list[TaskView]:
-    """``centre``'s referrals (or the one ``referral_id``) as FHIR Tasks need them, no contact
-    details: each with its version (1 + its outcomes) and when it last changed."""
+def task_views(
+    engine: Engine, centre: str, referral_id: str | None = None, states: frozenset[str] | None = None
+) -> list[TaskView]:
+    """``centre``'s referrals (the one ``referral_id``; those in ``states``) as FHIR Tasks need
+    them, no contact details: each with its version (1 + its outcomes) and when it last changed."""
     history = (
         sa.select(
             outcomes.c.referral_id,
@@ -178,6 +180,8 @@ def task_views(engine: Engine, centre: str, referral_id: str | None = None) -> l
     )
     if referral_id is not None:
         query = query.where(referrals.c.referral_id == referral_id)
+    if states is not None:
+        query = query.where(referrals.c.state.in_(sorted(states)))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return [

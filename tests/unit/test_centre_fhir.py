@@ -165,6 +165,8 @@ def test_herning_pulls_open_tasks_with_everything_and_records_contact_interview_
         client.get(f"{HERNING}/Task?status=completed&_id={first}&_format=json", headers=auth("tok-herning"))
     )
     assert completed["total"] == 1
+    for nothing in ("status=on-hold", "status=completed&status=requested"):  # no state; both at once
+        assert fhir(client.get(f"{HERNING}/Task?{nothing}", headers=auth("tok-herning")))["total"] == 0
     with engine.connect() as conn:
         actions = (
             conn.execute(
