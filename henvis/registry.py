@@ -39,6 +39,20 @@ class Centre(BaseModel):
     mailbox: EmailStr | None = Field(
         default=None, description="The centre's shared mailbox (not a person's): the daily digest goes here."
     )
+    sor_id: str | None = Field(
+        default=None,
+        pattern=r"^\d{6,18}$",
+        description="The centre's id in Sundhedsvæsenets Organisationsregister (SOR); its FHIR endpoint answers to it.",
+    )
+    sor_id_placeholder: bool = Field(
+        default=False, description="True while sor_id is a made-up stand-in, not the centre's real SOR id."
+    )
+
+    @model_validator(mode="after")
+    def _placeholder_needs_id(self):
+        if self.sor_id_placeholder and self.sor_id is None:
+            raise ValueError(f"{self.slug}: sor_id_placeholder is set but there is no sor_id")
+        return self
 
     @property
     def topic_base(self) -> str:
@@ -82,8 +96,8 @@ class Registry(BaseModel):
         for centre in self.centres:
             if centre.municipality_code not in DANISH_MUNICIPALITIES:
                 raise ValueError(f"{centre.municipality_code} is not a Danish municipality code")
-        for attribute in ("municipality_code", "slug", "topic_base"):
-            values = [getattr(centre, attribute) for centre in self.centres]
+        for attribute in ("municipality_code", "slug", "topic_base", "sor_id"):
+            values = [getattr(centre, attribute) for centre in self.centres if getattr(centre, attribute) is not None]
             duplicates = sorted({value for value in values if values.count(value) > 1})
             if duplicates:
                 raise ValueError(f"duplicate {attribute}: {', '.join(duplicates)}")
@@ -102,6 +116,14 @@ class Registry(BaseModel):
 
     def by_slug(self, slug: str) -> Centre | None:
         return self._by_slug.get(slug)
+
+    @cached_property
+    def _by_sor_id(self) -> dict[str, Centre]:
+        return {centre.sor_id: centre for centre in self.centres if centre.sor_id is not None}
+
+    def by_slug_or_sor_id(self, key: str) -> Centre | None:
+        """The centre whose slug or SOR id is ``key`` (a slug never is all digits, a SOR id always is)."""
+        return self._by_slug.get(key) or self._by_sor_id.get(key)
 
     @property
     def slugs(self) -> list[str]:

@@ -21,6 +21,7 @@ SESSION_SECRET = "test-session-secret-0123456789abcdef"
 TOKENS = {
     "tok-herning": ("herning-case-system", "centre:herning"),
     "tok-holstebro": ("holstebro-case-system", "centre:holstebro"),
+    "tok-viborg": ("viborg-case-system", "centre:viborg"),
     "tok-auditor": ("audit-office", "auditor"),
     "tok-police": ("police-system", "police"),
 }

@@ -2,7 +2,8 @@
 
 It builds the adapters once (database, client registry, session signer, key store), puts them
 on ``app.state.centre`` and mounts the routers: :mod:`api_routes` (JSON API for case
-systems and auditors) and :mod:`web_routes` (the caseworkers' pages).
+systems and auditors), :mod:`fhir_routes` (FHIR R4 for case systems) and :mod:`web_routes`
+(the caseworkers' pages).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from functools import partial
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from henvis.auth import ClientRegistry
 from henvis.db import migrate
 from henvis.http import create_app
 from henvis.registry import load_registry
-from henvis.services.centre import api_routes, web_routes
+from henvis.services.centre import api_routes, fhir_routes, web_routes
 from henvis.services.centre.auth import SessionSigner
 from henvis.services.centre.database import make_centre_engine, ping
 from henvis.services.centre.key_store import DataKeys
@@ -53,6 +55,8 @@ def build_app(
         settings=settings, registry=registry, centres=centres, engine=engine, clients=clients, signer=signer, keys=keys
     )
     app.include_router(api_routes.router)
+    app.include_router(fhir_routes.router)
+    app.add_exception_handler(HTTPException, fhir_routes.http_error)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="centre-static")
     app.include_router(web_routes.router)
     return app

@@ -87,8 +87,12 @@ def record_and_count(
     actor_kind: str,
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
+    expected_version: int | None = None,
 ) -> Recorded:
-    """Record an outcome (``store_outcomes.record_outcome``), and count and log it when it is new."""
+    """Record an outcome (``store_outcomes.record_outcome``), and count and log it when it is new.
+
+    ``expected_version``: the FHIR Task version a case system's update was made against.
+    """
     recorded = record_outcome(
         engine,
         centre=centre,
@@ -99,6 +103,7 @@ def record_and_count(
         occurred_at=occurred_at,
         event_id=event_id,
         hand_over=keys.hand_over,
+        expected_version=expected_version,
     )
     if recorded.created:
         OUTCOMES_RECORDED.labels(centre, recorded.outcome).inc()

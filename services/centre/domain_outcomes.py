@@ -25,6 +25,10 @@ class EventIdConflict(Exception):
     """The event_id was already used for a different outcome or referral."""
 
 
+class VersionConflict(Exception):
+    """The referral changed since the version the request was made against (FHIR If-Match)."""
+
+
 @dataclass(frozen=True)
 class RecordOutcome:
     """A caseworker's (or a case system's) request to record an outcome."""
@@ -87,6 +91,15 @@ class Recording:
     audit_action: str | None = None
     #: the referral goes back to manual handling: so does its data key (the key store's hand-over)
     hands_over_key: bool = False
+
+
+def check_version(recording: Recording, current: int, expected: int | None) -> None:
+    """Refuse a recording that changes the referral when it is no longer at ``expected``.
+
+    A repeat changes nothing, so it is answered whatever version it was made against.
+    """
+    if expected is not None and recording.change is not None and current != expected:
+        raise VersionConflict(f"the referral is at version {current}, not {expected}")
 
 
 def record_outcome(

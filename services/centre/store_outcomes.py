@@ -20,7 +20,7 @@ from henvis.services.centre.domain_outcomes import EarlierOutcome, Recorded, Rec
 from henvis.services.centre.models import outcomes, referrals
 from henvis.services.centre.store_access_log import audit
 from henvis.services.centre.store_outbox import enqueue_all
-from henvis.services.centre.store_referrals import load_referral
+from henvis.services.centre.store_referrals import load_referral, task_version
 
 #: Hands a returned referral's data key to manual handling: ``(centre, referral_id)``.
 HandOver = Callable[[str, str], object]
@@ -38,12 +38,15 @@ def record_outcome(
     event_id: uuid.UUID | None = None,
     now: datetime | None = None,
     hand_over: HandOver | None = None,
+    expected_version: int | None = None,
 ) -> Recorded:
     """Record an outcome: state change, outcome row, outbox row(s) and audit line in one transaction.
 
     Raises NotFound, EventIdConflict, domain.IllegalTransition or domain.InvalidOccurredAt.
     ``hand_over(centre, referral_id)`` gives a returned referral's data key to manual handling
     (the key store) before the transaction commits; if it raises, nothing is recorded.
+    ``expected_version``: the FHIR Task version the request was made against (If-Match);
+    a change to a referral at another version raises ``VersionConflict``.
     """
     now = now or utcnow()
     request = RecordOutcome(
@@ -56,13 +59,15 @@ def record_outcome(
         event_id=event_id or uuid.uuid4(),
     )
     try:
-        return _record_once(engine, request, now, hand_over)
+        return _record_once(engine, request, now, hand_over, expected_version)
     except IntegrityError:
         # A concurrent request with the same event_id won the race: answer as a repeat.
-        return _record_once(engine, request, now, hand_over)
+        return _record_once(engine, request, now, hand_over, expected_version)
 
 
-def _record_once(engine: Engine, request: RecordOutcome, now: datetime, hand_over: HandOver | None) -> Recorded:
+def _record_once(
+    engine: Engine, request: RecordOutcome, now: datetime, hand_over: HandOver | None, expected_version: int | None
+) -> Recorded:
     with engine.begin() as conn:
         referral = load_referral(conn, request.centre, request.referral_id, for_update=True)
         recording = domain_outcomes.record_outcome(
@@ -72,6 +77,8 @@ def _record_once(engine: Engine, request: RecordOutcome, now: datetime, hand_ove
             _state_event_id(conn, request.referral_id, referral.state),
             now,
         )
+        if expected_version is not None:
+            domain_outcomes.check_version(recording, task_version(conn, request.referral_id), expected_version)
         if recording.hands_over_key and hand_over is not None:
             # The key store first: a referral is never returned while its key stays with us.
             hand_over(request.centre, request.referral_id)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from henvis.deadlines import local_date
 from henvis.services.centre import domain, domain_inbox
 from henvis.services.centre.database import aware, utcnow
+from henvis.services.centre.domain_fhir_resources import TaskView
 from henvis.services.centre.domain_inbox import Contact, HistoryEntry, Referral
 from henvis.services.centre.models import outcomes, referrals
 
@@ -155,3 +156,41 @@ def open_referrals(engine: Engine) -> list[Referral]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(*_CASE_COLUMNS).where(referrals.c.state.not_in(list(domain.ENDED_STATES)))).all()
     return [_referral(row) for row in rows]
+
+
+def task_views(
+    engine: Engine, centre: str, referral_id: str | None = None, states: frozenset[str] | None = None
+) -> list[TaskView]:
+    """``centre``'s referrals (the one ``referral_id``; those in ``states``) as FHIR Tasks need
+    them, no contact details: each with its version (1 + its outcomes) and when it last changed."""
+    history = (
+        sa.select(
+            outcomes.c.referral_id,
+            sa.func.count().label("outcome_count"),
+            sa.func.max(outcomes.c.recorded_at).label("last_recorded"),
+        )
+        .group_by(outcomes.c.referral_id)
+        .subquery()
+    )
+    query = (
+        sa.select(*_CASE_COLUMNS, history.c.outcome_count, history.c.last_recorded)
+        .outerjoin(history, history.c.referral_id == referrals.c.referral_id)
+        .where(referrals.c.centre == centre)
+        .order_by(referrals.c.issued_at, referrals.c.referral_id)
+    )
+    if referral_id is not None:
+        query = query.where(referrals.c.referral_id == referral_id)
+    if states is not None:
+        query = query.where(referrals.c.state.in_(sorted(states)))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        TaskView(_referral(row), 1 + (row.outcome_count or 0), aware(row.last_recorded) or aware(row.issued_at))
+        for row in rows
+    ]
+
+
+def task_version(conn: Connection, referral_id: str) -> int:
+    """The referral's Task version (1 + its outcomes), read in ``conn``'s transaction."""
+    count = conn.execute(sa.select(sa.func.count()).where(outcomes.c.referral_id == referral_id)).scalar_one()
+    return 1 + count

@@ -34,6 +34,15 @@ def test_the_packaged_registry_holds_exactly_the_eleven_municipalities():
     )
 
 
+def test_every_centre_answers_to_its_slug_and_its_sor_id_which_are_marked_placeholders():
+    registry = load_registry()
+    for centre in registry.centres:
+        assert registry.by_slug_or_sor_id(centre.slug) is centre
+        assert centre.sor_id == f"999900000000{centre.municipality_code}" and centre.sor_id_placeholder
+        assert registry.by_slug_or_sor_id(centre.sor_id) is centre
+    assert registry.by_slug_or_sor_id("999900000000751") is None
+
+
 def test_codes_outside_the_district_have_no_centre():
     assert load_registry().for_municipality("751") is None
 
@@ -68,6 +77,9 @@ def test_a_changed_topic_or_deadline_is_a_data_change(tmp_path):
         (lambda d: d["centres"][0].update(treatment_due_days=0), "treatment_due_days"),
         (lambda d: d["centres"][0].update(unknown_key=1), "unknown_key"),
         (lambda d: d.update(centres=[]), "centres"),
+        (lambda d: d["centres"][1].update(sor_id=d["centres"][0]["sor_id"]), "duplicate sor_id"),
+        (lambda d: d["centres"][0].update(sor_id="SOR-657"), "sor_id"),
+        (lambda d: d["centres"][0].update(sor_id=None), "sor_id_placeholder is set but there is no sor_id"),
     ],
 )
 def test_a_bad_registry_fails_loudly(tmp_path, breakage, message):
