@@ -23,6 +23,9 @@ class CentreSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HENVIS_CENTRE_", extra="ignore")
 
     database_url: str = Field(default_factory=sqlite_in_run_dir("centre.db"))
+    access_token_audience: str | None = Field(
+        default="henvis-centre-api", description="This API's audience: an access token must name it in aud."
+    )
     centres: str | None = Field(
         default=None,
         description="Comma-separated centre slugs this deployment consumes; all in the registry when unset.",

@@ -1,0 +1,271 @@
+"""Machines' OAuth2 access tokens: JWTs from the deployment's identity provider.
+
+A system (the police case system, a centre's case system) gets an access token from the
+provider with the client-credentials grant and sends it as ``Authorization: Bearer``.
+:class:`AccessTokenVerifier` accepts it only if
+
+* its header names an algorithm of the allow-list (RS256, ES256, PS256 by default; never
+  ``none``, never an HMAC algorithm, which would let the provider's *public* key sign);
+* its signature verifies with the key its ``kid`` names in the provider's JWKS (found by
+  OpenID discovery, cached, fetched again, at most once a ``jwks_min_refresh_seconds``,
+  when a token names a key the cache does not hold: the provider rotated its keys);
+* ``iss`` is the configured issuer, ``exp`` has not passed and ``nbf`` has (a small
+  leeway for clock skew);
+* ``aud`` names this API; a token for another henvis API is genuine but not for here
+  (:class:`TokenNotForThisApi`, a 403), any other audience is refused;
+* a role claim names at least one henvis role (through a configurable mapping); a centre
+  system's token also names its centre.
+
+Every refusal is a :class:`TokenRefused` with a short fixed reason that is safe to log: it
+never contains the token or anything taken from it.  Key fetches use :mod:`httpx` without
+``async``: they are rare (start, rotation) and bounded by a short timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+from joserfc import jws
+from joserfc.errors import ExpiredTokenError, InvalidClaimError, InvalidKeyIdError, JoseError, MissingClaimError
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+log = structlog.get_logger("henvis.access_tokens")
+
+#: Asymmetric signature algorithms an operator may allow; ``none`` and HS* are never allowed.
+SUPPORTED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256")
+#: henvis's roles a token may carry (``centre`` becomes ``centre:<slug>`` with the centre claim).
+HENVIS_ROLES = frozenset({"police", "researcher", "auditor", "operator", "manual-handling", "centre"})
+CENTRE_ROLE = "centre"
+
+
+class TokenRefused(Exception):
+    """Not a valid access token: 401.  ``reason`` is a fixed phrase, safe to log."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TokenNotForThisApi(Exception):
+    """A valid token issued for another henvis API (its audience): 403."""
+
+
+class KeysUnavailable(Exception):
+    """The provider's keys cannot be fetched, so no token can be checked: 503."""
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """Who a valid token speaks for: the client's id and its henvis roles."""
+
+    name: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AccessTokenPolicy:
+    """What a token must be to be accepted (all from the service's settings)."""
+
+    issuer: str
+    audience: str
+    #: Audiences of the deployment's other henvis APIs: a token for one of them is a 403 here.
+    other_henvis_audiences: frozenset[str] = frozenset()
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    leeway_seconds: int = 30
+    #: Claim holding the roles: a list, a space-separated string (``scope``) or a dotted path.
+    roles_claim: str = "henvis_roles"
+    #: Provider value -> henvis role (e.g. Entra app role ``Henvis.Police`` -> ``police``).
+    #: henvis's own role names are always understood as themselves.
+    role_map: Mapping[str, str] = field(default_factory=dict)
+    centre_claim: str = "henvis_centre"
+    #: The first of these claims present names the client in the request log.
+    client_claims: tuple[str, ...] = ("client_id", "azp", "appid")
+
+    def __post_init__(self) -> None:
+        refused = [alg for alg in self.algorithms if alg not in SUPPORTED_ALGORITHMS]
+        if refused or not self.algorithms:
+            raise ValueError(
+                f"access-token algorithms must be asymmetric signature algorithms of {sorted(SUPPORTED_ALGORITHMS)};"
+                f" refused: {refused or 'an empty list'}"
+            )
+        unknown = sorted({role for role in self.role_map.values() if role not in HENVIS_ROLES})
+        if unknown:
+            raise ValueError(f"the access-token role map names roles henvis does not have: {unknown}")
+
+
+def holder_of(claims: Mapping[str, Any], policy: AccessTokenPolicy) -> TokenHolder:
+    """The client and henvis roles of verified ``claims``; TokenRefused without a usable role."""
+    raw = _claim(claims, policy.roles_claim)
+    if raw is None:
+        raise TokenRefused("missing role claim")
+    values = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else None
+    if values is None or not all(isinstance(value, str) for value in values):
+        raise TokenRefused("role claim is neither a list nor a string")
+    roles: list[str] = []
+    for value in values:
+        role = policy.role_map.get(value) or (value if value in HENVIS_ROLES else None)
+        if role == CENTRE_ROLE:
+            centre = claims.get(policy.centre_claim)
+            if not isinstance(centre, str) or not centre:
+                raise TokenRefused("centre role without a centre claim")
+            role = f"centre:{centre}"
+        if role and role not in roles:
+            roles.append(role)
+    if not roles:
+        raise TokenRefused("no henvis role in the role claim")
+    name = next((claims[claim] for claim in policy.client_claims if isinstance(claims.get(claim), str)), None)
+    if not name:
+        raise TokenRefused("no client id claim")
+    return TokenHolder(name=name, roles=tuple(roles))
+
+
+def _claim(claims: Mapping[str, Any], path: str) -> Any:
+    """``claims[path]``, following dots into objects (``realm_access.roles``) if no claim has the whole name."""
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+class JwksSource:
+    """The issuer's signing keys, found by OpenID discovery and cached.
+
+    :meth:`keys` fetches them on first use; :meth:`refresh` fetches them again when a token
+    names an unknown key (the provider rotated its keys), but at most once every
+    ``min_refresh_seconds``, so a stream of tokens with made-up key ids cannot make henvis
+    hammer the provider.
+    """
+
+    def __init__(self, issuer: str, *, min_refresh_seconds: float = 60.0, timeout_seconds: float = 3.0):
+        self.issuer = issuer.rstrip("/")
+        self.min_refresh_seconds = min_refresh_seconds
+        self.timeout_seconds = timeout_seconds
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._jwks_uri: str | None = None
+        self._refreshed_at = float("-inf")
+
+    def keys(self) -> KeySet:
+        """The cached key set, fetched if there is none yet; KeysUnavailable when it cannot be."""
+        with self._lock:
+            if self._keys is None:
+                self._fetch()
+            assert self._keys is not None
+            return self._keys
+
+    def refresh(self) -> bool:
+        """Fetch the keys again unless that was done within ``min_refresh_seconds``; True if fetched."""
+        with self._lock:
+            if time.monotonic() - self._refreshed_at < self.min_refresh_seconds:
+                return False
+            self._refreshed_at = time.monotonic()
+            self._fetch()
+            return True
+
+    def _fetch(self) -> None:
+        try:
+            with httpx.Client(timeout=self.timeout_seconds, follow_redirects=False) as http:
+                if self._jwks_uri is None:
+                    discovery = http.get(f"{self.issuer}/.well-known/openid-configuration")
+                    discovery.raise_for_status()
+                    self._jwks_uri = str(discovery.json()["jwks_uri"])
+                answer = http.get(self._jwks_uri)
+                answer.raise_for_status()
+                document = answer.json()
+            signing = [key for key in document["keys"] if key.get("use", "sig") == "sig"]
+            self._keys = KeySet.import_key_set({"keys": signing})
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
+            log.warning("jwks_fetch_failed", issuer=self.issuer, error_type=type(exc).__name__)
+            if self._keys is None:
+                raise KeysUnavailable("the identity provider's keys could not be fetched") from exc
+        else:
+            log.info("jwks_fetched", issuer=self.issuer, keys=len(self._keys.keys))
+
+
+class AccessTokenVerifier:
+    """Checks access tokens against a :class:`AccessTokenPolicy` and the issuer's keys."""
+
+    def __init__(self, policy: AccessTokenPolicy, keys: JwksSource | None = None):
+        self.policy = policy
+        self.source = keys or JwksSource(policy.issuer)
+
+    def verify(self, token: str) -> TokenHolder:
+        """The holder of ``token``; TokenRefused (401), TokenNotForThisApi (403) or KeysUnavailable (503)."""
+        try:
+            signed = jws.extract_compact(token.encode("ascii"))
+            header = signed.headers()
+        except (JoseError, ValueError, UnicodeError, TypeError) as exc:
+            raise TokenRefused("not a signed JWT") from exc
+        if header.get("alg") not in self.policy.algorithms:
+            raise TokenRefused("signature algorithm not allowed")
+        if not self._signature_verifies(signed):
+            raise TokenRefused("bad signature")
+        try:
+            claims = json.loads(signed.payload)
+        except (TypeError, ValueError) as exc:
+            raise TokenRefused("payload is not JSON") from exc
+        if not isinstance(claims, dict):
+            raise TokenRefused("payload is not a JSON object")
+        self._check_claims(claims)
+        return holder_of(claims, self.policy)
+
+    def _signature_verifies(self, signed: jws.CompactSignature) -> bool:
+        keys = self.source.keys()
+        try:
+            return jws.validate_compact(signed, keys, self.policy.algorithms)
+        except InvalidKeyIdError:
+            pass
+        except JoseError as exc:  # a key of the wrong type for the algorithm, a bad header
+            raise TokenRefused("signature cannot be checked with the named key") from exc
+        # The provider may have rotated its keys since they were fetched.
+        if not self.source.refresh():
+            raise TokenRefused("unknown key id")
+        try:
+            return jws.validate_compact(signed, self.source.keys(), self.policy.algorithms)
+        except InvalidKeyIdError as exc:
+            raise TokenRefused("unknown key id") from exc
+        except JoseError as exc:
+            raise TokenRefused("signature cannot be checked with the named key") from exc
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        registry = JWTClaimsRegistry(
+            leeway=self.policy.leeway_seconds,
+            iss={"essential": True, "value": self.policy.issuer},
+            exp={"essential": True},
+            aud={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except ExpiredTokenError as exc:
+            raise TokenRefused("expired") from exc
+        except MissingClaimError as exc:
+            raise TokenRefused(f"missing claim: {exc.claim}") from exc
+        except InvalidClaimError as exc:
+            raise TokenRefused(_INVALID_CLAIM_REASONS.get(exc.claim, f"invalid claim: {exc.claim}")) from exc
+        audiences = _as_set(claims["aud"])
+        if self.policy.audience not in audiences:
+            if audiences & self.policy.other_henvis_audiences:
+                raise TokenNotForThisApi()
+            raise TokenRefused("wrong audience")
+
+
+_INVALID_CLAIM_REASONS = {"iss": "wrong issuer", "nbf": "not yet valid", "iat": "issued in the future"}
+
+
+def _as_set(audience: str | Iterable[str]) -> frozenset[str]:
+    return frozenset({audience}) if isinstance(audience, str) else frozenset(audience)
