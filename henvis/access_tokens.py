@@ -24,6 +24,7 @@ never contains the token or anything taken from it.  Key fetches use :mod:`httpx
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -47,6 +48,8 @@ DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256")
 #: henvis's roles a token may carry (``centre`` becomes ``centre:<slug>`` with the centre claim).
 HENVIS_ROLES = frozenset({"police", "researcher", "auditor", "operator", "manual-handling", "centre"})
 CENTRE_ROLE = "centre"
+#: A role map may also name one centre's role outright (Entra ID app role ``Henvis.Centre.Herning``).
+CENTRE_ROLE_PATTERN = re.compile(r"^centre:[a-z][a-z0-9-]{1,39}$")
 
 
 class TokenRefused(Exception):
@@ -85,12 +88,15 @@ class AccessTokenPolicy:
     leeway_seconds: int = 30
     #: Claim holding the roles: a list, a space-separated string (``scope``) or a dotted path.
     roles_claim: str = "henvis_roles"
-    #: Provider value -> henvis role (e.g. Entra app role ``Henvis.Police`` -> ``police``).
+    #: Provider value -> henvis role (e.g. Entra app role ``Henvis.Police`` -> ``police``, or
+    #: ``Henvis.Centre.Herning`` -> ``centre:herning``, which needs no centre claim).
     #: henvis's own role names are always understood as themselves.
     role_map: Mapping[str, str] = field(default_factory=dict)
     centre_claim: str = "henvis_centre"
     #: The first of these claims present names the client in the request log.
     client_claims: tuple[str, ...] = ("client_id", "azp", "appid")
+    #: The JWKS address, when the issuer serves no discovery document (Entra ID v1 tokens).
+    jwks_url: str | None = None
 
     def __post_init__(self) -> None:
         refused = [alg for alg in self.algorithms if alg not in SUPPORTED_ALGORITHMS]
@@ -99,7 +105,13 @@ class AccessTokenPolicy:
                 f"access-token algorithms must be asymmetric signature algorithms of {sorted(SUPPORTED_ALGORITHMS)};"
                 f" refused: {refused or 'an empty list'}"
             )
-        unknown = sorted({role for role in self.role_map.values() if role not in HENVIS_ROLES})
+        unknown = sorted(
+            {
+                role
+                for role in self.role_map.values()
+                if role not in HENVIS_ROLES and not CENTRE_ROLE_PATTERN.match(role)
+            }
+        )
         if unknown:
             raise ValueError(f"the access-token role map names roles henvis does not have: {unknown}")
 
@@ -151,13 +163,20 @@ class JwksSource:
     hammer the provider.
     """
 
-    def __init__(self, issuer: str, *, min_refresh_seconds: float = 60.0, timeout_seconds: float = 3.0):
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        jwks_url: str | None = None,
+        min_refresh_seconds: float = 60.0,
+        timeout_seconds: float = 3.0,
+    ):
         self.issuer = issuer.rstrip("/")
         self.min_refresh_seconds = min_refresh_seconds
         self.timeout_seconds = timeout_seconds
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
-        self._jwks_uri: str | None = None
+        self._jwks_uri: str | None = jwks_url
         self._refreshed_at = float("-inf")
 
     def keys(self) -> KeySet:
@@ -202,7 +221,7 @@ class AccessTokenVerifier:
 
     def __init__(self, policy: AccessTokenPolicy, keys: JwksSource | None = None):
         self.policy = policy
-        self.source = keys or JwksSource(policy.issuer)
+        self.source = keys or JwksSource(policy.issuer, jwks_url=policy.jwks_url)
 
     def verify(self, token: str) -> TokenHolder:
         """The holder of ``token``; TokenRefused (401), TokenNotForThisApi (403) or KeysUnavailable (503)."""

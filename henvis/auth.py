@@ -142,8 +142,10 @@ def access_token_verifier(settings) -> AccessTokenVerifier | None:
         role_map=dict(tokens.role_map),
         centre_claim=tokens.centre_claim,
         client_claims=tuple(tokens.client_claim_list()),
+        jwks_url=tokens.jwks_url,
     )
-    return AccessTokenVerifier(policy, JwksSource(tokens.issuer, min_refresh_seconds=tokens.jwks_min_refresh_seconds))
+    source = JwksSource(tokens.issuer, jwks_url=tokens.jwks_url, min_refresh_seconds=tokens.jwks_min_refresh_seconds)
+    return AccessTokenVerifier(policy, source)
 
 
 def main(argv: list[str]) -> int:

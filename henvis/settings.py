@@ -58,6 +58,11 @@ class AccessTokenSettings(BaseSettings):
         pattern=r"^https?://",
         description="The identity provider's issuer URL (its /.well-known/openid-configuration names the JWKS).",
     )
+    jwks_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The issuer's JWKS address; unset: found by discovery (Entra ID v1 tokens need it set).",
+    )
     algorithms: str = Field(
         default=",".join(DEFAULT_ALGORITHMS),
         description="Allowed signature algorithms (asymmetric only; none and HS* are refused at start).",
@@ -73,7 +78,10 @@ class AccessTokenSettings(BaseSettings):
     )
     role_map: dict[str, str] = Field(
         default_factory=dict,
-        description='JSON {"provider value": "henvis role"}, e.g. Entra app roles; henvis role names map to themselves.',
+        description=(
+            'JSON {"provider value": "henvis role"}, e.g. Entra app roles ({"Henvis.Police": "police",'
+            ' "Henvis.Centre.Herning": "centre:herning"}); henvis role names map to themselves.'
+        ),
     )
     centre_claim: str = Field(default="henvis_centre", description="Claim with a centre system's centre slug.")
     client_claims: str = Field(

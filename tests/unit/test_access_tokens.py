@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
 
 import pytest
 import structlog
@@ -26,6 +27,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from henvis.access_tokens import AccessTokenPolicy, AccessTokenVerifier, JwksSource
 from henvis.auth import ApiClient, ClientRegistry, hash_token
+from henvis.client_credentials import ClientCredentials, TokenUnavailable
 from henvis.http import BearerCredentials, admit_client, create_app
 from henvis.settings import AccessTokenSettings
 
@@ -41,12 +43,17 @@ class ProviderKeys:
         self.ec = ECKey.generate_key("P-256", parameters={"kid": "k-ec", "use": "sig"})
         self.published = [self.signing, self.ec]
         self.jwks_fetches = 0
+        self.token_requests: list[dict] = []
         keys = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path.endswith("/.well-known/openid-configuration"):
-                    body = {"issuer": keys.issuer, "jwks_uri": f"{keys.issuer}/jwks"}
+                    body = {
+                        "issuer": keys.issuer,
+                        "jwks_uri": f"{keys.issuer}/jwks",
+                        "token_endpoint": f"{keys.issuer}/token",
+                    }
                 elif self.path.endswith("/jwks"):
                     keys.jwks_fetches += 1
                     body = {"keys": [key.as_dict(private=False) for key in keys.published]}
@@ -54,6 +61,20 @@ class ProviderKeys:
                     self.send_error(404)
                     return
                 data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # the token endpoint: client credentials, one client
+                form = dict(parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                keys.token_requests.append(form)
+                if form.get("client_secret") != "herning-secret":
+                    self.send_error(401)
+                    return
+                claims = keys.claims(azp=form["client_id"], henvis_roles=["centre"], henvis_centre="herning")
+                data = json.dumps({"access_token": keys.token(**claims), "expires_in": 300}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -247,6 +268,33 @@ def test_entra_style_app_roles_map_to_henvis_roles(provider: ProviderKeys):
     scoped = make_http(provider, roles_claim="scope", role_map={"henvis.decisions": "police"})
     token = provider.token(henvis_roles=None, scope="profile henvis.decisions")
     assert scoped.post("/v1/decisions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_a_role_map_may_name_one_centre_outright(provider: ProviderKeys):
+    entra = make_http(provider, roles_claim="roles", role_map={"Henvis.Centre.Herning": "centre:herning"})
+    token = provider.token(henvis_roles=None, roles=["Henvis.Centre.Herning"])
+    answer = entra.get("/v1/centre", headers={"Authorization": f"Bearer {token}"})
+    assert answer.json() == {"client": "police-case-system", "role": "centre:herning"}
+    with pytest.raises(ValueError, match="roles henvis does not have"):
+        AccessTokenPolicy(issuer=provider.issuer, audience=AUDIENCE, role_map={"X": "centre:Herning Kommune"})
+
+
+def test_henvis_gets_its_own_access_token_by_client_credentials_and_keeps_it(provider: ProviderKeys, http: TestClient):
+    """The centre inbox's key-store credential with a provider: one token request, reused until refused."""
+    provider.token_requests.clear()
+    credentials = ClientCredentials(provider.issuer, "henvis-centre-herning", "herning-secret")
+    first = credentials()
+    assert credentials() == first
+    assert [request["grant_type"] for request in provider.token_requests] == ["client_credentials"]
+    answer = http.get("/v1/centre", headers={"Authorization": f"Bearer {first}"})
+    assert answer.json() == {"client": "henvis-centre-herning", "role": "centre:herning"}
+    credentials.forget()
+    credentials()
+    assert len(provider.token_requests) == 2
+    with structlog.testing.capture_logs() as logs, pytest.raises(TokenUnavailable):
+        ClientCredentials(provider.issuer, "henvis-centre-herning", "wrong-secret")()
+    assert "wrong-secret" not in repr(logs)
+    assert [entry["status"] for entry in logs if entry["event"] == "access_token_unavailable"] == [401]
 
 
 def test_keys_rotated_at_the_provider_are_fetched_again_but_not_for_every_unknown_kid():
