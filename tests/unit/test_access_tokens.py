@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from henvis.access_tokens import AccessTokenPolicy, AccessTokenVerifier, JwksSource
+from henvis.access_tokens import AccessTokenPolicy, AccessTokenVerifier, JwksSource, TokenRefused
 from henvis.auth import ApiClient, ClientRegistry, hash_token
 from henvis.client_credentials import ClientCredentials, TokenUnavailable
 from henvis.http import BearerCredentials, admit_client, create_app
@@ -359,3 +359,23 @@ def test_symmetric_or_no_algorithms_cannot_be_configured(algorithms: str):
         AccessTokenSettings(algorithms=algorithms)
     with pytest.raises(ValueError, match="asymmetric"):
         AccessTokenPolicy(issuer="http://idp", audience=AUDIENCE, algorithms=tuple(filter(None, algorithms.split(","))))
+
+
+def test_a_remembered_token_still_expires(provider: ProviderKeys):
+    """Tokens that passed are remembered, but never past their exp (plus the leeway)."""
+    clock = [time.time()]
+    verifier = AccessTokenVerifier(
+        AccessTokenPolicy(issuer=provider.issuer, audience=AUDIENCE, leeway_seconds=10),
+        JwksSource(provider.issuer),
+        cache_size=2,
+        now=lambda: clock[0],
+    )
+    token = provider.token(exp=int(clock[0]) + 60)
+    assert verifier.verify(token).roles == ("police",)
+    clock[0] += 65
+    assert verifier.verify(token).roles == ("police",), "within the leeway"
+    clock[0] += 10
+    with pytest.raises(TokenRefused, match="expired"):
+        verifier.verify(token)
+    for index in range(3):  # more tokens than the cache holds: the oldest make room
+        assert verifier.verify(provider.token(exp=int(clock[0]) + 60, jti=str(index))).name == "police-case-system"
