@@ -13,6 +13,9 @@ Machines (client credentials):
     ``police-case-system`` (role ``police``, audience ``henvis-consent-api``) and
     ``centre-<slug>-system`` for herning and viborg (role ``centre``, claim ``henvis_centre``,
     audience ``henvis-centre-api``); secret ``<client id>-demo-secret``.
+    ``roleless-short-lived-system`` (tests only: audience ``henvis-consent-api``, no henvis
+    role, tokens that live 5 s), so the tests get real tokens that lack the role claim and
+    that expire.
 Authentication context: the realm maps ``acr`` level 1 to ``low`` and 2 to ``substantial``
 (``acr.loa.map``); a password login is level 1, so its tokens say ``acr: low``.
 """
@@ -89,6 +92,11 @@ def _web_client() -> dict[str, Any]:
     }
 
 
+#: A machine client of the tests: its tokens carry no henvis role and expire after this.
+ROLELESS_CLIENT = "roleless-short-lived-system"
+ROLELESS_TOKEN_SECONDS = 5
+
+
 def _machine_client(client_id: str, name: str, audience: str, centre: str | None) -> dict[str, Any]:
     mappers = [ROLES_MAPPER, _audience(audience)]
     if centre:
@@ -151,6 +159,10 @@ def build_realm(slugs: list[str]) -> dict[str, Any]:
         _machine_client(f"centre-{s}-system", f"{s.capitalize()} centre case system", "henvis-centre-api", s)
         for s in MACHINE_CENTRES
     ]
+    roleless = _machine_client(ROLELESS_CLIENT, "Test client without a henvis role", "henvis-consent-api", None)
+    roleless["protocolMappers"] = [_audience("henvis-consent-api")]
+    roleless["attributes"] = {"access.token.lifespan": str(ROLELESS_TOKEN_SECONDS)}
+    machines.append(roleless)
     accounts = [_service_account("police-case-system", "police")]
     accounts += [_service_account(f"centre-{s}-system", "centre") for s in MACHINE_CENTRES]
     return {
