@@ -13,6 +13,9 @@ Machines (client credentials):
     ``police-case-system`` (role ``police``, audience ``henvis-consent-api``) and
     ``centre-<slug>-system`` for herning and viborg (role ``centre``, claim ``henvis_centre``,
     audience ``henvis-centre-api``); secret ``<client id>-demo-secret``.
+    ``henvis-inbox-herning`` (role ``centre``, ``henvis_centre`` herning, audience
+    ``henvis-consent-api``): the Herning inbox's own client for the key store
+    (``HENVIS_CENTRE_KEY_STORE_CLIENTS``).
     ``roleless-short-lived-system`` (tests only: audience ``henvis-consent-api``, no henvis
     role, tokens that live 5 s), so the tests get real tokens that lack the role claim and
     that expire.
@@ -159,12 +162,16 @@ def build_realm(slugs: list[str]) -> dict[str, Any]:
         _machine_client(f"centre-{s}-system", f"{s.capitalize()} centre case system", "henvis-centre-api", s)
         for s in MACHINE_CENTRES
     ]
+    machines.append(
+        _machine_client("henvis-inbox-herning", "Herning inbox (key store)", "henvis-consent-api", "herning")
+    )
     roleless = _machine_client(ROLELESS_CLIENT, "Test client without a henvis role", "henvis-consent-api", None)
     roleless["protocolMappers"] = [_audience("henvis-consent-api")]
     roleless["attributes"] = {"access.token.lifespan": str(ROLELESS_TOKEN_SECONDS)}
     machines.append(roleless)
     accounts = [_service_account("police-case-system", "police")]
     accounts += [_service_account(f"centre-{s}-system", "centre") for s in MACHINE_CENTRES]
+    accounts.append(_service_account("henvis-inbox-herning", "centre"))
     return {
         "realm": REALM,
         "enabled": True,
