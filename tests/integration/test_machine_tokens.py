@@ -11,12 +11,16 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 import structlog
+import uvicorn
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
@@ -30,6 +34,7 @@ from henvis_dev.keycloak_realm import ROLELESS_CLIENT, secret_of
 from tests import examples
 from tests.centre_fakes import KEYS, centre_settings, referral_issued
 from tests.consent_support import KEY_SETTINGS, migrated_engine
+from tests.helpers import free_port, wait_until
 
 #: The realm's machine clients with their fixed demo secrets.
 POLICE_CLIENT = ("police-case-system", secret_of("police-case-system"))
@@ -203,3 +208,48 @@ def test_keycloak_tokens_of_another_issuer_without_a_role_or_expired_are_401(
     with TestClient(strict) as api:
         assert refusal_reasons(api, [roleless]) == ["expired"]
     strict.state.engine.dispose()
+
+
+@contextmanager
+def served(app, port: int) -> Iterator[str]:
+    """``app`` on 127.0.0.1:``port`` (uvicorn in a thread) until the block ends; its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), timeout=30, message="consent API did not start")
+        assert server.started
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+def test_the_inbox_gets_its_data_keys_with_its_own_client_credentials(provider_env: str, tmp_path):
+    """With a provider the consent API takes no static tokens, so the Herning inbox asks the key
+    store as its realm client ``henvis-inbox-herning`` (HENVIS_CENTRE_KEY_STORE_CLIENTS)."""
+    database_url = f"sqlite:///{tmp_path / 'consent.db'}"
+    settings = ConsentSettings(database_url=database_url, **KEY_SETTINGS)
+    app = create_consent_app(
+        settings, engine=migrated_engine(database_url), clients=ClientRegistry.from_settings(settings)
+    )
+    police = bearer(client_credentials_token(provider_env, POLICE_CLIENT))
+    with served(app, free_port()) as key_store:
+        referral_ids = {}
+        for centre, municipality in (("herning", "657"), ("viborg", "791")):
+            decision = examples.consent_given(case_ref=f"4100-KS-{centre}", municipality_code=municipality)
+            answer = httpx.post(f"{key_store}/v1/decisions", json=decision, headers=police)
+            assert answer.status_code == 202, answer.text
+            referral_ids[centre] = answer.json()["referral_id"]
+        inbox_client = {"client_id": "henvis-inbox-herning", "client_secret": secret_of("henvis-inbox-herning")}
+        inbox = centre_settings(
+            f"sqlite:///{tmp_path / 'centre.db'}",
+            centres="herning",
+            key_store_url=key_store,
+            key_store_clients=json.dumps({"herning": inbox_client}),
+        )
+        keys = inbox.data_keys(["herning"])
+        assert len(keys.fetch("herning", referral_ids["herning"]) or b"") == 32
+        assert keys.fetch("herning", referral_ids["viborg"]) is None, "Viborg's key is not Herning's"
+        keys.close()
+    app.state.engine.dispose()
