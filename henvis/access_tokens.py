@@ -36,7 +36,7 @@ import httpx
 import structlog
 from joserfc import jws
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, InvalidKeyIdError, JoseError, MissingClaimError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, import_key
 from joserfc.jwt import JWTClaimsRegistry
 
 log = structlog.get_logger("henvis.access_tokens")
@@ -161,7 +161,12 @@ class JwksSource:
     :meth:`keys` fetches them on first use; :meth:`refresh` fetches them again when a token
     names an unknown key (the provider rotated its keys), but at most once every
     ``min_refresh_seconds``, so a stream of tokens with made-up key ids cannot make henvis
-    hammer the provider.
+    hammer the provider.  While the provider cannot be reached and no keys are cached, it
+    is asked at most once every ``retry_seconds``; requests in between get
+    :class:`KeysUnavailable` at once instead of each waiting for a timeout.
+
+    Only asymmetric signing keys are taken (``kty`` RSA, EC, OKP; ``use`` sig or unset); a
+    key of another kind, or one joserfc cannot read, is skipped, not fatal to the rest.
     """
 
     def __init__(
@@ -171,10 +176,13 @@ class JwksSource:
         jwks_url: str | None = None,
         min_refresh_seconds: float = 60.0,
         timeout_seconds: float = 3.0,
+        retry_seconds: float = 5.0,
     ):
         self.issuer = issuer.rstrip("/")
         self.min_refresh_seconds = min_refresh_seconds
         self.timeout_seconds = timeout_seconds
+        self.retry_seconds = retry_seconds
+        self._failed_at = float("-inf")
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
         self._jwks_uri: str | None = jwks_url
@@ -184,6 +192,8 @@ class JwksSource:
         """The cached key set, fetched if there is none yet; KeysUnavailable when it cannot be."""
         with self._lock:
             if self._keys is None:
+                if time.monotonic() - self._failed_at < self.retry_seconds:
+                    raise KeysUnavailable("the identity provider's keys could not be fetched a moment ago")
                 self._fetch()
             assert self._keys is not None
             return self._keys
@@ -207,14 +217,32 @@ class JwksSource:
                 answer = http.get(self._jwks_uri)
                 answer.raise_for_status()
                 document = answer.json()
-            signing = [key for key in document["keys"] if key.get("use", "sig") == "sig"]
-            self._keys = KeySet.import_key_set({"keys": signing})
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
+            keys = _signing_keys(document["keys"])
+            if not keys:
+                raise ValueError("no usable signing key")
+            self._keys = KeySet(keys)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             log.warning("jwks_fetch_failed", issuer=self.issuer, error_type=type(exc).__name__)
             if self._keys is None:
+                self._failed_at = time.monotonic()
                 raise KeysUnavailable("the identity provider's keys could not be fetched") from exc
         else:
-            log.info("jwks_fetched", issuer=self.issuer, keys=len(self._keys.keys))
+            log.info("jwks_fetched", issuer=self.issuer, keys=len(keys), skipped=len(document["keys"]) - len(keys))
+
+
+def _signing_keys(entries: list) -> list:
+    """The JWKS entries that are asymmetric signing keys joserfc can read."""
+    keys = []
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("kty") not in ("RSA", "EC", "OKP"):
+            continue
+        if entry.get("use", "sig") != "sig":
+            continue
+        try:
+            keys.append(import_key(entry))
+        except (JoseError, ValueError, TypeError):
+            continue
+    return keys
 
 
 class AccessTokenVerifier:

@@ -42,6 +42,13 @@ class ProviderKeys:
         self.signing = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
         self.ec = ECKey.generate_key("P-256", parameters={"kid": "k-ec", "use": "sig"})
         self.published = [self.signing, self.ec]
+        #: What else a provider's JWKS may hold: an encryption key, a symmetric key, a kind
+        #: joserfc does not know; none of them may spoil the signing keys.
+        self.other_entries = [
+            dict(RSAKey.generate_key(2048, parameters={"kid": "enc", "use": "enc"}).as_dict(private=False)),
+            {"kty": "oct", "kid": "oct", "k": "c2VjcmV0"},
+            {"kty": "XYZ", "kid": "odd"},
+        ]
         self.jwks_fetches = 0
         self.token_requests: list[dict] = []
         keys = self
@@ -56,7 +63,7 @@ class ProviderKeys:
                     }
                 elif self.path.endswith("/jwks"):
                     keys.jwks_fetches += 1
-                    body = {"keys": [key.as_dict(private=False) for key in keys.published]}
+                    body = {"keys": [key.as_dict(private=False) for key in keys.published] + keys.other_entries}
                 else:
                     self.send_error(404)
                     return
@@ -317,7 +324,7 @@ def test_keys_rotated_at_the_provider_are_fetched_again_but_not_for_every_unknow
         provider.server.server_close()
 
 
-def test_an_unreachable_provider_is_a_503_not_a_401(provider: ProviderKeys):
+def test_an_unreachable_provider_is_a_503_not_a_401_and_is_not_asked_on_every_request(provider: ProviderKeys):
     verifier = AccessTokenVerifier(
         AccessTokenPolicy(issuer=provider.issuer, audience=AUDIENCE), JwksSource("http://127.0.0.1:9/realms/henvis")
     )
@@ -328,9 +335,11 @@ def test_an_unreachable_provider_is_a_503_not_a_401(provider: ProviderKeys):
     def route(request: Request, credentials: BearerCredentials) -> dict:
         return {"client": admit_client(request, clients, credentials, {"police"}).name}
 
-    answer = TestClient(app).get("/v1/x", headers={"Authorization": f"Bearer {provider.token()}"})
-    assert answer.status_code == 503
-    assert answer.headers["retry-after"] == "10"
+    with structlog.testing.capture_logs() as logs:
+        answers = [TestClient(app).get("/v1/x", headers={"Authorization": f"Bearer {provider.token()}"}) for _ in "ab"]
+    assert [answer.status_code for answer in answers] == [503, 503]
+    assert answers[0].headers["retry-after"] == "10"
+    assert [entry["event"] for entry in logs].count("jwks_fetch_failed") == 1, "the second request waits for nothing"
 
 
 def test_static_tokens_are_a_fallback_only_when_configured(provider: ProviderKeys, monkeypatch: pytest.MonkeyPatch):
