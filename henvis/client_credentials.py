@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator
 
 import httpx
 import structlog
@@ -82,3 +83,21 @@ class ClientCredentials:
             raise TokenUnavailable(f"no access token for client {self.client_id}") from None
         self._token = token
         self._renew_at = time.monotonic() + max(lifetime - self.renew_before_seconds, lifetime / 2)
+
+
+class ProviderAuth(httpx.Auth):
+    """httpx authentication with a :class:`ClientCredentials` token: on every request, and once
+    more with a fresh token when the API answers 401 (the cached one was revoked or its
+    signing key retired).  :class:`TokenUnavailable` comes out of the request when the
+    provider gives no token."""
+
+    def __init__(self, credentials: ClientCredentials):
+        self.credentials = credentials
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.credentials()}"
+        response = yield request
+        if response.status_code == 401:
+            self.credentials.forget()
+            request.headers["Authorization"] = f"Bearer {self.credentials()}"
+            yield request

@@ -11,6 +11,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -33,7 +35,7 @@ from henvis.services.consent.settings import ConsentSettings
 from henvis_dev.keycloak_realm import ROLELESS_CLIENT, secret_of
 from tests import examples
 from tests.centre_fakes import KEYS, centre_settings, referral_issued
-from tests.consent_support import KEY_SETTINGS, migrated_engine
+from tests.consent_support import HENVIS, KEY_SETTINGS, REPO, migrated_engine
 from tests.helpers import free_port, wait_until
 
 #: The realm's machine clients with their fixed demo secrets.
@@ -253,3 +255,35 @@ def test_the_inbox_gets_its_data_keys_with_its_own_client_credentials(provider_e
         assert keys.fetch("herning", referral_ids["viborg"]) is None, "Viborg's key is not Herning's"
         keys.close()
     app.state.engine.dispose()
+
+
+def test_submit_delivers_a_batch_as_the_police_client_and_stops_on_a_wrong_secret(provider_env: str, tmp_path):
+    """``henvis consent submit --client-id``: the batch tool gets its own tokens from the provider."""
+    database_url = f"sqlite:///{tmp_path / 'consent.db'}"
+    settings = ConsentSettings(database_url=database_url, **KEY_SETTINGS)
+    app = create_consent_app(
+        settings, engine=migrated_engine(database_url), clients=ClientRegistry.from_settings(settings)
+    )
+    given = examples.consent_given()
+    events = [given, examples.consent_declined(), examples.consent_withdrawn(case_ref=given["case_ref"])]
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps(event) + "\n" for event in events), encoding="utf-8")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret_of("police-case-system") + "\n", encoding="utf-8")
+    env = {**os.environ, "HENVIS_ACCESS_TOKEN_ISSUER": provider_env, "HENVIS_RUN_DIR": str(tmp_path)}
+    with served(app, free_port()) as url:
+        command = [*HENVIS, "consent", "submit", str(batch), "--url", url, "--client-id", "police-case-system"]
+        delivered = subprocess.run(
+            [*command, "--client-secret-file", str(secret_file)], capture_output=True, text=True, env=env, cwd=REPO
+        )
+        secret_file.write_text("wrong", encoding="utf-8")
+        refused = subprocess.run(
+            [*command, "--client-secret-file", str(secret_file)], capture_output=True, text=True, env=env, cwd=REPO
+        )
+    app.state.engine.dispose()
+    assert delivered.returncode == 0, delivered.stderr
+    assert "accepted 3, already accepted before 0, failed 0" in delivered.stdout
+    assert refused.returncode == 3
+    assert "the identity provider gave no access token" in refused.stderr
+    assert "wrong" not in refused.stderr + refused.stdout
+    assert secret_of("police-case-system") not in delivered.stderr + delivered.stdout
