@@ -15,7 +15,7 @@ to the client list.
 
 With an identity provider (``HENVIS_ACCESS_TOKEN_ISSUER``) systems send OAuth2 access tokens
 instead (:mod:`henvis.access_tokens`); the static list then stays off unless
-``HENVIS_API_STATIC_TOKENS=true`` keeps it as an explicit fallback (docs/operations.md).
+``HENVIS_API_STATIC_TOKENS=true`` keeps it as an explicit fallback (docs/operators-guide.md §11).
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from henvis.access_tokens import AccessTokenPolicy, AccessTokenVerifier, JwksSource, TokenRefused
+from henvis.access_tokens import (
+    AccessTokenPolicy,
+    AccessTokenVerifier,
+    JwksSource,
+    KeysUnavailable,
+    TokenNotForThisApi,
+    TokenRefused,
+)
 
 ROLE_PATTERN = r"^(police|researcher|auditor|operator|manual-handling|centre:[a-z][a-z0-9-]{1,39})$"
 
@@ -70,10 +77,10 @@ class ClientRegistry:
         self.access_tokens = access_tokens
 
     def authenticate(self, token: str | None) -> ApiClient | None:
-        """The client of ``token`` (its first role), or None when it is no valid credential."""
+        """The client of ``token`` (its first role), or None when it cannot be admitted here."""
         try:
             return self.identify(token)[0]
-        except TokenRefused:
+        except (TokenRefused, TokenNotForThisApi, KeysUnavailable):
             return None
 
     def identify(self, token: str | None) -> list[ApiClient]:
