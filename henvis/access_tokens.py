@@ -249,8 +249,8 @@ class AccessTokenVerifier:
     """Checks access tokens against a :class:`AccessTokenPolicy` and the issuer's keys.
 
     A system reuses its token for minutes, so a token that passed is remembered (by its
-    SHA-256, up to ``cache_size`` of them) until its ``exp``: a full check (RS256) costs some
-    60-100 times a static token's lookup, a remembered token 1.5-5 times
+    SHA-256, up to ``cache_size`` of them) until its ``exp``: a full check (RS256) costs
+    about a hundred times a static token's lookup, a remembered token a few times
     (bench/access_tokens.py).  Refusals are not remembered.  ``now`` is the clock (seconds
     since the epoch), for tests.
     """
