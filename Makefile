@@ -6,15 +6,16 @@
 #   make lock             recompile requirements.lock from pyproject.toml (runtime + `test` extra)
 #   make lint             ruff (lint and format) and mypy (tools/typecheck.sh): the gates of make test
 #   make test             lint, generated-schema check, the image (when podman is there), local
-#                         PostgreSQL, Kafka jars, chromium,
+#                         PostgreSQL, Kafka jars, Keycloak (with a Java 21+), chromium,
 #                         then the whole pytest suite (PYTEST_ARGS='-m "not kafka"' etc. to narrow)
 #   make image            the container image, offline, with podman (tools/image.sh): a Debian
 #                         base from mmdebstrap, wheels built outside, an SBOM beside it in
 #                         build/image; make test builds it when podman is there, and its smoke
 #                         test (tests/integration/test_image_smoke.py) runs it
 #   make demo             the end-to-end demo
-#   make check-generated  schemas/generated is up to date with the pydantic models, and the
-#                         chart README's values table with values.schema.json
+#   make check-generated  schemas/generated is up to date with the pydantic models, the
+#                         chart README's values table with values.schema.json, and the
+#                         Keycloak realm (tools/keycloak/henvis-realm.json) with the registry
 #   make chart-readme     regenerate that table
 
 SHELL := /bin/bash
@@ -73,6 +74,7 @@ lint: venv
 check-generated: venv
 	$(HENVIS) schemas export --check schemas/generated
 	$(VENV)/bin/python -m henvis_dev.chart_readme --check
+	$(VENV)/bin/python -m henvis_dev.keycloak_realm --check
 
 # helm/henvis/README.md's values table, regenerated from values.schema.json and values.yaml.
 chart-readme: venv
@@ -106,6 +108,11 @@ test: venv lint check-generated $(ASYNCAPI_SPEC) helm-check
 	export HENVIS_TEST_POSTGRES_URL; \
 	echo "PostgreSQL for tests: $$HENVIS_TEST_POSTGRES_URL"; \
 	$(HENVIS) broker jars; \
+	if $(HENVIS) keycloak java >/dev/null 2>&1; then \
+	    $(HENVIS) keycloak dist; \
+	else \
+	    echo "no Java 21+ for Keycloak (.ci/run finds or installs one): its tests will skip"; \
+	fi; \
 	if [ ! -x /usr/bin/chromium ]; then \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \

@@ -12,6 +12,10 @@ production a mounted Secret) or ``HENVIS_API_CLIENTS`` (JSON).  Roles:
 
 ``henvis token new --name NAME --role ROLE`` prints a fresh token once and the line to add
 to the client list.
+
+With an identity provider (``HENVIS_ACCESS_TOKEN_ISSUER``) systems send OAuth2 access tokens
+instead (:mod:`henvis.access_tokens`); the static list then stays off unless
+``HENVIS_API_STATIC_TOKENS=true`` keeps it as an explicit fallback (docs/operators-guide.md §11).
 """
 
 from __future__ import annotations
@@ -25,7 +29,16 @@ import secrets
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from henvis.access_tokens import (
+    AccessTokenPolicy,
+    AccessTokenVerifier,
+    JwksSource,
+    KeysUnavailable,
+    TokenNotForThisApi,
+    TokenRefused,
+)
 
 ROLE_PATTERN = r"^(police|researcher|auditor|operator|manual-handling|centre:[a-z][a-z0-9-]{1,39})$"
 
@@ -52,33 +65,94 @@ def new_token() -> str:
 
 
 class ClientRegistry:
-    """Looks up the client behind a bearer token in constant time per client."""
+    """The machines that may call: static tokens, OAuth2 access tokens, or both.
 
-    def __init__(self, clients: list[ApiClient]):
+    ``clients`` are the static tokens' clients (looked up in constant time per client);
+    ``access_tokens`` checks JWTs from the identity provider.  A token that looks like a
+    JWT (three dot-separated parts) goes to the verifier, anything else to the static list.
+    """
+
+    def __init__(self, clients: list[ApiClient], access_tokens: AccessTokenVerifier | None = None):
         self._clients = list(clients)
+        self.access_tokens = access_tokens
 
     def authenticate(self, token: str | None) -> ApiClient | None:
-        if not token:
+        """The client of ``token`` (its first role), or None when it cannot be admitted here."""
+        try:
+            return self.identify(token)[0]
+        except (TokenRefused, TokenNotForThisApi, KeysUnavailable):
             return None
+
+    def identify(self, token: str | None) -> list[ApiClient]:
+        """The client of ``token``, once per henvis role it holds.
+
+        :class:`TokenRefused` (reason safe to log) when it is no valid credential; from an
+        access token also :class:`~henvis.access_tokens.TokenNotForThisApi` and
+        :class:`~henvis.access_tokens.KeysUnavailable`.
+        """
+        if not token:
+            raise TokenRefused("no bearer token")
+        if self.access_tokens is not None and token.count(".") == 2:
+            holder = self.access_tokens.verify(token)
+            try:
+                return [ApiClient(name=holder.name, role=role, token_sha256=hash_token(token)) for role in holder.roles]
+            except ValidationError as exc:  # a client id or centre slug henvis cannot name
+                raise TokenRefused("client id or centre claim not in henvis's form") from exc
+        if not self._clients:
+            raise TokenRefused("static tokens are off" if self.access_tokens else "unknown token")
         digest = hash_token(token)
         found = None
         for client in self._clients:
             if hmac.compare_digest(client.token_sha256, digest):
                 found = client
-        return found
+        if found is None:
+            raise TokenRefused("unknown token")
+        return [found]
 
     @classmethod
     def load(cls, file: Path | None = None, inline_json: str | None = None) -> ClientRegistry:
-        entries: list = []
-        if file:
-            entries += yaml.safe_load(Path(file).read_text(encoding="utf-8")) or []
-        if inline_json:
-            entries += json.loads(inline_json)
-        return cls(TypeAdapter(list[ApiClient]).validate_python(entries))
+        return cls(static_clients(file, inline_json))
 
     @classmethod
     def from_settings(cls, settings) -> ClientRegistry:
-        return cls.load(settings.api_clients_file, settings.api_clients)
+        """The clients a service's settings (:class:`henvis.settings.ServiceSettings`) admit."""
+        verifier = access_token_verifier(settings)
+        static = settings.api_static_tokens if settings.api_static_tokens is not None else verifier is None
+        if not static and verifier is None:
+            raise ValueError("HENVIS_API_STATIC_TOKENS=false needs HENVIS_ACCESS_TOKEN_ISSUER (no client could call)")
+        clients = static_clients(settings.api_clients_file, settings.api_clients) if static else []
+        return cls(clients, verifier)
+
+
+def static_clients(file: Path | None = None, inline_json: str | None = None) -> list[ApiClient]:
+    """The static tokens' clients listed in ``file`` (YAML or JSON) and ``inline_json``."""
+    entries: list = []
+    if file:
+        entries += yaml.safe_load(Path(file).read_text(encoding="utf-8")) or []
+    if inline_json:
+        entries += json.loads(inline_json)
+    return TypeAdapter(list[ApiClient]).validate_python(entries)
+
+
+def access_token_verifier(settings) -> AccessTokenVerifier | None:
+    """The access-token check of a service, None when no issuer is configured."""
+    tokens = settings.access_tokens
+    if not tokens.issuer:
+        return None
+    policy = AccessTokenPolicy(
+        issuer=tokens.issuer,
+        audience=settings.access_token_audience,
+        other_henvis_audiences=frozenset(tokens.henvis_audience_list()) - {settings.access_token_audience},
+        algorithms=tuple(tokens.algorithm_list()),
+        leeway_seconds=tokens.leeway_seconds,
+        roles_claim=tokens.roles_claim,
+        role_map=dict(tokens.role_map),
+        centre_claim=tokens.centre_claim,
+        client_claims=tuple(tokens.client_claim_list()),
+        jwks_url=tokens.jwks_url,
+    )
+    source = JwksSource(tokens.issuer, jwks_url=tokens.jwks_url, min_refresh_seconds=tokens.jwks_min_refresh_seconds)
+    return AccessTokenVerifier(policy, source)
 
 
 def main(argv: list[str]) -> int:

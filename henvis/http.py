@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from henvis.access_tokens import KeysUnavailable, TokenNotForThisApi, TokenRefused
 from henvis.auth import ApiClient, ClientRegistry
 from henvis.metrics import mount_metrics
 from henvis.schemas.errors import describe, safe_errors
@@ -215,7 +216,13 @@ def create_app(
 
 
 #: The one bearer scheme of every service (one ``HTTPBearer`` in each OpenAPI document).
-BEARER_SCHEME = HTTPBearer(auto_error=False, description="A per-client token; see `henvis token new`.")
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    description=(
+        "An OAuth2 access token (JWT) from the deployment's identity provider, client-credentials grant;"
+        " or, where the static fallback is on, a per-client token from `henvis token new`."
+    ),
+)
 #: The request's bearer credentials, None without an ``Authorization: Bearer`` header.
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
 
@@ -226,22 +233,41 @@ def admit_client(
     credentials: HTTPAuthorizationCredentials | None,
     allowed: Iterable[str] | Callable[[str], bool],
 ) -> ApiClient:
-    """The calling client if its role is allowed: 401 when the token is unknown, 403 otherwise.
+    """The calling client if one of its roles is allowed.
+
+    401 (``WWW-Authenticate: Bearer error="invalid_token"``) when the token is no valid
+    credential: unknown, or an access token that fails a check (the reason is logged, the
+    token never); 403 when it is valid but for another role or another henvis API; 503 when
+    the identity provider's keys cannot be fetched to check it.
 
     Services call this from their own dependencies, which find ``clients`` on the app state.
     ``allowed`` is a set of roles, or a predicate on the role (e.g. any ``centre:`` role).
     The client's name (never its token) goes into the request log.
     """
-    client = clients.authenticate(credentials.credentials if credentials else None)
-    if client is None:
+    token = credentials.credentials if credentials else None
+    try:
+        candidates = clients.identify(token)
+    except TokenRefused as refused:
+        log.info("bearer_refused", reason=refused.reason)
+        challenge = 'Bearer error="invalid_token"' if token else "Bearer"
         raise HTTPException(
-            status_code=401, detail="A valid bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
-        )
-    request.state.client_name = client.name
-    role_allowed = allowed(client.role) if callable(allowed) else client.role in frozenset(allowed)
-    if not role_allowed:
-        raise HTTPException(status_code=403, detail="Your credential's role may not use this endpoint.")
-    return client
+            status_code=401, detail="A valid bearer token is required.", headers={"WWW-Authenticate": challenge}
+        ) from None
+    except TokenNotForThisApi:
+        log.info("bearer_forbidden", reason="access token for another henvis API")
+        raise HTTPException(status_code=403, detail="Your access token is for another henvis API.") from None
+    except KeysUnavailable:
+        raise HTTPException(
+            status_code=503,
+            detail="Access tokens cannot be checked right now (the identity provider is unreachable).",
+            headers={"Retry-After": "10"},
+        ) from None
+    request.state.client_name = candidates[0].name
+    for client in candidates:
+        if allowed(client.role) if callable(allowed) else client.role in frozenset(allowed):
+            return client
+    log.info("bearer_forbidden", reason="role not allowed here", roles=[client.role for client in candidates])
+    raise HTTPException(status_code=403, detail="Your credential's role may not use this endpoint.")
 
 
 def serve(app: FastAPI, host: str, port: int) -> int:

@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from henvis.access_tokens import DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS
+
 
 def _shared(name: str, **kwargs):
     """A field read from ``HENVIS_<NAME>`` whatever the subclass's prefix is."""
@@ -44,6 +46,73 @@ class KafkaSettings(BaseSettings):
     pseudonymous_retention_days: int = Field(default=730, ge=1)
 
 
+class AccessTokenSettings(BaseSettings):
+    """How machines' OAuth2 access tokens are checked (``HENVIS_ACCESS_TOKEN_*``), shared by
+    every API; each API's own audience is its service's ``ACCESS_TOKEN_AUDIENCE``.
+    Lists are comma-separated.  Unset issuer: no access tokens, static tokens only."""
+
+    model_config = SettingsConfigDict(env_prefix="HENVIS_ACCESS_TOKEN_", extra="ignore")
+
+    issuer: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The identity provider's issuer URL (its /.well-known/openid-configuration names the JWKS).",
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The issuer's JWKS address; unset: found by discovery (Entra ID v1 tokens need it set).",
+    )
+    algorithms: str = Field(
+        default=",".join(DEFAULT_ALGORITHMS),
+        description="Allowed signature algorithms (asymmetric only; none and HS* are refused at start).",
+    )
+    leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp and nbf.")
+    henvis_audiences: str = Field(
+        default="henvis-consent-api,henvis-centre-api,henvis-stats-api",
+        description="Audiences of all henvis APIs: a token for another one is a 403, any other audience a 401.",
+    )
+    roles_claim: str = Field(
+        default="henvis_roles",
+        description="Claim with the roles: a list, a space-separated string (scope) or a dotted path.",
+    )
+    role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'JSON {"provider value": "henvis role"}, e.g. Entra app roles ({"Henvis.Police": "police",'
+            ' "Henvis.Centre.Herning": "centre:herning"}); henvis role names map to themselves.'
+        ),
+    )
+    centre_claim: str = Field(default="henvis_centre", description="Claim with a centre system's centre slug.")
+    client_claims: str = Field(
+        default="client_id,azp,appid", description="Claims naming the client in the log; the first present counts."
+    )
+    jwks_min_refresh_seconds: float = Field(
+        default=60.0, ge=1, description="Least time between key fetches caused by tokens naming an unknown key."
+    )
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: str) -> str:
+        refused = [alg for alg in _split(value) if alg not in SUPPORTED_ALGORITHMS]
+        if refused or not _split(value):
+            raise ValueError(f"only asymmetric signature algorithms {sorted(SUPPORTED_ALGORITHMS)}; refused {refused}")
+        return value
+
+    def algorithm_list(self) -> list[str]:
+        return _split(self.algorithms)
+
+    def henvis_audience_list(self) -> list[str]:
+        return _split(self.henvis_audiences)
+
+    def client_claim_list(self) -> list[str]:
+        return _split(self.client_claims)
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def sqlite_in_run_dir(name: str):
     """A ``default_factory`` for a database URL: the SQLite file ``name`` in the run folder."""
     return lambda data: f"sqlite:///{Path(data['run_dir']) / name}"
@@ -66,6 +135,18 @@ class ServiceSettings(BaseSettings):
         "api_clients_file", default=None, description="YAML/JSON list of API clients (name, role, token_sha256)."
     )
     api_clients: str | None = _shared("api_clients", default=None, description="The same list as inline JSON.")
+    api_static_tokens: bool | None = _shared(
+        "api_static_tokens",
+        default=None,
+        description=(
+            "Accept the static tokens of the client list. Unset: only when no access-token issuer is configured;"
+            " true beside an issuer keeps them as an explicit fallback."
+        ),
+    )
+    access_tokens: AccessTokenSettings = Field(default_factory=AccessTokenSettings)
+    access_token_audience: str | None = Field(
+        default=None, description="This API's audience: an access token must name it in aud."
+    )
 
 
 class StreamWorkerSettings(ServiceSettings):

@@ -15,8 +15,16 @@ Kafka
     ``kafka_settings``      ``KafkaSettings`` for that broker and prefix; also exported as
                             ``HENVIS_KAFKA_BOOTSTRAP_SERVERS`` / ``HENVIS_KAFKA_TOPIC_PREFIX``.
 
+Keycloak
+    ``keycloak``            (session) the ``henvis`` realm's Keycloak: ``HENVIS_TEST_KEYCLOAK_URL``
+                            (a running one, e.g. ``henvis keycloak start``) or one started with
+                            ``henvis_dev.keycloak.start`` for the session. Skipped without a
+                            Java 21+, failed without one when ``CI=true`` or
+                            ``HENVIS_REQUIRE_KEYCLOAK=1``.
+
 Markers are applied automatically: ``kafka`` on every test that uses ``kafka_bootstrap``
-(directly or through another fixture), ``postgres`` on the ``[postgresql]`` case of
+(directly or through another fixture), ``keycloak`` on every test that uses ``keycloak``,
+``postgres`` on the ``[postgresql]`` case of
 ``database_url`` and on tests using ``postgres_admin_url``. So ``pytest -m "not kafka and
 not postgres"`` is the fast unit run.
 
@@ -146,6 +154,41 @@ def kafka_settings(kafka_bootstrap: str, topic_prefix: str, monkeypatch: pytest.
     return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=3)
 
 
+# --------------------------------------------------------------------------- keycloak
+
+
+def _keycloak_required() -> bool:
+    return _in_ci() or os.environ.get("HENVIS_REQUIRE_KEYCLOAK", "").strip() == "1"
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory: pytest.TempPathFactory):
+    """The local Keycloak with the ``henvis`` realm, for the whole session (a ``KeycloakHandle``)."""
+    from henvis_dev import keycloak as kc  # lazily: only identity-provider tests need it
+
+    external = os.environ.get("HENVIS_TEST_KEYCLOAK_URL", "").strip().rstrip("/")
+    if external:
+        yield kc.KeycloakHandle(external, int(external.rsplit(":", 1)[1]), 0, Path())
+        return
+    try:
+        kc.find_java()
+    except kc.KeycloakError as exc:
+        if _keycloak_required():
+            pytest.fail(f"{exc}; CI=true or HENVIS_REQUIRE_KEYCLOAK=1, so this is a failure, not a skip", pytrace=False)
+        pytest.skip(str(exc))
+    run_dir = tmp_path_factory.mktemp("keycloak")
+    try:
+        handle = kc.start(run_dir, port=free_port())
+    except BaseException:
+        with contextlib.suppress(Exception):  # the start failure is the error worth reporting
+            kc.stop(run_dir)
+        raise
+    try:
+        yield handle
+    finally:
+        kc.stop(run_dir)
+
+
 # --------------------------------------------------------------------------- markers
 
 
@@ -154,6 +197,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = getattr(item, "fixturenames", ())
         if "kafka_bootstrap" in fixtures:
             item.add_marker(pytest.mark.kafka)
+        if "keycloak" in fixtures:
+            item.add_marker(pytest.mark.keycloak)
         callspec = getattr(item, "callspec", None)
         uses_postgres = "postgres_admin_url" in fixtures or "_postgres_admin_engine" in fixtures
         if callspec is not None and callspec.params.get("database_url") == "postgresql":

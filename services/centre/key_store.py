@@ -3,7 +3,8 @@ contact details), handing a returned referral to manual handling, destroying a k
 inbox's retention ends.
 
 Each centre asks with its own credential (``centre:<slug>``), so the key store releases a
-key only to the centre the referral was routed to.  A key that is not the centre's, was
+key only to the centre the referral was routed to: a static token, or with an identity
+provider an access token its client gets by the client-credentials grant.  A key that is not the centre's, was
 never made, or was destroyed all come back as None: the inbox shows them erased.  Anything
 else (the store unreachable, a 5xx) raises :class:`KeyStoreUnavailable`: try again later,
 never "erased".
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
 import structlog
+
+from henvis.client_credentials import ClientCredentials, TokenUnavailable
 
 log = structlog.get_logger("henvis.centre.keys")
 
@@ -38,7 +42,7 @@ class DataKeys(Protocol):
 class KeyStoreClient:
     """:class:`DataKeys` over the consent service's ``/v1/data-keys`` endpoints."""
 
-    def __init__(self, url: str, tokens: dict[str, str], timeout: float = 5.0, transport=None):
+    def __init__(self, url: str, tokens: Mapping[str, str | ClientCredentials], timeout: float = 5.0, transport=None):
         self._tokens = dict(tokens)
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
 
@@ -59,16 +63,21 @@ class KeyStoreClient:
 
     def _call(self, method: str, centre: str, path: str) -> httpx.Response:
         """The answer (2xx or 404); :class:`KeyStoreUnavailable` for anything else."""
-        token = self._tokens.get(centre)
-        if token is None:
+        credential = self._tokens.get(centre)
+        if credential is None:
             raise KeyStoreUnavailable(f"no key-store credential is configured for centre {centre}")
         try:
+            token = credential if isinstance(credential, str) else credential()
             response = self._http.request(method, path, headers={"Authorization": f"Bearer {token}"})
+        except TokenUnavailable as exc:
+            raise KeyStoreUnavailable(str(exc)) from None
         except httpx.HTTPError as exc:
             log.warning("key_store_unreachable", centre=centre, error_type=type(exc).__name__)
             raise KeyStoreUnavailable(type(exc).__name__) from None
         if response.status_code == 404 or response.is_success:
             return response
+        if response.status_code == 401 and isinstance(credential, ClientCredentials):
+            credential.forget()  # revoked or the provider's keys rotated: the next call gets a new one
         log.warning("key_store_refused", centre=centre, status=response.status_code)
         raise KeyStoreUnavailable(f"the key store answered {response.status_code}")
 

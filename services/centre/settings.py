@@ -13,6 +13,7 @@ import yaml
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from henvis.client_credentials import ClientCredentials
 from henvis.registry import Registry
 from henvis.services.centre.domain_alerts import WorkingHours
 from henvis.services.centre.key_store import KeyStoreClient
@@ -23,6 +24,9 @@ class CentreSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HENVIS_CENTRE_", extra="ignore")
 
     database_url: str = Field(default_factory=sqlite_in_run_dir("centre.db"))
+    access_token_audience: str | None = Field(
+        default="henvis-centre-api", description="This API's audience: an access token must name it in aud."
+    )
     centres: str | None = Field(
         default=None,
         description="Comma-separated centre slugs this deployment consumes; all in the registry when unset.",
@@ -55,6 +59,18 @@ class CentreSettings(ServiceSettings):
         description='Each served centre\'s own key-store credential, JSON {"<slug>": "<token>"} (role centre:<slug>).',
     )
     key_store_tokens_file: Path | None = Field(
+        default=None, description="The same JSON (or YAML) in a file, e.g. a mounted Secret."
+    )
+    key_store_clients: SecretStr | None = Field(
+        default=None,
+        description=(
+            "With an identity provider (HENVIS_ACCESS_TOKEN_ISSUER): each served centre's OAuth2 client for the"
+            ' key store, JSON {"<slug>": {"client_id": "...", "client_secret": "...", "scope": "...",'
+            ' "token_url": "..."}} (scope and token_url optional; Entra ID: scope api://<consent app>/.default).'
+            " Takes the place of that centre's static token."
+        ),
+    )
+    key_store_clients_file: Path | None = Field(
         default=None, description="The same JSON (or YAML) in a file, e.g. a mounted Secret."
     )
     consumer_session_timeout_ms: int = Field(
@@ -98,16 +114,25 @@ class CentreSettings(ServiceSettings):
 
     def data_keys(self, centres: list[str]) -> KeyStoreClient:
         """The key store, with a credential for each of ``centres``; RuntimeError when one is missing."""
-        tokens: dict[str, str] = {}
-        if self.key_store_tokens_file is not None:
-            tokens.update(yaml.safe_load(self.key_store_tokens_file.read_text(encoding="utf-8")) or {})
-        if self.key_store_tokens is not None:
-            tokens.update(json.loads(self.key_store_tokens.get_secret_value()))
+        tokens: dict[str, str | ClientCredentials] = {}
+        tokens.update(_secret_mapping(self.key_store_tokens_file, self.key_store_tokens))
+        clients = _secret_mapping(self.key_store_clients_file, self.key_store_clients)
+        if clients and not self.access_tokens.issuer:
+            raise RuntimeError("HENVIS_CENTRE_KEY_STORE_CLIENTS needs HENVIS_ACCESS_TOKEN_ISSUER (the token endpoint)")
+        for centre, client in clients.items():
+            tokens[centre] = ClientCredentials(
+                str(self.access_tokens.issuer),
+                client["client_id"],
+                client["client_secret"],
+                scope=client.get("scope"),
+                token_url=client.get("token_url"),
+            )
         missing = [centre for centre in centres if not tokens.get(centre)]
         if not self.key_store_url or missing:
             raise RuntimeError(
                 "HENVIS_CENTRE_KEY_STORE_URL and a key-store credential for every served centre"
-                f" (HENVIS_CENTRE_KEY_STORE_TOKENS[_FILE]) are required; missing for: {', '.join(missing) or '-'}"
+                " (HENVIS_CENTRE_KEY_STORE_TOKENS[_FILE] or HENVIS_CENTRE_KEY_STORE_CLIENTS[_FILE]) are required;"
+                f" missing for: {', '.join(missing) or '-'}"
             )
         return KeyStoreClient(self.key_store_url, {centre: tokens[centre] for centre in centres})
 
@@ -152,3 +177,13 @@ class CentreSettings(ServiceSettings):
         if self.secure_cookies is not None:
             return self.secure_cookies
         return host not in ("localhost", "127.0.0.1", "::1")
+
+
+def _secret_mapping(file: Path | None, inline: SecretStr | None) -> dict:
+    """A JSON/YAML object from a file and inline JSON (the inline entries win)."""
+    mapping: dict = {}
+    if file is not None:
+        mapping.update(yaml.safe_load(file.read_text(encoding="utf-8")) or {})
+    if inline is not None:
+        mapping.update(json.loads(inline.get_secret_value()))
+    return mapping

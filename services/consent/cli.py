@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--token-file", type=Path, help="file holding the police bearer token (else $HENVIS_CONSENT_TOKEN)"
     )
+    submit.add_argument(
+        "--client-id",
+        default=os.environ.get("HENVIS_CONSENT_CLIENT_ID"),
+        help="instead of a token: the system's OAuth2 client at $HENVIS_ACCESS_TOKEN_ISSUER (client credentials)",
+    )
+    submit.add_argument(
+        "--client-secret-file", type=Path, help="file holding the client's secret (else $HENVIS_CONSENT_CLIENT_SECRET)"
+    )
+    submit.add_argument("--scope", default=None, help="scope to ask for (Entra ID: api://<consent app>/.default)")
     submit.add_argument("--check", action="store_true", help="only validate the file; send nothing")
     keys = sub.add_parser("keys", help="the key store: make keys, rotate the key-encryption key, show counts")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -165,6 +174,9 @@ def _submit(args: argparse.Namespace) -> int:
     from henvis.registry import load_registry
     from henvis.services.consent.submit import submit_file
 
+    settings = ConsentSettings()
+    if args.client_id:
+        return _submit_as_client(args, settings)
     token = os.environ.get("HENVIS_CONSENT_TOKEN", "").strip()
     if args.token_file:
         try:
@@ -173,7 +185,31 @@ def _submit(args: argparse.Namespace) -> int:
             print(f"cannot read the token file: {type(exc).__name__}", file=sys.stderr)
             return 2
     if not token and not args.check:
-        print("a token is needed: --token-file FILE or HENVIS_CONSENT_TOKEN", file=sys.stderr)
+        print("a token is needed: --token-file FILE or HENVIS_CONSENT_TOKEN (or --client-id)", file=sys.stderr)
         return 2
-    settings = ConsentSettings()
     return submit_file(args.file, args.url, token, load_registry(settings.registry_path), check_only=args.check)
+
+
+def _submit_as_client(args: argparse.Namespace, settings: ConsentSettings) -> int:
+    """``submit`` with access tokens the system gets itself, renewed as they expire."""
+    from henvis.client_credentials import ClientCredentials, ProviderAuth
+    from henvis.registry import load_registry
+    from henvis.services.consent.submit import submit_file
+
+    secret = os.environ.get("HENVIS_CONSENT_CLIENT_SECRET", "").strip()
+    if args.client_secret_file:
+        try:
+            secret = args.client_secret_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"cannot read the client secret file: {type(exc).__name__}", file=sys.stderr)
+            return 2
+    issuer = settings.access_tokens.issuer
+    if not secret or not issuer:
+        print(
+            "--client-id needs HENVIS_ACCESS_TOKEN_ISSUER and a secret (--client-secret-file or"
+            " HENVIS_CONSENT_CLIENT_SECRET)",
+            file=sys.stderr,
+        )
+        return 2
+    auth = ProviderAuth(ClientCredentials(issuer, args.client_id, secret, scope=args.scope))
+    return submit_file(args.file, args.url, auth, load_registry(settings.registry_path), check_only=args.check)

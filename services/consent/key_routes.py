@@ -46,7 +46,7 @@ def _unavailable(exc: Exception) -> JSONResponse:
 
 
 _KEY_RESPONSES: dict[int | str, dict] = {
-    401: {"description": "Missing or unknown bearer token."},
+    401: {"description": "Missing or unknown bearer token, or an access token that fails a check."},
     403: {"description": "The token's role may not use this endpoint."},
     404: {"description": "No such data key for you: not yours, never made, or destroyed (one answer for all)."},
     503: {"description": "The key store is unavailable; retry."},

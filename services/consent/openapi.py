@@ -76,13 +76,22 @@ def responses(accepted_description: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {"model": Accepted, "description": "Replay: this event was accepted before; the original result."},
         202: {"model": Accepted, "description": accepted_description},
-        401: {"model": ErrorBody, "description": "Missing or unknown bearer token."},
-        403: {"model": ErrorBody, "description": "The token's role is not `police`."},
+        401: {
+            "model": ErrorBody,
+            "description": "Missing or unknown bearer token, or an access token that fails a check.",
+        },
+        403: {"model": ErrorBody, "description": "The token's role is not `police`, or it is for another henvis API."},
         409: {"model": ErrorBody, "description": "Another event was already accepted under this event_id."},
         413: {"model": ErrorBody, "description": "The body is larger than the limit."},
         415: {"model": ErrorBody, "description": "The body is not `application/json`."},
         422: {"model": ErrorBody, "description": "Invalid event: the failing fields are listed."},
-        503: {"model": ErrorBody, "description": "The database is unavailable; nothing was stored. Retry."},
+        503: {
+            "model": ErrorBody,
+            "description": (
+                "The database is unavailable, or the identity provider's keys cannot be fetched to check an access"
+                " token; nothing was stored. Retry."
+            ),
+        },
     }
 
 

@@ -20,6 +20,9 @@ class ConsentSettings(ServiceSettings):
         default_factory=sqlite_in_run_dir("consent.db"),
         description="SQLAlchemy URL of the consent database (events + outbox).",
     )
+    access_token_audience: str | None = Field(
+        default="henvis-consent-api", description="This API's audience: an access token must name it in aud."
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger request bodies get 413.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Relay's /metrics port; 0 = off.")
     relay_id: str | None = Field(

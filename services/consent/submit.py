@@ -17,6 +17,7 @@ from typing import TextIO
 
 import httpx
 
+from henvis.client_credentials import TokenUnavailable
 from henvis.registry import Registry
 from henvis.services.consent.batch import Checked, Item, check_lines
 from henvis.services.consent.delivery import backoff_seconds
@@ -98,6 +99,8 @@ def _post_with_retries(item: Item, client: httpx.Client, attempts: int, sleep: C
     for attempt in range(1, attempts + 1):
         try:
             response = client.post(item.path, content=item.body, headers={"Content-Type": "application/json"})
+        except TokenUnavailable:
+            return _Posted(problem="the identity provider gave no access token; nothing more was sent", abort=True)
         except httpx.TransportError as exc:
             last = f"could not reach the service ({type(exc).__name__})"
         else:
@@ -132,7 +135,7 @@ def _describe_rejection(response: httpx.Response) -> str:
 def submit_file(
     path: Path,
     url: str,
-    token: str,
+    token: str | httpx.Auth,
     registry: Registry,
     *,
     check_only: bool = False,
@@ -140,7 +143,11 @@ def submit_file(
     err: TextIO = sys.stderr,
     transport: httpx.BaseTransport | None = None,
 ) -> int:
-    """The whole command; returns the exit code (0 ok, 1 invalid file, 3 not all delivered)."""
+    """The whole command; returns the exit code (0 ok, 1 invalid file, 3 not all delivered).
+
+    ``token``: a static bearer token, or an :class:`httpx.Auth` that gets access tokens
+    (:class:`henvis.client_credentials.ProviderAuth`).
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -151,8 +158,9 @@ def submit_file(
         return 1
     if check_only or not checked.items:
         return 0
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30.0, transport=transport) as client:
+    headers = {"Authorization": f"Bearer {token}"} if isinstance(token, str) else {}
+    auth = None if isinstance(token, str) else token
+    with httpx.Client(base_url=url, headers=headers, auth=auth, timeout=30.0, transport=transport) as client:
         report = send_items(checked.items, client, Progress(len(checked.items), err))
     _report_sent(report, out, err)
     return 0 if not report.failed and not report.aborted else 3

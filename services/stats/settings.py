@@ -12,6 +12,9 @@ class StatsSettings(StreamWorkerSettings):
     model_config = SettingsConfigDict(env_prefix="HENVIS_STATS_", extra="ignore")
 
     database_url: str = Field(default_factory=sqlite_in_run_dir("stats.db"))
+    access_token_audience: str | None = Field(
+        default="henvis-stats-api", description="This API's audience: an access token must name it in aud."
+    )
     app_id: str = Field(
         default="henvis-stats",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",

@@ -104,14 +104,18 @@ def test_concurrent_posts_of_one_event_store_it_once(api: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers",
-    [{}, {"Authorization": "Bearer not-a-real-token"}, {"Authorization": "Basic cG9saXRpOnNlY3JldA=="}],
+    ("headers", "challenge"),
+    [
+        ({}, "Bearer"),
+        ({"Authorization": "Bearer not-a-real-token"}, 'Bearer error="invalid_token"'),  # RFC 6750 §3.1
+        ({"Authorization": "Basic cG9saXRpOnNlY3JldA=="}, "Bearer"),
+    ],
     ids=["missing", "unknown-token", "not-bearer"],
 )
-def test_without_a_valid_credential_it_is_401(api: TestClient, headers: dict) -> None:
+def test_without_a_valid_credential_it_is_401(api: TestClient, headers: dict, challenge: str) -> None:
     response = api.post("/v1/decisions", json=examples.consent_declined(), headers=headers)
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["www-authenticate"] == challenge
     assert _outbox(api) == []
 
 
