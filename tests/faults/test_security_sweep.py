@@ -39,7 +39,17 @@ from tests.helpers import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.postgres]
 
 #: paths that are public by design (probes, metrics, docs, the login pages, static files)
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/login"}
+PUBLIC = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/login",
+    "/fhir/{centre_key}/metadata",  # the FHIR CapabilityStatement, public as the standard expects
+}
 ROLES = ["police", "researcher", "auditor", "operator", "centre:herning", "centre:holstebro"]
 
 #: who may use each endpoint; None: a caseworker web page (session cookie, no bearer role)
@@ -59,6 +69,19 @@ ALLOWED_ROLES: dict[tuple[str, str, str], set[str] | None] = {
     ("centre", "GET", "/indbakke"): None,
     ("centre", "GET", "/henvisning/{referral_id}"): None,
     ("centre", "POST", "/henvisning/{referral_id}/udfald"): None,
+    **{
+        ("centre", method, f"/fhir/{{centre_key}}/{resource}"): {"centre:herning", "centre:holstebro"}
+        for method, resource in [
+            ("GET", "Task"),
+            ("GET", "Task/{referral_id}"),
+            ("PATCH", "Task/{referral_id}"),
+            ("PUT", "Task/{referral_id}"),
+            ("GET", "ServiceRequest/{referral_id}"),
+            ("GET", "Consent/{referral_id}"),
+            ("GET", "Patient/{referral_id}"),
+            ("GET", "Organization/{organization_id}"),
+        ]
+    },
     ("stats", "GET", "/v1/funnel"): {"researcher"},
     ("stats", "GET", "/v1/funnel/monthly"): {"researcher"},
     ("stats", "GET", "/v1/funnel/by-municipality"): {"researcher"},
@@ -185,7 +208,9 @@ def call(
     client: httpx.Client | None = None,
     form: dict | None = None,
 ) -> httpx.Response:
-    url = pipeline.url(service) + path.replace("{referral_id}", referral_id)
+    # FHIR paths name the Herning centre (the referral's owner) and its Organization.
+    filled = path.replace("{referral_id}", referral_id).replace("{centre_key}", "herning")
+    url = pipeline.url(service) + filled.replace("{organization_id}", "herning")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     requester = client or httpx
     if method in ("GET", "DELETE"):
@@ -193,8 +218,13 @@ def call(
     if form is not None:
         return requester.post(url, headers=headers, data=form, timeout=10, follow_redirects=False)
     body = b'{"outcome": "contact_attempted"}' if path.endswith("/outcomes") else b"{}"
-    return requester.post(
-        url, headers={**headers, "Content-Type": "application/json"}, content=body, timeout=10, follow_redirects=False
+    return requester.request(
+        method,
+        url,
+        headers={**headers, "Content-Type": "application/json"},
+        content=body,
+        timeout=10,
+        follow_redirects=False,
     )
 
 
@@ -253,7 +283,10 @@ def test_another_centres_credential_gets_404_for_a_referral_and_cannot_change_it
     for slug in others:
         token = fault_pipeline.token(f"centre:{slug}")
         for service, method, path, _ in routes:
-            if service == "centre" and path.startswith("/v1/referrals/{referral_id}"):
+            names_referral = path.startswith("/v1/referrals/{referral_id}") or (
+                path.startswith("/fhir/") and "{referral_id}" in path
+            )
+            if service == "centre" and names_referral:
                 response = call(fault_pipeline, service, method, path, herning_referral, token)
                 if response.status_code != 404:
                     wrong.append((slug, method, path, response.status_code))
