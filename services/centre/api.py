@@ -7,16 +7,19 @@ systems and auditors) and :mod:`web_routes` (the caseworkers' pages).
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
 
 from henvis.auth import ClientRegistry
 from henvis.db import migrate
 from henvis.http import create_app
+from henvis.oidc import oauth_client
 from henvis.registry import load_registry
-from henvis.services.centre import api_routes, web_routes
+from henvis.services.centre import api_routes, web_oidc, web_routes
 from henvis.services.centre.auth import SessionSigner
 from henvis.services.centre.database import make_centre_engine, ping
 from henvis.services.centre.key_store import DataKeys
@@ -48,11 +51,33 @@ def build_app(
         description="Referrals for the rusmiddelcentre: list, read, record outcomes; access log for auditors.",
         ready=partial(ping, engine),
     )
-    signer = SessionSigner(settings.resolved_session_secret(local_only), settings.session_max_age_seconds)
+    secret = settings.resolved_session_secret(local_only)
+    signer = SessionSigner(secret, settings.session_max_age_seconds, settings.session_idle_seconds)
+    oidc = oauth_client(settings) if settings.login == "oidc" else None
     app.state.centre = CentreState(
-        settings=settings, registry=registry, centres=centres, engine=engine, clients=clients, signer=signer, keys=keys
+        settings=settings,
+        registry=registry,
+        centres=centres,
+        engine=engine,
+        clients=clients,
+        signer=signer,
+        keys=keys,
+        oidc=oidc,
     )
     app.include_router(api_routes.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="centre-static")
+    if oidc is not None:
+        # authlib keeps a login flow's marker (state, nonce, PKCE verifier stay on the server)
+        # in a cookie of its own, for the ten minutes a login may take, on /login only.
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=hashlib.sha256(b"henvis-centre-oidc-flow|" + secret).hexdigest(),
+            session_cookie="henvis_centre_login_flow",
+            max_age=600,
+            path="/login",
+            same_site="lax",
+            https_only=bool(settings.secure_cookies),
+        )
+        app.include_router(web_oidc.router)
     app.include_router(web_routes.router)
     return app

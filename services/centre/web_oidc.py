@@ -1,0 +1,120 @@
+"""Caseworkers sign in through the municipality's identity provider (OpenID Connect).
+
+``/login/oidc`` sends the browser to the provider (authorization code, PKCE S256, ``state``,
+``nonce`` and the required ``acr`` asked for); ``/login/callback`` takes the code back,
+lets authlib check state, nonce and the ID token, then maps the claims to a centre
+(henvis.oidc). Every refusal is a page that says why and a log line with the reason, never
+with a code or a token.
+"""
+
+from __future__ import annotations
+
+import httpx
+import structlog
+from authlib.integrations.base_client import MismatchingStateError, OAuthError
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from joserfc.errors import JoseError
+from starlette.concurrency import run_in_threadpool
+
+from henvis.oidc import LoginRefused, authorize_params, caseworker_centre, map_login
+from henvis.services.centre import auth
+from henvis.services.centre.deps import CaseworkerSessionDep, PagesDep, StateDep
+from henvis.services.centre.state import CentreState
+from henvis.services.centre.store_access_log import log_access
+from henvis.services.centre.web_pages import Pages
+
+router = APIRouter(include_in_schema=False)
+log = structlog.get_logger("henvis.centre.web")
+
+#: What a refused login's page says, by reason (status, message).
+_REFUSALS: dict[str, tuple[int, str]] = {
+    "state": (
+        400,
+        "Login-forsøget kunne ikke genkendes (det var udløbt eller allerede brugt). Start forfra med Log ind.",
+    ),
+    "provider": (401, "Login-tjenesten afviste login. Prøv igen, eller kontakt jeres administrator."),
+    "id_token": (401, "Svaret fra login-tjenesten kunne ikke godkendes. Start forfra med Log ind."),
+    "unavailable": (503, "Login-tjenesten svarer ikke lige nu. Prøv igen om lidt."),
+    "no_username": (403, "Login-tjenesten oplyste ikke, hvem du er."),
+    "no_role": (403, "Du har ikke rollen som sagsbehandler i henvis. Kontakt jeres administrator."),
+    "no_centre": (403, "Din bruger er ikke knyttet til et rusmiddelcenter. Kontakt jeres administrator."),
+    "centre_not_served": (403, "Dit center betjenes ikke af denne installation."),
+}
+
+
+def _acr_refusal(required: str | None, given: str) -> tuple[int, str]:
+    return (
+        403,
+        f"Dit login havde sikringsniveau »{given}«, men henvis kræver »{required}« (NSIS). "
+        "Log ind igen med to-faktor (fx MitID), eller kontakt jeres administrator.",
+    )
+
+
+def _callback_url(request: Request, state: CentreState) -> str:
+    base = state.settings.inbox_url or str(request.base_url)
+    return base.rstrip("/") + "/login/callback"
+
+
+def _refused(pages: Pages, reason: str, status_and_message: tuple[int, str], **log_fields) -> HTMLResponse:
+    log.warning("login_refused", reason=reason, **log_fields)
+    status_code, message = status_and_message
+    return pages.render(
+        "login_oidc.html", auth.Session.anonymous(), status_code=status_code, error=message, signed_out=False
+    )
+
+
+@router.get("/login/oidc")
+async def start_login(request: Request, state: StateDep) -> Response:
+    """To the provider's login page."""
+    try:
+        return await state.oidc.authorize_redirect(
+            request, _callback_url(request, state), **authorize_params(state.settings)
+        )
+    except httpx.HTTPError as exc:
+        log.warning("login_provider_unreachable", error=type(exc).__name__)
+        return HTMLResponse(_REFUSALS["unavailable"][1], status_code=503)
+
+
+@router.get("/login/callback", response_class=HTMLResponse)
+async def finish_login(request: Request, state: StateDep, pages: PagesDep, session: CaseworkerSessionDep):
+    """The provider's answer: into the inbox, or a page that says why not."""
+    try:
+        token = await state.oidc.authorize_access_token(request)
+    except MismatchingStateError:
+        return _refused(pages, "state_unknown_or_replayed", _REFUSALS["state"])
+    except OAuthError as exc:
+        return _refused(pages, "provider_error", _REFUSALS["provider"], error=exc.error)
+    except JoseError as exc:
+        return _refused(pages, "id_token_invalid", _REFUSALS["id_token"], error=exc.error, claim=_claim_of(exc))
+    except httpx.HTTPError as exc:
+        return _refused(pages, "provider_unreachable", _REFUSALS["unavailable"], error=type(exc).__name__)
+    claims = dict(token.get("userinfo") or {})
+    if not claims:
+        return _refused(pages, "id_token_missing", _REFUSALS["id_token"])
+    mapped = map_login(claims, state.settings.oidc_mapping())
+    centre = caseworker_centre(mapped, state.centres) if not isinstance(mapped, LoginRefused) else mapped
+    if isinstance(centre, LoginRefused):
+        if centre.reason == "acr_insufficient":
+            required = state.settings.oidc_required_acr
+            refusal = _acr_refusal(required, centre.detail)
+            return _refused(pages, centre.reason, refusal, acr=centre.detail, required_acr=required)
+        return _refused(pages, centre.reason, _REFUSALS[centre.reason])
+    assert not isinstance(mapped, LoginRefused)
+    await run_in_threadpool(
+        log_access,
+        state.engine,
+        actor=mapped.username,
+        actor_kind="user",
+        centre=centre,
+        referral_id=None,
+        action="login",
+    )
+    log.info("login_oidc", centre=centre)
+    new_session = auth.Session.for_user(mapped.username, centre, id_token=token.get("id_token"))
+    return pages.with_session(RedirectResponse("/indbakke", status_code=303), new_session)
+
+
+def _claim_of(exc: JoseError) -> str | None:
+    """The claim a validation error is about (nonce, aud, iss ...), never its value."""
+    return getattr(exc, "claim", None)
