@@ -63,6 +63,10 @@ class OidcLoginSettings(BaseModel):
         default=None,
         description="The authentication context (acr) a login must carry, e.g. substantial (NSIS); asked for too.",
     )
+    oidc_acr_claim: str = Field(
+        default="acr",
+        description="Claim that carries the assurance level (a broker may pass a SAML IdP's NSIS level in its own).",
+    )
     oidc_post_logout_url: str | None = Field(
         default=None,
         pattern=r"^https?://",
@@ -85,6 +89,7 @@ class OidcLoginSettings(BaseModel):
             centre_map=dict(self.oidc_centre_map),
             username_claim=self.oidc_username_claim,
             required_acr=self.oidc_required_acr,
+            acr_claim=self.oidc_acr_claim,
         )
 
 
@@ -100,6 +105,7 @@ class ClaimMapping:
     centre_map: dict[str, str] = field(default_factory=dict)
     username_claim: str = "preferred_username"
     required_acr: str | None = None
+    acr_claim: str = "acr"
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,9 @@ def _values(value: Any) -> list[str]:
 
 def map_login(claims: dict[str, Any], mapping: ClaimMapping) -> Login | LoginRefused:
     """The henvis login the verified ID-token ``claims`` describe, or why there is none."""
-    if mapping.required_acr is not None and claims.get("acr") != mapping.required_acr:
-        return LoginRefused("acr_insufficient", str(claims.get("acr") or "none"))
+    given_acr = _claim(claims, mapping.acr_claim)
+    if mapping.required_acr is not None and given_acr != mapping.required_acr:
+        return LoginRefused("acr_insufficient", str(given_acr or "none"))
     username = claims.get(mapping.username_claim) or claims.get("sub")
     if not isinstance(username, str) or not username:
         return LoginRefused("no_username")
