@@ -21,8 +21,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
+from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.starlette_client import OAuth
+from joserfc.errors import JoseError
 from pydantic import BaseModel, Field, SecretStr, model_validator
+from starlette.requests import Request
 
 #: The roles a person can have in henvis (the machine roles are henvis.auth's).
 PERSON_ROLES = ("caseworker", "researcher", "auditor")
@@ -121,7 +125,18 @@ class Login:
 class LoginRefused:
     """Why a verified login is still not let in: ``reason`` for the log, the rest for the page."""
 
-    reason: Literal["acr_insufficient", "no_role", "no_centre", "centre_not_served", "no_username"]
+    reason: Literal[
+        "acr_insufficient",
+        "no_role",
+        "no_centre",
+        "centre_not_served",
+        "no_username",
+        "state_unknown_or_replayed",
+        "provider_error",
+        "id_token_invalid",
+        "id_token_missing",
+        "provider_unreachable",
+    ]
     detail: str = ""
 
 
@@ -220,3 +235,32 @@ def oauth_client(settings: OidcLoginSettings, name: str = "henvis"):
 def authorize_params(settings: OidcLoginSettings) -> dict[str, str]:
     """Extra parameters of the authorization request: the acr a login must reach (asked, then checked)."""
     return {"acr_values": settings.oidc_required_acr} if settings.oidc_required_acr else {}
+
+
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """The provider's verified answer to a login: the ID token's claims, and the token for the sign-out."""
+
+    claims: dict[str, Any]
+    id_token: str | None
+
+
+async def complete_login(client, request: Request) -> ProviderAnswer | LoginRefused:
+    """The callback's code exchanged and checked by authlib (state, PKCE, nonce, ID token), or why not.
+
+    The refusal's detail names what failed (an error code, a claim's name), never a value.
+    """
+    try:
+        token = await client.authorize_access_token(request)
+    except MismatchingStateError:
+        return LoginRefused("state_unknown_or_replayed")
+    except OAuthError as exc:
+        return LoginRefused("provider_error", str(exc.error))
+    except JoseError as exc:
+        return LoginRefused("id_token_invalid", str(getattr(exc, "claim", None) or exc.error))
+    except httpx.HTTPError as exc:
+        return LoginRefused("provider_unreachable", type(exc).__name__)
+    claims = dict(token.get("userinfo") or {})
+    if not claims:
+        return LoginRefused("id_token_missing")
+    return ProviderAnswer(claims, token.get("id_token"))

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import httpx
 import structlog
-from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from joserfc.errors import JoseError
 from starlette.concurrency import run_in_threadpool
 
-from henvis.oidc import LoginRefused, authorize_params, caseworker_centre, map_login
+from henvis.oidc import LoginRefused, authorize_params, caseworker_centre, complete_login, map_login
 from henvis.services.centre import auth
 from henvis.services.centre.deps import CaseworkerSessionDep, PagesDep, StateDep
 from henvis.services.centre.state import CentreState
@@ -29,13 +27,14 @@ log = structlog.get_logger("henvis.centre.web")
 
 #: What a refused login's page says, by reason (status, message).
 _REFUSALS: dict[str, tuple[int, str]] = {
-    "state": (
+    "state_unknown_or_replayed": (
         400,
         "Login-forsøget kunne ikke genkendes (det var udløbt eller allerede brugt). Start forfra med Log ind.",
     ),
-    "provider": (401, "Login-tjenesten afviste login. Prøv igen, eller kontakt jeres administrator."),
-    "id_token": (401, "Svaret fra login-tjenesten kunne ikke godkendes. Start forfra med Log ind."),
-    "unavailable": (503, "Login-tjenesten svarer ikke lige nu. Prøv igen om lidt."),
+    "provider_error": (401, "Login-tjenesten afviste login. Prøv igen, eller kontakt jeres administrator."),
+    "id_token_invalid": (401, "Svaret fra login-tjenesten kunne ikke godkendes. Start forfra med Log ind."),
+    "id_token_missing": (401, "Svaret fra login-tjenesten kunne ikke godkendes. Start forfra med Log ind."),
+    "provider_unreachable": (503, "Login-tjenesten svarer ikke lige nu. Prøv igen om lidt."),
     "no_username": (403, "Login-tjenesten oplyste ikke, hvem du er."),
     "no_role": (403, "Du har ikke rollen som sagsbehandler i henvis. Kontakt jeres administrator."),
     "no_centre": (403, "Din bruger er ikke knyttet til et rusmiddelcenter. Kontakt jeres administrator."),
@@ -56,8 +55,8 @@ def _callback_url(request: Request, state: CentreState) -> str:
     return base.rstrip("/") + "/login/callback"
 
 
-def _refused(pages: Pages, reason: str, status_and_message: tuple[int, str], **log_fields) -> HTMLResponse:
-    log.warning("login_refused", reason=reason, **log_fields)
+def _refused(pages: Pages, refusal: LoginRefused, status_and_message: tuple[int, str], **log_fields) -> HTMLResponse:
+    log.warning("login_refused", reason=refusal.reason, detail=refusal.detail or None, **log_fields)
     status_code, message = status_and_message
     return pages.render(
         "login_oidc.html", auth.Session.anonymous(), status_code=status_code, error=message, signed_out=False
@@ -73,33 +72,22 @@ async def start_login(request: Request, state: StateDep) -> Response:
         )
     except httpx.HTTPError as exc:
         log.warning("login_provider_unreachable", error=type(exc).__name__)
-        return HTMLResponse(_REFUSALS["unavailable"][1], status_code=503)
+        return HTMLResponse(_REFUSALS["provider_unreachable"][1], status_code=503)
 
 
 @router.get("/login/callback", response_class=HTMLResponse)
 async def finish_login(request: Request, state: StateDep, pages: PagesDep, session: CaseworkerSessionDep):
     """The provider's answer: into the inbox, or a page that says why not."""
-    try:
-        token = await state.oidc.authorize_access_token(request)
-    except MismatchingStateError:
-        return _refused(pages, "state_unknown_or_replayed", _REFUSALS["state"])
-    except OAuthError as exc:
-        return _refused(pages, "provider_error", _REFUSALS["provider"], error=exc.error)
-    except JoseError as exc:
-        return _refused(pages, "id_token_invalid", _REFUSALS["id_token"], error=exc.error, claim=_claim_of(exc))
-    except httpx.HTTPError as exc:
-        return _refused(pages, "provider_unreachable", _REFUSALS["unavailable"], error=type(exc).__name__)
-    claims = dict(token.get("userinfo") or {})
-    if not claims:
-        return _refused(pages, "id_token_missing", _REFUSALS["id_token"])
-    mapped = map_login(claims, state.settings.oidc_mapping())
+    answer = await complete_login(state.oidc, request)
+    if isinstance(answer, LoginRefused):
+        return _refused(pages, answer, _REFUSALS[answer.reason])
+    mapped = map_login(answer.claims, state.settings.oidc_mapping())
     centre = caseworker_centre(mapped, state.centres) if not isinstance(mapped, LoginRefused) else mapped
     if isinstance(centre, LoginRefused):
         if centre.reason == "acr_insufficient":
             required = state.settings.oidc_required_acr
-            refusal = _acr_refusal(required, centre.detail)
-            return _refused(pages, centre.reason, refusal, acr=centre.detail, required_acr=required)
-        return _refused(pages, centre.reason, _REFUSALS[centre.reason])
+            return _refused(pages, centre, _acr_refusal(required, centre.detail), required_acr=required)
+        return _refused(pages, centre, _REFUSALS[centre.reason])
     assert not isinstance(mapped, LoginRefused)
     await run_in_threadpool(
         log_access,
@@ -111,10 +99,5 @@ async def finish_login(request: Request, state: StateDep, pages: PagesDep, sessi
         action="login",
     )
     log.info("login_oidc", centre=centre)
-    new_session = auth.Session.for_user(mapped.username, centre, id_token=token.get("id_token"))
+    new_session = auth.Session.for_user(mapped.username, centre, id_token=answer.id_token)
     return pages.with_session(RedirectResponse("/indbakke", status_code=303), new_session)
-
-
-def _claim_of(exc: JoseError) -> str | None:
-    """The claim a validation error is about (nonce, aud, iss ...), never its value."""
-    return getattr(exc, "claim", None)

@@ -132,7 +132,7 @@ def test_an_id_token_with_another_nonce_is_refused(app):
         assert "kunne ikke godkendes" in answer.text
         assert client.get("/indbakke", follow_redirects=False).status_code == 303
     refused = [entry for entry in logs if entry["event"] == "login_refused"]
-    assert refused and refused[0]["reason"] == "id_token_invalid" and refused[0]["claim"] == "nonce"
+    assert refused and refused[0]["reason"] == "id_token_invalid" and refused[0]["detail"] == "nonce"
     _no_secret_in(logs, parse_qs(urlsplit(callback).query)["code"][0])
 
 
@@ -146,7 +146,7 @@ def test_a_login_without_the_required_acr_is_refused_with_a_page_that_says_why(t
         assert "sikringsniveau »low«" in answer.text and "kræver »substantial«" in answer.text
         assert client.get("/indbakke", follow_redirects=False).headers["location"] == "/login"
     refused = [entry for entry in logs if entry["event"] == "login_refused"]
-    assert refused[0]["reason"] == "acr_insufficient" and refused[0]["acr"] == "low"
+    assert refused[0]["reason"] == "acr_insufficient" and refused[0]["detail"] == "low"
     app.state.centre.engine.dispose()
 
 
