@@ -18,15 +18,24 @@ cookie, so a replayed callback finds nothing, even with the old cookie.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import authlib.deprecate
 import httpx
-from authlib.integrations.base_client import MismatchingStateError, OAuthError
-from authlib.integrations.starlette_client import OAuth
 from joserfc.errors import JoseError
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from starlette.requests import Request
+
+with warnings.catch_warnings():
+    # authlib warns on import that it uses httpx, not its successor httpx2, which henvis cannot
+    # install yet (pyproject.toml): a line on every `henvis` command's stderr otherwise.
+    warnings.filterwarnings(
+        "ignore", message="The httpx module is deprecated", category=authlib.deprecate.AuthlibDeprecationWarning
+    )
+    from authlib.integrations.base_client import MismatchingStateError, OAuthError
+    from authlib.integrations.starlette_client import OAuth
 
 #: The roles a person can have in henvis (the machine roles are henvis.auth's).
 PERSON_ROLES = ("caseworker", "researcher", "auditor")

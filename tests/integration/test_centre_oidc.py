@@ -8,19 +8,18 @@ reads it (the log line's reason, with no code or token in any log line).
 
 from __future__ import annotations
 
-import html
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from henvis.services.centre import store_intake
 from henvis.services.centre.api import build_app
-from henvis_dev.keycloak_realm import DEMO_PASSWORD, WEB_CLIENT, secret_of
+from henvis_dev.keycloak_realm import WEB_CLIENT, secret_of
 from tests.centre_fakes import KEYS, centre_settings, referral_issued
+from tests.oidc_support import sign_in_at_keycloak
 
 BASE = "http://127.0.0.1:8999"
 
@@ -58,22 +57,7 @@ def _authorization_url(client: TestClient) -> str:
 
 
 def _sign_in_at_keycloak(authorization_url: str, username: str) -> str:
-    """Keycloak's login form filled in as a person would; returns where Keycloak sends the browser back."""
-    with httpx.Client(timeout=60) as browser:
-        form_page = browser.get(authorization_url)
-        assert form_page.status_code == 200, form_page.text[:500]
-        action = html.unescape(re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', form_page.text)[1])
-        # Keycloak marks its cookies Secure; a browser sends them to a loopback http origin, httpx does not.
-        cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in browser.cookies.jar)
-        answer = browser.post(
-            action,
-            data={"username": username, "password": DEMO_PASSWORD, "credentialId": ""},
-            headers={"Cookie": cookies},
-        )
-        assert answer.status_code == 302, answer.text[:500]
-        back = answer.headers["location"]
-    assert back.startswith(f"{BASE}/login/callback?")
-    return back.removeprefix(BASE)
+    return sign_in_at_keycloak(authorization_url, username, BASE)
 
 
 def _sign_in(client: TestClient, username: str):
