@@ -273,6 +273,8 @@ def _jvm_command(java: str, home: Path, run_dir: Path, port: int) -> list[str]:
         f"--http-port={port}",
         # The issuer follows the URL a client used (127.0.0.1:<port>): no fixed hostname.
         "--hostname-strict=false",
+        # One node: no cluster transport (JGroups would listen on every interface, port 7800).
+        "--cache=local",
         "--import-realm",
         "--log-level=WARN",
     ]
