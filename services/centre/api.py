@@ -19,7 +19,7 @@ from henvis.db import migrate
 from henvis.http import create_app
 from henvis.oidc import oauth_client
 from henvis.registry import load_registry
-from henvis.services.centre import api_routes, web_oidc, web_routes
+from henvis.services.centre import api_routes, web_audit, web_oidc, web_routes
 from henvis.services.centre.auth import SessionSigner
 from henvis.services.centre.database import make_centre_engine, ping
 from henvis.services.centre.key_store import DataKeys
@@ -79,5 +79,6 @@ def build_app(
             https_only=bool(settings.secure_cookies),
         )
         app.include_router(web_oidc.router)
+        app.include_router(web_audit.router)
     app.include_router(web_routes.router)
     return app

@@ -52,10 +52,17 @@ class Session:
     centre: str | None = None
     #: the provider's ID token of an OpenID Connect login: the sign-out's id_token_hint
     id_token: str | None = None
+    #: ``auditor`` for an auditor signed in at the provider (no centre, only the access log)
+    role: str | None = None
 
     @property
     def logged_in(self) -> bool:
         return self.username is not None and self.centre is not None
+
+    @property
+    def signed_in(self) -> bool:
+        """A caseworker or an auditor: someone who can sign out."""
+        return self.logged_in or (self.username is not None and self.role == "auditor")
 
     @classmethod
     def anonymous(cls) -> Session:
@@ -67,6 +74,18 @@ class Session:
         return cls(
             csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, centre=centre, id_token=id_token
         )
+
+
+def for_auditor(username: str, id_token: str | None) -> Session:
+    """An auditor's session: the access log, no centre and so no inbox."""
+    return Session(
+        csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, id_token=id_token, role="auditor"
+    )
+
+
+def auditor(session: Session | None) -> str | None:
+    """The auditor signed in with ``session``, or None."""
+    return session.username if session and session.role == "auditor" and session.username else None
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,8 @@ class SessionSigner:
         data = {"c": session.csrf, "i": session.issued, "s": time.time(), "u": session.username, "k": session.centre}
         if session.id_token:
             data["t"] = session.id_token
+        if session.role:
+            data["r"] = session.role
         body = _b64(json.dumps(data).encode())
         return f"{body}.{self._sign(body)}"
 
@@ -122,6 +143,7 @@ class SessionSigner:
                 username=data.get("u"),
                 centre=data.get("k"),
                 id_token=data.get("t"),
+                role=data.get("r"),
             )
             seen = float(data.get("s", session.issued))
         except (ValueError, KeyError, TypeError):

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from henvis.oidc import LoginRefused, authorize_params, caseworker_centre, complete_login, map_login
+from henvis.oidc import Login, LoginRefused, authorize_params, caseworker_centre, complete_login, map_login
 from henvis.services.centre import auth
 from henvis.services.centre.deps import CaseworkerSessionDep, PagesDep, StateDep
 from henvis.services.centre.state import CentreState
@@ -82,6 +82,8 @@ async def finish_login(request: Request, state: StateDep, pages: PagesDep, sessi
     if isinstance(answer, LoginRefused):
         return _refused(pages, answer, _REFUSALS[answer.reason])
     mapped = map_login(answer.claims, state.settings.oidc_mapping())
+    if isinstance(mapped, Login) and "auditor" in mapped.roles and "caseworker" not in mapped.roles:
+        return await _auditor_signed_in(state, pages, mapped, answer.id_token)
     centre = caseworker_centre(mapped, state.centres) if not isinstance(mapped, LoginRefused) else mapped
     if isinstance(centre, LoginRefused):
         if centre.reason == "acr_insufficient":
@@ -101,3 +103,14 @@ async def finish_login(request: Request, state: StateDep, pages: PagesDep, sessi
     log.info("login_oidc", centre=centre)
     new_session = auth.Session.for_user(mapped.username, centre, id_token=answer.id_token)
     return pages.with_session(RedirectResponse("/indbakke", status_code=303), new_session)
+
+
+async def _auditor_signed_in(state: CentreState, pages: Pages, login: Login, id_token: str | None) -> Response:
+    """An auditor: a session for the access log only (no centre, so no inbox)."""
+    await run_in_threadpool(
+        log_access, state.engine, actor=login.username, actor_kind="user", centre=None, referral_id=None, action="login"
+    )
+    log.info("login_oidc", role="auditor")
+    return pages.with_session(
+        RedirectResponse("/adgangslog", status_code=303), auth.for_auditor(login.username, id_token)
+    )

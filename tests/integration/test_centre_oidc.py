@@ -153,3 +153,22 @@ def test_sign_out_ends_the_provider_session_too(app, keycloak):
         query = parse_qs(urlsplit(end_session).query)
         assert query["post_logout_redirect_uri"] == [f"{BASE}/login?logget_ud=1"] and query["id_token_hint"]
         assert client.get("/indbakke", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_an_auditor_reads_the_access_log_page_and_opens_no_inbox(app):
+    herning_id = _issue(app, "herning")
+    with TestClient(app, base_url=BASE) as caseworker:
+        _sign_in(caseworker, "caseworker-herning")
+        assert caseworker.get(f"/henvisning/{herning_id}").status_code == 200
+        assert caseworker.get("/adgangslog", follow_redirects=False).headers["location"] == "/login"
+    with TestClient(app, base_url=BASE) as auditor:
+        answer = _sign_in(auditor, "auditor")
+        assert answer.status_code == 303 and answer.headers["location"] == "/adgangslog"
+        page = auditor.get("/adgangslog")
+        assert page.status_code == 200 and "Revisor · auditor" in page.text
+        assert "caseworker-herning" in page.text and herning_id in page.text
+        only_one = auditor.get("/adgangslog", params={"henvisning": herning_id})
+        assert only_one.text.count(herning_id) >= 2 and "auditor</td>" not in only_one.text
+        assert auditor.get("/adgangslog", params={"henvisning": "x"}).status_code == 422
+        assert auditor.get("/indbakke", follow_redirects=False).headers["location"] == "/login"
+        assert auditor.get(f"/henvisning/{herning_id}", follow_redirects=False).headers["location"] == "/login"
