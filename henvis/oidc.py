@@ -207,9 +207,11 @@ class FlowCache:
     flow (session affinity), or a shared store with the same three methods.
     """
 
-    def __init__(self, max_entries: int = 10_000):
+    def __init__(self, max_entries: int = 10_000, max_age_seconds: float = 600):
         self._entries: dict[str, tuple[float, str]] = {}
         self.max_entries = max_entries
+        #: a login may take this long (the flow cookie lives as long)
+        self.max_age_seconds = max_age_seconds
 
     async def get(self, key: str) -> str | None:
         entry = self._entries.get(key)
@@ -222,7 +224,9 @@ class FlowCache:
         now = time.monotonic()
         if len(self._entries) >= self.max_entries:
             self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-        self._entries[key] = (now + (expires or 3600), value)
+        while len(self._entries) >= self.max_entries:  # a flood of started logins: the oldest go first
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (now + min(expires or self.max_age_seconds, self.max_age_seconds), value)
 
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
@@ -263,8 +267,8 @@ async def complete_login(client, request: Request) -> ProviderAnswer | LoginRefu
         token = await client.authorize_access_token(request)
     except MismatchingStateError:
         return LoginRefused("state_unknown_or_replayed")
-    except OAuthError as exc:
-        return LoginRefused("provider_error", str(exc.error))
+    except OAuthError as exc:  # the error code from the callback's query: shortened, it is anyone's text
+        return LoginRefused("provider_error", str(exc.error)[:64])
     except JoseError as exc:
         return LoginRefused("id_token_invalid", str(getattr(exc, "claim", None) or exc.error))
     except httpx.HTTPError as exc:

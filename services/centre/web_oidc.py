@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from henvis.oidc import Login, LoginRefused, authorize_params, caseworker_centre, complete_login, map_login
 from henvis.services.centre import auth
-from henvis.services.centre.deps import CaseworkerSessionDep, PagesDep, StateDep
+from henvis.services.centre.deps import PagesDep, StateDep
 from henvis.services.centre.state import CentreState
 from henvis.services.centre.store_access_log import log_access
 from henvis.services.centre.web_pages import Pages
@@ -76,7 +76,7 @@ async def start_login(request: Request, state: StateDep) -> Response:
 
 
 @router.get("/login/callback", response_class=HTMLResponse)
-async def finish_login(request: Request, state: StateDep, pages: PagesDep, session: CaseworkerSessionDep):
+async def finish_login(request: Request, state: StateDep, pages: PagesDep):
     """The provider's answer: into the inbox, or a page that says why not."""
     answer = await complete_login(state.oidc, request)
     if isinstance(answer, LoginRefused):

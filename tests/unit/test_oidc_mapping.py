@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from henvis.oidc import ClaimMapping, Login, LoginRefused, OidcLoginSettings, caseworker_centre, map_login
+from henvis.oidc import ClaimMapping, FlowCache, Login, LoginRefused, OidcLoginSettings, caseworker_centre, map_login
 from henvis.services.centre.auth import Session, SessionSigner
 
 KEYCLOAK = ClaimMapping()
@@ -83,3 +84,17 @@ def test_an_idle_session_ends_on_the_server(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: started + 61)
     assert signer.loads(cookie) is None
     assert signer.loads(refreshed) is not None
+
+
+def test_the_flow_cache_uses_each_state_once_and_stays_bounded():
+    async def scenario():
+        cache = FlowCache(max_entries=3)
+        await cache.set("a", "1", 3600)
+        assert await cache.get("a") == "1"
+        await cache.delete("a")
+        assert await cache.get("a") is None
+        for key in "bcde":
+            await cache.set(key, key)
+        return [await cache.get(key) for key in "bcde"]
+
+    assert asyncio.run(scenario()) == [None, "c", "d", "e"]
