@@ -76,7 +76,8 @@ def build_app(
             max_age=600,
             path="/login",
             same_site="lax",
-            https_only=bool(settings.secure_cookies),
+            # Like the session cookie: Secure unless set otherwise or served on loopback only.
+            https_only=settings.secure_cookies if settings.secure_cookies is not None else not local_only,
         )
         app.include_router(web_oidc.router)
         app.include_router(web_audit.router)

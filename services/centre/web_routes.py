@@ -91,7 +91,8 @@ async def logout(request: Request, pages: PagesDep, session: CaseworkerSessionDe
     if not auth.csrf_valid(session, _text_field(form, "csrf_token")):
         return pages.refused(session)
     if state.oidc is not None and session.id_token:
-        after = state.settings.oidc_post_logout_url or f"{str(request.base_url).rstrip('/')}/login?logget_ud=1"
+        base = state.settings.inbox_url or str(request.base_url)  # behind an ingress: the public address
+        after = state.settings.oidc_post_logout_url or f"{base.rstrip('/')}/login?logget_ud=1"
         response = await state.oidc.logout_redirect(
             request, post_logout_redirect_uri=after, id_token_hint=session.id_token
         )

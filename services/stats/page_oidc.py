@@ -93,7 +93,8 @@ async def sign_out(request: Request) -> Response:
     id_token = data.get("id_token") if isinstance(data, dict) else None
     if getattr(request.app.state, "oidc", None) is None or not id_token:
         return RedirectResponse("/", status_code=303)
-    after = str(request.base_url).rstrip("/") + "/"
+    settings = request.app.state.settings
+    after = settings.oidc_post_logout_url or (settings.page_url or str(request.base_url)).rstrip("/") + "/"
     response = await request.app.state.oidc.logout_redirect(
         request, post_logout_redirect_uri=after, id_token_hint=id_token
     )

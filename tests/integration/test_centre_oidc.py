@@ -32,6 +32,7 @@ def _app(tmp_path, keycloak, **overrides):
         oidc_issuer=keycloak.issuer,
         oidc_client_id=WEB_CLIENT,
         oidc_client_secret=secret_of(WEB_CLIENT),
+        secure_cookies=False,  # http on loopback, as a developer runs it
         **overrides,
     )
     return build_app(settings, keys=KEYS)
