@@ -226,12 +226,13 @@ def _seed_dir() -> Path:
 def _keep_seed(run_dir: Path) -> None:
     """Keep a stopped instance's fresh database as the seed of later run folders."""
     seed = _seed_dir()
-    if seed.is_dir():
-        return
-    partial = seed.with_name(seed.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(run_dir / "data" / "h2", partial)
-    partial.rename(seed)
+    with _file_lock(cache_dir() / ".seed.lock"):  # two cold starts at once: the first one's seed stays
+        if seed.is_dir():
+            return
+        partial = seed.with_name(seed.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(run_dir / "data" / "h2", partial)
+        partial.rename(seed)
 
 
 # --------------------------------------------------------------------------- processes
