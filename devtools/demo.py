@@ -28,6 +28,8 @@ from henvis.auth import ApiClient, hash_token, new_token
 from henvis.registry import load_registry
 from henvis.shredding import new_secret
 from henvis_dev import broker
+from henvis_dev import keycloak as local_keycloak
+from henvis_dev.keycloak_realm import DEMO_PASSWORD, WEB_CLIENT, secret_of
 from henvis_dev.supervisor import Part, Supervisor, SupervisorError
 
 #: One line for `henvis --help`.
@@ -44,6 +46,7 @@ class Ports:
     consent: int = 8001
     centre: int = 8002
     stats: int = 8003
+    keycloak: int = 8180
 
 
 @dataclass
@@ -58,12 +61,14 @@ class Credentials:
 # ---------------------------------------------------------------------- preparation
 
 
-def check_prerequisites(ports: Ports) -> None:
+def check_prerequisites(ports: Ports, with_keycloak: bool = False) -> None:
     """Fail early, saying exactly what is missing and how to fix it."""
     for tool, package in (("java", "openjdk-17-jre-headless"), ("mvn", "maven")):
         if shutil.which(tool) is None:
             raise DemoError(f"`{tool}` is not installed; the Kafka broker needs it: apt-get install {package}")
     for name, port in vars(ports).items():
+        if name == "keycloak" and not with_keycloak:
+            continue
         if port_taken(port):
             raise DemoError(
                 f"port {port} (for {name}) is already in use on 127.0.0.1. Stop what uses it "
@@ -119,6 +124,19 @@ def service_env(run_dir: Path, ports: Ports, credentials: Credentials) -> dict[s
         "HENVIS_CENTRE_SECURE_COOKIES": "false",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def sign_in_env(issuer: str) -> dict[str, str]:
+    """The centre inbox and the researchers' page signing people in at the demo's Keycloak."""
+    env = {"HENVIS_STATS_SESSION_SECRET": new_token()}
+    for prefix in ("HENVIS_CENTRE_", "HENVIS_STATS_"):
+        env |= {
+            f"{prefix}LOGIN": "oidc",
+            f"{prefix}OIDC_ISSUER": issuer,
+            f"{prefix}OIDC_CLIENT_ID": WEB_CLIENT,
+            f"{prefix}OIDC_CLIENT_SECRET": secret_of(WEB_CLIENT),
+        }
+    return env
 
 
 def pipeline_parts(ports: Ports) -> list[Part]:
@@ -198,14 +216,25 @@ class ProgressBar:
         self.stream.flush()
 
 
-def start_pipeline(run_dir: Path, ports: Ports, say=print) -> tuple[Supervisor, Credentials]:
-    check_prerequisites(ports)
+def start_pipeline(
+    run_dir: Path, ports: Ports, say=print, with_keycloak: bool = False
+) -> tuple[Supervisor, Credentials]:
+    check_prerequisites(ports, with_keycloak)
+    if with_keycloak:
+        local_keycloak.find_java()  # before anything starts: says how to get a Java 21+
     fresh_run_dir(run_dir)
     say(f"Run folder: {run_dir}")
     broker.ensure_jars(progress=say)
     handle = broker.start(run_dir / "kafka", port=ports.broker, progress=say)
     credentials = make_credentials(run_dir)
-    supervisor = Supervisor(run_dir, service_env(run_dir, ports, credentials))
+    env = service_env(run_dir, ports, credentials)
+    if with_keycloak:
+        try:
+            env |= sign_in_env(local_keycloak.start(run_dir / "keycloak", port=ports.keycloak, progress=say).issuer)
+        except BaseException:
+            broker.stop(handle.run_dir)
+            raise
+    supervisor = Supervisor(run_dir, env)
     try:
         add_caseworkers(supervisor, credentials)
         for part in pipeline_parts(ports):
@@ -215,6 +244,7 @@ def start_pipeline(run_dir: Path, ports: Ports, say=print) -> tuple[Supervisor, 
     except BaseException:
         supervisor.stop_all()
         broker.stop(handle.run_dir)
+        local_keycloak.stop(run_dir / "keycloak")
         raise
     return supervisor, credentials
 
@@ -222,6 +252,7 @@ def start_pipeline(run_dir: Path, ports: Ports, say=print) -> tuple[Supervisor, 
 def stop_pipeline(supervisor: Supervisor, run_dir: Path) -> None:
     supervisor.stop_all()
     broker.stop(run_dir / "kafka")
+    local_keycloak.stop(run_dir / "keycloak")
 
 
 def replay_pilot(ports: Ports, credentials: Credentials, progress) -> dict:
@@ -289,7 +320,9 @@ def evaluation_table(funnel: dict, by_municipality: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def print_summary(ports: Ports, credentials: Credentials, funnel: dict, table: str, say=print) -> None:
+def print_summary(
+    ports: Ports, credentials: Credentials, funnel: dict, table: str, say=print, with_keycloak: bool = False
+) -> None:
     say("")
     say(
         "Evaluation of the pilot period (<5: withheld, a count of 1–4 persons or one hidden with it so"
@@ -302,12 +335,22 @@ def print_summary(ports: Ports, credentials: Credentials, funnel: dict, table: s
         f"   follow-up rate: {percent(funnel.get('follow_up_rate'))}"
     )
     say("")
-    say(
-        f"Centre inbox (caseworkers): http://127.0.0.1:{ports.centre}/   log in as e.g. herning / {credentials.caseworker_passwords['herning']}"
-    )
-    say(
-        f"Researchers' page:          http://127.0.0.1:{ports.stats}/   researcher token: {credentials.tokens['researcher']}"
-    )
+    if with_keycloak:
+        say(
+            f"Centre inbox (caseworkers): http://127.0.0.1:{ports.centre}/   sign in at Keycloak as e.g."
+            f" caseworker-herning / {DEMO_PASSWORD} (auditor / {DEMO_PASSWORD}: the access log)"
+        )
+        say(
+            f"Researchers' page:          http://127.0.0.1:{ports.stats}/   sign in at Keycloak as researcher / {DEMO_PASSWORD}"
+        )
+        say(f"Keycloak (realm henvis):    http://127.0.0.1:{ports.keycloak}/realms/henvis/account")
+    else:
+        say(
+            f"Centre inbox (caseworkers): http://127.0.0.1:{ports.centre}/   log in as e.g. herning / {credentials.caseworker_passwords['herning']}"
+        )
+        say(
+            f"Researchers' page:          http://127.0.0.1:{ports.stats}/   researcher token: {credentials.tokens['researcher']}"
+        )
     say(
         f"Police API (OpenAPI docs):  http://127.0.0.1:{ports.consent}/docs   police token: {credentials.tokens['police']}"
     )
@@ -317,10 +360,10 @@ def print_summary(ports: Ports, credentials: Credentials, funnel: dict, table: s
 # ---------------------------------------------------------------------- command
 
 
-def run(run_dir: Path, ports: Ports, exit_after: bool, say=print) -> int:
+def run(run_dir: Path, ports: Ports, exit_after: bool, say=print, with_keycloak: bool = False) -> int:
     started = time.monotonic()
-    say("Starting the Kafka broker and every henvis service ...")
-    supervisor, credentials = start_pipeline(run_dir, ports, say)
+    say("Starting the Kafka broker" + (", Keycloak" if with_keycloak else "") + " and every henvis service ...")
+    supervisor, credentials = start_pipeline(run_dir, ports, say, with_keycloak)
     interrupted = False
 
     def on_signal(_signum, _frame):
@@ -334,7 +377,7 @@ def run(run_dir: Path, ports: Ports, exit_after: bool, say=print) -> int:
         funnel = wait_for_stats(ports, credentials.tokens["researcher"], plan_summary["accepted"])
         by_municipality = fetch(ports.stats, "/v1/funnel/by-municipality", credentials.tokens["researcher"])
         rows = by_municipality.get("rows", by_municipality) if isinstance(by_municipality, dict) else by_municipality
-        print_summary(ports, credentials, funnel, evaluation_table(funnel, rows), say)
+        print_summary(ports, credentials, funnel, evaluation_table(funnel, rows), say, with_keycloak)
         say(f"\nDemo ready in {time.monotonic() - started:.0f}s.")
         if not exit_after:
             say("Press Ctrl-C to stop every service.")
@@ -355,13 +398,18 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="henvis demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--exit", action="store_true", help="exit after printing the figures (for scripts and CI)")
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("HENVIS_RUN_DIR", ".run")) / "demo")
+    parser.add_argument(
+        "--keycloak",
+        action="store_true",
+        help="caseworkers, auditors and researchers sign in at a local Keycloak (Java 21+) instead of passwords/tokens",
+    )
     defaults = Ports()
     for name in vars(defaults):
         parser.add_argument(f"--{name}-port", type=int, default=getattr(defaults, name))
     args = parser.parse_args(argv)
-    ports = Ports(args.broker_port, args.consent_port, args.centre_port, args.stats_port)
+    ports = Ports(args.broker_port, args.consent_port, args.centre_port, args.stats_port, args.keycloak_port)
     try:
-        return run(args.run_dir.resolve(), ports, args.exit)
-    except (DemoError, SupervisorError, broker.BrokerError) as exc:
+        return run(args.run_dir.resolve(), ports, args.exit, with_keycloak=args.keycloak)
+    except (DemoError, SupervisorError, broker.BrokerError, local_keycloak.KeycloakError) as exc:
         print(f"henvis demo: {exc}", file=sys.stderr)
         return 1

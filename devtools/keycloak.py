@@ -226,12 +226,13 @@ def _seed_dir() -> Path:
 def _keep_seed(run_dir: Path) -> None:
     """Keep a stopped instance's fresh database as the seed of later run folders."""
     seed = _seed_dir()
-    if seed.is_dir():
-        return
-    partial = seed.with_name(seed.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(run_dir / "data" / "h2", partial)
-    partial.rename(seed)
+    with _file_lock(cache_dir() / ".seed.lock"):  # two cold starts at once: the first one's seed stays
+        if seed.is_dir():
+            return
+        partial = seed.with_name(seed.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(run_dir / "data" / "h2", partial)
+        partial.rename(seed)
 
 
 # --------------------------------------------------------------------------- processes
@@ -273,6 +274,8 @@ def _jvm_command(java: str, home: Path, run_dir: Path, port: int) -> list[str]:
         f"--http-port={port}",
         # The issuer follows the URL a client used (127.0.0.1:<port>): no fixed hostname.
         "--hostname-strict=false",
+        # One node: no cluster transport (JGroups would listen on every interface, port 7800).
+        "--cache=local",
         "--import-realm",
         "--log-level=WARN",
     ]

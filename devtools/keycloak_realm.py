@@ -177,6 +177,10 @@ def build_realm(slugs: list[str]) -> dict[str, Any]:
         "enabled": True,
         "sslRequired": "external",
         "registrationAllowed": False,
+        # Caseworkers read Danish: Keycloak's login pages in Danish, English to choose.
+        "internationalizationEnabled": True,
+        "supportedLocales": ["da", "en"],
+        "defaultLocale": "da",
         "bruteForceProtected": True,
         "ssoSessionIdleTimeout": 1800,
         "ssoSessionMaxLifespan": 36000,

@@ -435,6 +435,10 @@ BAD_VALUES=(
     "centre.deadlineWarning.workingDayOpens=8am|/centre/deadlineWarning/workingDayOpens"
     "prometheusRule.consumerLagThreshold=-1|/prometheusRule/consumerLagThreshold"
     "networkPolicy.kafka.ports=null|missing property 'ports'"
+    "centre.login.mode=sso|/centre/login/mode"
+    "centre.login.mode=oidc,centre.login.publicUrl=https://henvis.example,centre.login.oidc.issuer=https://idp.example,centre.login.oidc.clientId=henvis|/centre/login/oidc/existingSecret"
+    "centre.login.mode=oidc,centre.login.oidc.issuer=https://idp.example,centre.login.oidc.clientId=henvis,centre.login.oidc.existingSecret=s|/centre/login/publicUrl"
+    "stats.login.mode=oidc,stats.login.publicUrl=https://stats.example,stats.login.oidc.issuer=https://idp.example,stats.login.oidc.clientId=henvis,stats.login.oidc.existingSecret=s|/stats/sessionSecret/existingSecret"
 )
 for case in "${BAD_VALUES[@]}"; do
     set_args="${case%%|*}"

@@ -8,17 +8,20 @@ systems and auditors), :mod:`fhir_routes` (FHIR R4 for case systems) and :mod:`w
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
 
 from henvis.auth import ClientRegistry
 from henvis.db import migrate
 from henvis.http import create_app
+from henvis.oidc import oauth_client
 from henvis.registry import load_registry
-from henvis.services.centre import api_routes, fhir_routes, web_routes
+from henvis.services.centre import api_routes, fhir_routes, web_audit, web_oidc, web_routes
 from henvis.services.centre.auth import SessionSigner
 from henvis.services.centre.database import make_centre_engine, ping
 from henvis.services.centre.key_store import DataKeys
@@ -50,13 +53,37 @@ def build_app(
         description="Referrals for the rusmiddelcentre: list, read, record outcomes; access log for auditors.",
         ready=partial(ping, engine),
     )
-    signer = SessionSigner(settings.resolved_session_secret(local_only), settings.session_max_age_seconds)
+    secret = settings.resolved_session_secret(local_only)
+    signer = SessionSigner(secret, settings.session_max_age_seconds, settings.session_idle_seconds)
+    oidc = oauth_client(settings) if settings.login == "oidc" else None
     app.state.centre = CentreState(
-        settings=settings, registry=registry, centres=centres, engine=engine, clients=clients, signer=signer, keys=keys
+        settings=settings,
+        registry=registry,
+        centres=centres,
+        engine=engine,
+        clients=clients,
+        signer=signer,
+        keys=keys,
+        oidc=oidc,
     )
     app.include_router(api_routes.router)
     app.include_router(fhir_routes.router)
     app.add_exception_handler(HTTPException, fhir_routes.http_error)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="centre-static")
+    if oidc is not None:
+        # authlib keeps a login flow's marker (state, nonce, PKCE verifier stay on the server)
+        # in a cookie of its own, for the ten minutes a login may take, on /login only.
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=hashlib.sha256(b"henvis-centre-oidc-flow|" + secret).hexdigest(),
+            session_cookie="henvis_centre_login_flow",
+            max_age=600,
+            path="/login",
+            same_site="lax",
+            # Like the session cookie: Secure unless set otherwise or served on loopback only.
+            https_only=settings.secure_cookies if settings.secure_cookies is not None else not local_only,
+        )
+        app.include_router(web_oidc.router)
+        app.include_router(web_audit.router)
     app.include_router(web_routes.router)
     return app

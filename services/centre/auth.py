@@ -1,8 +1,10 @@
 """Caseworker identity: argon2 password hashes, signed session cookies, CSRF tokens.
 
-The session cookie holds only the user name, the centre slug, a CSRF token and the time it
-was issued, signed with HMAC-SHA256 (``HENVIS_CENTRE_SESSION_SECRET``) — nothing personal
-about a citizen ever goes into it.
+The session cookie holds only the user name, the centre slug, a CSRF token, the time it
+was issued and last used, and (after an OpenID Connect login) the provider's ID token for
+the sign-out, signed with HMAC-SHA256 (``HENVIS_CENTRE_SESSION_SECRET``) — nothing personal
+about a citizen ever goes into it. The server refuses a session older than its maximum age
+or unused for longer than the idle timeout, whatever the cookie's own expiry says.
 """
 
 from __future__ import annotations
@@ -48,19 +50,42 @@ class Session:
     issued: float
     username: str | None = None
     centre: str | None = None
+    #: the provider's ID token of an OpenID Connect login: the sign-out's id_token_hint
+    id_token: str | None = None
+    #: ``auditor`` for an auditor signed in at the provider (no centre, only the access log)
+    role: str | None = None
 
     @property
     def logged_in(self) -> bool:
         return self.username is not None and self.centre is not None
+
+    @property
+    def signed_in(self) -> bool:
+        """A caseworker or an auditor: someone who can sign out."""
+        return self.logged_in or (self.username is not None and self.role == "auditor")
 
     @classmethod
     def anonymous(cls) -> Session:
         return cls(csrf=secrets.token_urlsafe(24), issued=time.time())
 
     @classmethod
-    def for_user(cls, username: str, centre: str) -> Session:
+    def for_user(cls, username: str, centre: str, id_token: str | None = None) -> Session:
         # A fresh CSRF token at login: a token seen before login is worthless after it.
-        return cls(csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, centre=centre)
+        return cls(
+            csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, centre=centre, id_token=id_token
+        )
+
+
+def for_auditor(username: str, id_token: str | None) -> Session:
+    """An auditor's session: the access log, no centre and so no inbox."""
+    return Session(
+        csrf=secrets.token_urlsafe(24), issued=time.time(), username=username, id_token=id_token, role="auditor"
+    )
+
+
+def auditor(session: Session | None) -> str | None:
+    """The auditor signed in with ``session``, or None."""
+    return session.username if session and session.role == "auditor" and session.username else None
 
 
 @dataclass(frozen=True)
@@ -88,18 +113,23 @@ def _unb64(text: str) -> bytes:
 
 
 class SessionSigner:
-    def __init__(self, secret: bytes, max_age_seconds: int):
+    def __init__(self, secret: bytes, max_age_seconds: int, idle_seconds: int | None = None):
         self._key = hashlib.sha256(b"henvis-centre-session|" + secret).digest()
         self.max_age_seconds = max_age_seconds
+        self.idle_seconds = idle_seconds or max_age_seconds
 
     def dumps(self, session: Session) -> str:
-        body = _b64(
-            json.dumps({"c": session.csrf, "i": session.issued, "u": session.username, "k": session.centre}).encode()
-        )
+        """The signed cookie value; it records now as the session's last use (the idle clock)."""
+        data = {"c": session.csrf, "i": session.issued, "s": time.time(), "u": session.username, "k": session.centre}
+        if session.id_token:
+            data["t"] = session.id_token
+        if session.role:
+            data["r"] = session.role
+        body = _b64(json.dumps(data).encode())
         return f"{body}.{self._sign(body)}"
 
     def loads(self, cookie: str | None) -> Session | None:
-        """The session in a cookie, or None if missing, tampered with or expired."""
+        """The session in a cookie, or None if missing, tampered with, expired or idle too long."""
         if not cookie or "." not in cookie:
             return None
         body, signature = cookie.rsplit(".", 1)
@@ -107,10 +137,19 @@ class SessionSigner:
             return None
         try:
             data = json.loads(_unb64(body))
-            session = Session(csrf=data["c"], issued=float(data["i"]), username=data.get("u"), centre=data.get("k"))
+            session = Session(
+                csrf=data["c"],
+                issued=float(data["i"]),
+                username=data.get("u"),
+                centre=data.get("k"),
+                id_token=data.get("t"),
+                role=data.get("r"),
+            )
+            seen = float(data.get("s", session.issued))
         except (ValueError, KeyError, TypeError):
             return None
-        if time.time() - session.issued > self.max_age_seconds:
+        now = time.time()
+        if now - session.issued > self.max_age_seconds or now - seen > self.idle_seconds:
             return None
         return session
 

@@ -14,13 +14,16 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from henvis.client_credentials import ClientCredentials
+from henvis.oidc import OidcLoginSettings
 from henvis.registry import Registry
 from henvis.services.centre.domain_alerts import WorkingHours
 from henvis.services.centre.key_store import KeyStoreClient
 from henvis.settings import ServiceSettings, sqlite_in_run_dir
 
 
-class CentreSettings(ServiceSettings):
+class CentreSettings(ServiceSettings, OidcLoginSettings):
+    """The centre's settings; the login fields (``HENVIS_CENTRE_LOGIN``, ``HENVIS_CENTRE_OIDC_*``) are henvis.oidc's."""
+
     model_config = SettingsConfigDict(env_prefix="HENVIS_CENTRE_", extra="ignore")
 
     database_url: str = Field(default_factory=sqlite_in_run_dir("centre.db"))
@@ -46,7 +49,10 @@ class CentreSettings(ServiceSettings):
     secure_cookies: bool | None = Field(
         default=None, description="Secure flag on cookies; unset = on unless the host is localhost/127.0.0.1."
     )
-    session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60, description="A session ends this long after login.")
+    session_idle_seconds: int = Field(
+        default=30 * 60, ge=60, description="A session not used for this long ends (checked by the server)."
+    )
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     metrics_port: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -26,6 +27,8 @@ class CentreState:
     signer: SessionSigner
     #: the consent service's key store, asked with each served centre's own credential
     keys: DataKeys
+    #: the identity provider's authlib client when caseworkers sign in there (login=oidc)
+    oidc: Any = None
 
     def centre_name(self, slug: str | None) -> str:
         """The centre's name for the page header ("" for none)."""

@@ -6,6 +6,7 @@ import uuid
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -95,6 +96,13 @@ class Pages:
             path="/",
         )
         response.headers.update(_SECURITY_HEADERS)
+        if settings.login == "oidc" and settings.oidc_issuer:
+            # Signing out posts to /logout, which redirects to the provider: a form action too.
+            issuer = urlsplit(settings.oidc_issuer)
+            policy = response.headers["Content-Security-Policy"]
+            response.headers["Content-Security-Policy"] = policy.replace(
+                "form-action 'self'", f"form-action 'self' {issuer.scheme}://{issuer.netloc}"
+            )
         return response
 
     def referral(

@@ -55,14 +55,19 @@ def root(session: CaseworkerSessionDep):
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(pages: PagesDep, session: CaseworkerSessionDep):
-    """The login form (with a CSRF token in a fresh anonymous session)."""
+def login_form(pages: PagesDep, session: CaseworkerSessionDep, state: StateDep, logget_ud: str | None = None):
+    """The login form (with a CSRF token in a fresh anonymous session), or the provider's button."""
+    if state.oidc is not None:
+        anonymous = auth.Session.anonymous()
+        return pages.render("login_oidc.html", anonymous, error=None, signed_out=logget_ud is not None)
     return pages.render("login.html", session or auth.Session.anonymous(), error=None, username="")
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, pages: PagesDep, session: CaseworkerSessionDep, state: StateDep):
     """Log in: to the inbox, or the form again with why not (401, 403, 429)."""
+    if state.oidc is not None:  # no henvis passwords in this deployment: the provider's login
+        return RedirectResponse("/login", status_code=303)
     form = await request.form()
     if not auth.csrf_valid(session, _text_field(form, "csrf_token")):
         return pages.refused(session)
@@ -80,11 +85,19 @@ async def login(request: Request, pages: PagesDep, session: CaseworkerSessionDep
 
 
 @router.post("/logout")
-async def logout(request: Request, pages: PagesDep, session: CaseworkerSessionDep):
-    """Log out: an anonymous session, and to the login page."""
+async def logout(request: Request, pages: PagesDep, session: CaseworkerSessionDep, state: StateDep):
+    """Log out: an anonymous session, and to the login page (via the provider's sign-out, which ends its session)."""
     form = await request.form()
     if not auth.csrf_valid(session, _text_field(form, "csrf_token")):
         return pages.refused(session)
+    if state.oidc is not None and session.id_token:
+        base = state.settings.inbox_url or str(request.base_url)  # behind an ingress: the public address
+        after = state.settings.oidc_post_logout_url or f"{base.rstrip('/')}/login?logget_ud=1"
+        response = await state.oidc.logout_redirect(
+            request, post_logout_redirect_uri=after, id_token_hint=session.id_token
+        )
+        response.status_code = 303
+        return pages.with_session(response, auth.Session.anonymous())
     return pages.with_session(RedirectResponse("/login", status_code=303), auth.Session.anonymous())
 
 

@@ -13,19 +13,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from henvis.auth import ApiClient, ClientRegistry
 from henvis.services.stats import domain
 from henvis.services.stats.deps import RESEARCHER_ROLES, ClientsDep, ReaderDep, SettingsDep
 from henvis.services.stats.filters import page_filters
 from henvis.services.stats.page_charts import LABELS, funnel_svg, trend_svg
+from henvis.services.stats.page_oidc import sign_out, signed_in_researcher
+from henvis.services.stats.page_templates import TEMPLATES, login_page
 from henvis.services.stats.reader import StatsReader
 from henvis.services.stats.store import Filters
 
 SESSION_COOKIE = "henvis_stats_session"
 STATIC_DIR = Path(__file__).parent / "static"
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 OFFENCE_LABELS = {
     "drink_driving": "Spirituskørsel / Drink driving",
@@ -50,9 +50,11 @@ PageClient = Annotated[ApiClient | None, Depends(page_client)]
 
 
 @router.get("/", response_class=HTMLResponse)
-def page(request: Request, client: PageClient, reader: ReaderDep) -> Response:
-    """The page for a researcher; the login form (401/403) for anyone else."""
-    if (refused := _refusal(request, client)) is not None:
+def page(request: Request, client: PageClient, reader: ReaderDep, settings: SettingsDep) -> Response:
+    """The page for a researcher (token, or signed in at the provider); the login form (401/403) for anyone else."""
+    if client is None and signed_in_researcher(request, settings) is not None:
+        pass  # signed in through the identity provider
+    elif (refused := _refusal(request, client)) is not None:
         return refused
     # Filters only after the credential: a stranger learns nothing from a 422.
     filters = page_filters(request.query_params)
@@ -76,9 +78,9 @@ def login(
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """Forget the session cookie."""
-    response = RedirectResponse("/", status_code=303)
+async def logout(request: Request) -> Response:
+    """Forget the session cookie; after a provider sign-in, end the provider's session too."""
+    response = await sign_out(request)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -108,7 +110,7 @@ def _refusal(request: Request, client: ApiClient | None, message: str | None = N
 
 
 def _login_page(request: Request, status: int, message: str | None = None) -> HTMLResponse:
-    return TEMPLATES.TemplateResponse(request, "login.html", {"message": message}, status_code=status)
+    return login_page(request, status, message)
 
 
 def _page_context(reader: StatsReader, filters: Filters) -> dict:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from henvis.oidc import OidcLoginSettings
 from henvis.settings import StreamWorkerSettings, sqlite_in_run_dir
 
 
-class StatsSettings(StreamWorkerSettings):
+class StatsSettings(StreamWorkerSettings, OidcLoginSettings):
+    """The statistics service's settings; the page's sign-in (``HENVIS_STATS_LOGIN``, ``_OIDC_*``) is henvis.oidc's.
+
+    ``login=password`` (the default) is the researcher's token pasted into the page.
+    """
+
     model_config = SettingsConfigDict(env_prefix="HENVIS_STATS_", extra="ignore")
 
     database_url: str = Field(default_factory=sqlite_in_run_dir("stats.db"))
@@ -32,3 +38,21 @@ class StatsSettings(StreamWorkerSettings):
     secure_cookies: bool = Field(
         default=False, description="Secure flag on the page's session cookie (set behind HTTPS)."
     )
+    session_secret: SecretStr | None = Field(
+        default=None, description="Signs the page's session cookie after an OIDC sign-in; required with login=oidc."
+    )
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60, description="A session ends this long after login.")
+    session_idle_seconds: int = Field(
+        default=30 * 60, ge=60, description="A session not used for this long ends (checked by the server)."
+    )
+    page_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The page's public address (the OIDC callback is <page_url>/login/callback); default the request's.",
+    )
+
+    @model_validator(mode="after")
+    def _oidc_needs_a_session_secret(self):
+        if self.login == "oidc" and self.session_secret is None:
+            raise ValueError("HENVIS_STATS_LOGIN=oidc needs HENVIS_STATS_SESSION_SECRET")
+        return self

@@ -260,6 +260,49 @@ port, isolated centre).
     secretKeyRef:
       name: {{ $values.sessionSecret.existingSecret }}
       key: {{ $values.sessionSecret.key }}
+{{- with $values.login }}
+- name: HENVIS_CENTRE_LOGIN
+  value: {{ .mode | quote }}
+- name: HENVIS_CENTRE_SESSION_IDLE_SECONDS
+  value: {{ .sessionIdleSeconds | quote }}
+{{- if eq .mode "oidc" }}
+{{- if .publicUrl }}
+- name: HENVIS_CENTRE_INBOX_URL
+  value: {{ .publicUrl | quote }}
+{{- end }}
+{{- with .oidc }}
+- name: HENVIS_CENTRE_OIDC_ISSUER
+  value: {{ .issuer | quote }}
+- name: HENVIS_CENTRE_OIDC_CLIENT_ID
+  value: {{ .clientId | quote }}
+- name: HENVIS_CENTRE_OIDC_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .key }}
+- name: HENVIS_CENTRE_OIDC_SCOPES
+  value: {{ .scopes | quote }}
+- name: HENVIS_CENTRE_OIDC_ROLES_CLAIM
+  value: {{ .rolesClaim | quote }}
+- name: HENVIS_CENTRE_OIDC_ROLE_MAP
+  value: {{ .roleMap | toJson | quote }}
+- name: HENVIS_CENTRE_OIDC_CENTRE_CLAIM
+  value: {{ .centreClaim | quote }}
+- name: HENVIS_CENTRE_OIDC_CENTRE_PREFIX
+  value: {{ .centrePrefix | quote }}
+- name: HENVIS_CENTRE_OIDC_CENTRE_MAP
+  value: {{ .centreMap | toJson | quote }}
+- name: HENVIS_CENTRE_OIDC_USERNAME_CLAIM
+  value: {{ .usernameClaim | quote }}
+- name: HENVIS_CENTRE_OIDC_ACR_CLAIM
+  value: {{ .acrClaim | quote }}
+{{- if .requiredAcr }}
+- name: HENVIS_CENTRE_OIDC_REQUIRED_ACR
+  value: {{ .requiredAcr | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if $component.isolatedCentre }}
 {{- /* A worker of its own for one centre: its own consumer group and Kafka principal. */}}
@@ -314,6 +357,58 @@ port, isolated centre).
   value: {{ $values.suppressionThreshold | quote }}
 - name: HENVIS_STATS_SECURE_COOKIES
   value: {{ $values.secureCookies | quote }}
+{{- if eq $kind "api" }}
+{{- with $values.login }}
+- name: HENVIS_STATS_LOGIN
+  value: {{ .mode | quote }}
+- name: HENVIS_STATS_SESSION_IDLE_SECONDS
+  value: {{ .sessionIdleSeconds | quote }}
+{{- if eq .mode "oidc" }}
+{{- if .publicUrl }}
+- name: HENVIS_STATS_PAGE_URL
+  value: {{ .publicUrl | quote }}
+{{- end }}
+{{- with .oidc }}
+- name: HENVIS_STATS_OIDC_ISSUER
+  value: {{ .issuer | quote }}
+- name: HENVIS_STATS_OIDC_CLIENT_ID
+  value: {{ .clientId | quote }}
+- name: HENVIS_STATS_OIDC_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .key }}
+- name: HENVIS_STATS_OIDC_SCOPES
+  value: {{ .scopes | quote }}
+- name: HENVIS_STATS_OIDC_ROLES_CLAIM
+  value: {{ .rolesClaim | quote }}
+- name: HENVIS_STATS_OIDC_ROLE_MAP
+  value: {{ .roleMap | toJson | quote }}
+- name: HENVIS_STATS_OIDC_CENTRE_CLAIM
+  value: {{ .centreClaim | quote }}
+- name: HENVIS_STATS_OIDC_CENTRE_PREFIX
+  value: {{ .centrePrefix | quote }}
+- name: HENVIS_STATS_OIDC_CENTRE_MAP
+  value: {{ .centreMap | toJson | quote }}
+- name: HENVIS_STATS_OIDC_USERNAME_CLAIM
+  value: {{ .usernameClaim | quote }}
+- name: HENVIS_STATS_OIDC_ACR_CLAIM
+  value: {{ .acrClaim | quote }}
+{{- if .requiredAcr }}
+- name: HENVIS_STATS_OIDC_REQUIRED_ACR
+  value: {{ .requiredAcr | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq $values.login.mode "oidc" }}
+- name: HENVIS_STATS_SESSION_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $values.sessionSecret.existingSecret }}
+      key: {{ $values.sessionSecret.key }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if eq $kind "worker" }}
 - name: {{ $prefix }}METRICS_PORT
