@@ -152,11 +152,15 @@ def peer_app(database_url: str):
     """The minimal FastAPI endpoint doing the consent API's essential work, and nothing else."""
     from fastapi import FastAPI
 
+    # The same pool as the consent API's defaults (ConsentSettings.database_pool_size and
+    # database_max_overflow): with SQLAlchemy's default of 5, 8 clients open a connection per
+    # request past the fifth, on PostgreSQL a connect and authentication each time.
+    pool = {"pool_size": 16, "max_overflow": 8}
     if database_url.startswith("sqlite"):
-        engine = sa.create_engine(database_url)
+        engine = sa.create_engine(database_url, **pool)
         sa.event.listen(engine, "connect", _peer_pragmas)
     else:
-        engine = sa.create_engine(database_url, pool_pre_ping=True)
+        engine = sa.create_engine(database_url, pool_pre_ping=True, **pool)
     app = FastAPI()
 
     @app.get("/readyz")
@@ -244,7 +248,7 @@ def bench_engine(name: str, database_url: str, peer_database_url: str, bootstrap
         api_rate, api_cpu_ms, refused, latencies = measure_api(work, pipeline.pid("consent-api"), args, profile)
     with running_peer(peer_database_url) as (peer_url, peer_pid):
         peer_rate, peer_cpu_ms, peer_refused, peer_latencies = measure_api(ApiWork(peer_url, "none"), peer_pid, args)
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, pool_size=16, max_overflow=8)  # the API's pool, as the peer's
     try:
         BARE.create(engine, checkfirst=True)
         closed_loop(2, 1, BareWork(engine))
