@@ -243,9 +243,11 @@ def limit(rate: float, result: dict, busy: dict[str, float]) -> str:
     where = (
         f"{part} at {share * 100:.0f} % of a core (one Python process is bound by one core)"
         if share >= 0.8
-        else f"no part at a full core (busiest {part} at {share * 100:.0f} %): the machine's {os.cpu_count()}"
-        f" cores are shared (load {load:.1f}), or the {result['refused']} refused answers"
+        else f"no part at a full core (busiest {part} at {share * 100:.0f} %): the API's requests wait rather"
+        f" than compute (database round trips, {os.cpu_count()} cores at load {load:.1f})"
     )
+    if result["refused"]:
+        where += f"; {result['refused']} answers were not 202"
     text = f"limit: {achieved:.1f} of {rate:.0f}/s offered accepted; where: {where}"
     print(f"  {text}")
     return text
