@@ -229,6 +229,30 @@ async def offer_bare(bootstrap: str, topic: str, rate: float, seconds: float, in
     return {"sent": sent, "started": started, "refused": 0, "elapsed": elapsed}
 
 
+def limit(rate: float, result: dict, busy: dict[str, float]) -> str:
+    """Each part's CPU while decisions were offered, and where the limit is when the API did
+    not keep up with the offered rate (the busiest part, or the machine when none is)."""
+    for part, share in busy.items():
+        figure(f"  CPU of {part} during the load", share * 100, "% of a core")
+    achieved = len(result["sent"]) / result["elapsed"]
+    if achieved >= 0.95 * rate:
+        print(f"  kept up: {achieved:.1f} of {rate:.0f}/s offered")
+        return ""
+    part, share = max(busy.items(), key=lambda item: item[1])
+    load = os.getloadavg()[0]
+    where = (
+        f"{part} at {share * 100:.0f} % of a core (one Python process is bound by one core)"
+        if share >= 0.8
+        else f"no part at a full core (busiest {part} at {share * 100:.0f} %): the API's requests wait rather"
+        f" than compute (database round trips, {os.cpu_count()} cores at load {load:.1f})"
+    )
+    if result["refused"]:
+        where += f"; {result['refused']} answers were not 202"
+    text = f"limit: {achieved:.1f} of {rate:.0f}/s offered accepted; where: {where}"
+    print(f"  {text}")
+    return text
+
+
 def latencies_ms(watcher: ArrivalWatcher, sent: dict[bytes, float], drain_seconds: float) -> tuple[list[float], int]:
     arrived = watcher.wait_for(sent, drain_seconds)
     values = [(watcher.arrived(key) - when) * 1000 for key, when in sent.items() if watcher.arrived(key) is not None]
@@ -296,14 +320,20 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
                     bare = asyncio.run(offer_bare(bootstrap, bare_topic, rate, args.seconds, args.in_flight))
                     values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
                 base = report("bare produce->consume", bare, values, missing, None)
+                cpu_before = {part: _common.cpu_seconds(pipeline.pid(part)) for part in parts}
                 product = asyncio.run(
                     offer_decisions(
                         pipeline.consent_url, token, rate, args.seconds, args.in_flight, protected.pseudonyms
                     )
                 )
+                busy = {
+                    part: (_common.cpu_seconds(pipeline.pid(part)) - cpu_before[part]) / product["elapsed"]
+                    for part in parts
+                }
                 values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
                 figures = report("POST 202 -> centre topic", product, values, missing, base)
                 stages(product, relayed, watcher)
+                figures["limit"] = limit(rate, product, busy)
                 sealing = sealing_ms(product["bodies"], protected, rate)
                 product["sealed"] = sealed_on_topics(bootstrap, pipeline.centre_topics())
                 looks = asyncio.run(
@@ -366,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             + f"   encryption adds {figures.get('added', float('nan')):.2f} ms to p50"
         )
+        if figures.get("limit"):
+            print(f"  {'':<10} {figures['limit']}")
     return 0
 
 

@@ -39,7 +39,7 @@ def create_consent_app(
     Without ``protection``, the keys come from ``settings``; the app refuses to start without them.
     """
     settings = settings or ConsentSettings()
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(settings.database_url, **settings.engine_options())
     registry = registry or load_registry(settings.registry_path)
     clients = clients or ClientRegistry.from_settings(settings)
     protection = protection or data_protection(settings, registry)

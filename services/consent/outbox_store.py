@@ -36,40 +36,42 @@ def lease(engine: Engine, owner: str, limit: int, lease_seconds: float, now: dat
     The transaction first updates the single lease-lock row, so lease transactions of
     several relays run one after another on PostgreSQL and SQLite alike, and each one
     reads the leases the previous one committed. A lease that finds nothing rolls back.
+    Three statements: the lock, one read of the free rows with their payloads, the lease
+    (each one a round trip to PostgreSQL: bench/README.md, issue 18).
     """
     now = now or utcnow()
     with engine.connect() as conn, conn.begin() as transaction:
         conn.execute(update(outbox_lease_lock).where(outbox_lease_lock.c.id == 1).values(holder=owner, taken_at=now))
-        leased_keys = _keys_under_lease(conn, now)
-        candidates = _free_rows(conn, now, leased_keys, limit)
-        planned = delivery.plan_lease(candidates, leased_keys, owner, now, limit, lease_seconds)
+        free = _free_rows(conn, now, limit)
+        candidates = [delivery.OutboxRow(row.id, row.key, None, None) for row in free]
+        planned = delivery.plan_lease(candidates, (), owner, now, limit, lease_seconds)
         if not planned.ids:
             # Nothing written: an idle relay must not wake the relays watching a SQLite file.
             transaction.rollback()
             return []
         _save_lease(conn, planned)
-        return _load_leased(conn, planned.ids)
+        chosen = set(planned.ids)
+        return [row for row in free if row.id in chosen]
 
 
-def _keys_under_lease(conn: Connection, now: datetime) -> set[str]:
+def _free_rows(conn: Connection, now: datetime, limit: int) -> list[LeasedRow]:
+    """The oldest unsent rows that are not under lease and not of a key under lease (a case
+    another lease holds: its later rows wait, so the case stays in order), in id order."""
     under_lease = and_(
         consent_outbox.c.sent_at.is_(None),
         consent_outbox.c.lease_until.is_not(None),
         consent_outbox.c.lease_until > now,
     )
-    return set(conn.execute(select(consent_outbox.c.kafka_key).where(under_lease).distinct()).scalars())
-
-
-def _free_rows(conn: Connection, now: datetime, leased_keys: set[str], limit: int) -> list[delivery.OutboxRow]:
-    """The oldest unsent rows that are not under lease and not of a leased key."""
-    free = select(consent_outbox.c.id, consent_outbox.c.kafka_key).where(
+    keys_under_lease = select(consent_outbox.c.kafka_key).where(under_lease)
+    free = select(
+        consent_outbox.c.id, consent_outbox.c.event_id, consent_outbox.c.kafka_key, consent_outbox.c.payload
+    ).where(
         consent_outbox.c.sent_at.is_(None),
         or_(consent_outbox.c.lease_until.is_(None), consent_outbox.c.lease_until <= now),
+        consent_outbox.c.kafka_key.not_in(keys_under_lease),
     )
-    if leased_keys:
-        free = free.where(consent_outbox.c.kafka_key.not_in(sorted(leased_keys)))
     rows = conn.execute(free.order_by(consent_outbox.c.id).limit(limit)).all()
-    return [delivery.OutboxRow(row.id, row.kafka_key, None, None) for row in rows]
+    return [LeasedRow(row.id, row.event_id, row.kafka_key, row.payload) for row in rows]
 
 
 def _save_lease(conn: Connection, planned: delivery.Lease) -> None:
@@ -79,16 +81,6 @@ def _save_lease(conn: Connection, planned: delivery.Lease) -> None:
             .where(consent_outbox.c.id.in_(chunk))
             .values(lease_owner=planned.owner, lease_until=planned.until, attempts=consent_outbox.c.attempts + 1)
         )
-
-
-def _load_leased(conn: Connection, ids: list[int]) -> list[LeasedRow]:
-    columns = (consent_outbox.c.id, consent_outbox.c.event_id, consent_outbox.c.kafka_key, consent_outbox.c.payload)
-    leased: list[LeasedRow] = []
-    for chunk in _chunks(ids):
-        rows = conn.execute(select(*columns).where(consent_outbox.c.id.in_(chunk)))
-        leased += (LeasedRow(row.id, row.event_id, row.kafka_key, row.payload) for row in rows)
-    leased.sort(key=lambda row: row.id)
-    return leased
 
 
 def mark_sent(engine: Engine, ids: list[int], now: datetime | None = None) -> None:

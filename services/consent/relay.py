@@ -71,7 +71,9 @@ class Relay:
         registry: Registry | None = None,
     ):
         self.settings = settings
-        self.engine = engine or make_engine(settings.database_url)
+        # No pre-ping: it was a round trip before each of a round's two transactions, and a
+        # connection the database dropped only fails that round, which is retried anyway.
+        self.engine = engine or make_engine(settings.database_url, pool_pre_ping=False)
         self.registry = registry or load_registry(settings.registry_path)
         self.owner = relay_owner(settings)
         self.topic = topic_name(CONSENT_DECISIONS.name, settings.kafka)

@@ -22,7 +22,7 @@ from henvis.auth import ApiClient
 from henvis.schemas.errors import describe, safe_errors
 from henvis.schemas.events import ConsentWithdrawn
 from henvis.services.consent import domain, refusals, store
-from henvis.services.consent.deps import EngineDep, JsonBodyDep, PoliceClientDep, ProtectionDep, RegistryDep
+from henvis.services.consent.deps import EngineDep, JsonBodyDep, PoliceClientDep, ProtectionDep
 from henvis.services.consent.domain import PoliceEvent, Verdict
 from henvis.services.consent.domain_keys import DataProtection, WithdrawnKeys
 from henvis.services.consent.metrics import DECISION_LABEL, DECISIONS_ACCEPTED
@@ -45,23 +45,19 @@ _STATUS_OF_VERDICT = {Verdict.NEW: 202, Verdict.REPLAY: 200}
     responses=responses("Accepted: stored durably and queued for the centre."),
     openapi_extra=request_body("ConsentDecision"),
 )
-async def post_decision(
-    request: Request,
-    client: PoliceClientDep,
-    _json: JsonBodyDep,
-    engine: EngineDep,
-    registry: RegistryDep,
-    protection: ProtectionDep,
-) -> JSONResponse:
+async def post_decision(request: Request, client: PoliceClientDep, _json: JsonBodyDep) -> JSONResponse:
+    # The engine, registry and keys are read from app.state here rather than resolved as three
+    # more dependencies on every decision (bench/README.md, issue 18 profile).
+    state = request.app.state
     body = await request.body()
     try:
         event = DECISION_BODY.validate_json(body)
     except ValidationError as exc:
         return _invalid(request, exc)
-    errors = domain.registry_errors(event, registry)
+    errors = domain.registry_errors(event, state.registry)
     if errors:
         return _refuse(request, 422, errors, RejectReason.UNKNOWN_CENTRE)
-    return await _accept(request, engine, protection, event, client)
+    return await _accept(request, state.engine, state.protection, event, client)
 
 
 @router.post(

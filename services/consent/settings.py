@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy import make_url
 
 from henvis.settings import ServiceSettings, sqlite_in_run_dir
 from henvis.shredding import CasePseudonyms, KeyEncryptionKeys, decode_secret
@@ -22,6 +23,21 @@ class ConsentSettings(ServiceSettings):
     )
     access_token_audience: str | None = Field(
         default="henvis-consent-api", description="This API's audience: an access token must name it in aud."
+    )
+    database_pool_size: int = Field(
+        # SQLAlchemy's default (5) is below the API's usual concurrency: every request past it
+        # opened a new database connection and closed it again (on PostgreSQL a connect and
+        # authentication per decision; bench/README.md, issue 18 profile).
+        default=16,
+        ge=1,
+        le=200,
+        description="Database connections the API keeps open (per process).",
+    )
+    database_max_overflow: int = Field(
+        default=8,
+        ge=0,
+        le=200,
+        description="Extra connections opened above the pool size under a burst, closed after use.",
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger request bodies get 413.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Relay's /metrics port; 0 = off.")
@@ -105,3 +121,10 @@ class ConsentSettings(ServiceSettings):
         return CasePseudonyms(
             decode_secret(self.case_pseudonym_key.get_secret_value(), "HENVIS_CONSENT_CASE_PSEUDONYM_KEY")
         )
+
+    def engine_options(self) -> dict[str, int]:
+        """The pool of the API's engine (an in-memory SQLite database has one connection, no pool)."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return {}
+        return {"pool_size": self.database_pool_size, "max_overflow": self.database_max_overflow}

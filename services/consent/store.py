@@ -7,11 +7,16 @@ what to store, what is a replay and how old a row may get are decided in ``domai
 
 from __future__ import annotations
 
+import threading
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, Insert, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -48,21 +53,36 @@ def accept(
     now = now or utcnow()
     protecting = domain.Protecting(protection, new_data_key())
     try:
-        # One connection and transaction for the look-up and the rows (one pool checkout,
-        # one round trip less on PostgreSQL: bench/README.md, consent API CPU).
-        with engine.begin() as conn:
-            stored = _stored_hash(conn, event_id)
-            acceptance = domain.decide_acceptance(stored, submitted, client_name, now, protecting, withdrawn)
-            if acceptance.new is not None:
-                _insert(conn, acceptance.new, now)
+        # Optimistic: most events are new, so the rows are written without looking the event_id
+        # up first; the idempotency record's insert does nothing when the event_id is already
+        # stored, and only then is the stored hash read (one statement and round trip less per
+        # new event: bench/README.md, issue 18).
+        with _one_writer(engine), engine.begin() as conn:
+            acceptance = domain.decide_acceptance(None, submitted, client_name, now, protecting, withdrawn)
+            if acceptance.new is not None and _insert(conn, acceptance.new, now):
+                return acceptance
     except IntegrityError:
-        # A concurrent request with the same event_id won the race: judge against it.
-        with engine.connect() as conn:
-            stored = _stored_hash(conn, event_id)
-        if stored is None:
-            raise
-        return domain.decide_acceptance(stored, submitted, client_name, now, protecting, withdrawn)
-    return acceptance
+        pass  # a concurrent request with the same event_id won a race: judge against it
+    with engine.connect() as conn:
+        stored = _stored_hash(conn, event_id)
+    if stored is None:
+        raise RuntimeError("the event was neither stored nor found")
+    return domain.decide_acceptance(stored, submitted, client_name, now, protecting, withdrawn)
+
+
+#: SQLite lets one transaction write at a time; the others wait in its busy handler, which
+#: sleeps 1, 2, 5, 10 ... 100 ms between tries.  The API's own requests queue on this lock
+#: instead and start the moment the previous one commits (bench/README.md, issue 18).
+_SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+_SQLITE_WRITERS_LOCK = threading.Lock()
+
+
+def _one_writer(engine: Engine) -> AbstractContextManager:
+    """On SQLite, one accept transaction of this process at a time; no-op elsewhere."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _SQLITE_WRITERS_LOCK:
+        return _SQLITE_WRITERS.setdefault(engine, threading.Lock())
 
 
 def _stored_hash(conn: Connection, event_id: str) -> str | None:
@@ -71,16 +91,30 @@ def _stored_hash(conn: Connection, event_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def _insert(conn: Connection, new: domain.NewEvent, now: datetime) -> None:
+def _insert(conn: Connection, new: domain.NewEvent, now: datetime) -> bool:
     """In the caller's transaction: never an idempotency record without its outbox row, never a
-    consent without its data key, never a withdrawal whose keys survive it."""
-    conn.execute(insert(consent_events).values(**asdict(new.record)))
-    conn.execute(insert(consent_outbox).values(**asdict(new.entry)))
+    consent without its data key, never a withdrawal whose keys survive it.  False, and nothing
+    written, when the event_id is already stored."""
+    if not conn.execute(_INSERT_IF_NEW[conn.dialect.name], asdict(new.record)).rowcount:
+        return False
+    conn.execute(_INSERT_OUTBOX, asdict(new.entry))
     if new.data_key is not None:
         store_keys.add(conn, new.data_key, new.record.client_name, now)
     if new.withdrawn_keys is not None:
         store_keys.destroy_withdrawn(conn, new.withdrawn_keys, new.record.client_name, now)
     _announce(conn)
+    return True
+
+
+# The accept path's statements, built once and given their values as parameters: building and
+# cache-keying a statement with .values() on every request was a tenth of the API's CPU
+# (py-spy, bench/README.md, issue 18).
+#: The idempotency record's insert, doing nothing when its event_id is already stored.
+_INSERT_IF_NEW: dict[str, Insert] = {
+    "postgresql": postgresql_insert(consent_events).on_conflict_do_nothing(index_elements=["event_id"]),
+    "sqlite": sqlite_insert(consent_events).on_conflict_do_nothing(index_elements=["event_id"]),
+}
+_INSERT_OUTBOX = insert(consent_outbox)
 
 
 def _announce(conn: Connection) -> None:

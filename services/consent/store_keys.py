@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from henvis.auth import ApiClient
 from henvis.db import aware, utcnow
@@ -35,13 +35,18 @@ ROTATION_BATCH = 500
 
 # ---------------------------------------------------------------- made and destroyed with events
 
+# Every accepted consent runs these two: built once, given their values as parameters.
+_INSERT_KEY = insert(data_keys)
+_DELETE_PENDING = delete(pending_key_withdrawals).where(
+    pending_key_withdrawals.c.case_pseudonym == bindparam("case_pseudonym")
+)
+
 
 def add(conn: Connection, key: domain_keys.NewDataKey, actor: str, now: datetime) -> None:
     """Store a new consent's data key; if its case was withdrawn before any consent of it
     arrived, the key is destroyed at once (the router holds that withdrawal for this consent)."""
-    conn.execute(insert(data_keys).values(**asdict(key)))
-    pending = delete(pending_key_withdrawals).where(pending_key_withdrawals.c.case_pseudonym == key.case_pseudonym)
-    if conn.execute(pending).rowcount:
+    conn.execute(_INSERT_KEY, asdict(key))
+    if conn.execute(_DELETE_PENDING, {"case_pseudonym": key.case_pseudonym}).rowcount:
         _destroy(conn, [key.referral_id], DestroyedBecause.WITHDRAWAL, actor, "police", now)
 
 

@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
+from sqlalchemy.event import listen as event_listen
+from sqlalchemy.event import remove as event_remove
 
 from henvis.services.consent import store
 from henvis.services.consent.models import consent_outbox
@@ -296,25 +298,22 @@ def test_accept_writes_event_and_outbox_row_together(database_url: str, monkeypa
     engine.dispose()
 
 
-def test_a_failed_outbox_insert_rolls_back_the_idempotency_record(database_url: str, monkeypatch) -> None:
+def test_a_failed_outbox_insert_rolls_back_the_idempotency_record(database_url: str) -> None:
     """The two rows of a new event are written in one transaction: the outbox insert fails
     after the idempotency record was written, and the record is gone with it."""
     from henvis.schemas.events import parse_decision
     from tests.consent_support import migrated_engine
 
-    real_insert = store.insert
-
-    def insert_failing_on_the_outbox(table):
-        if table is consent_outbox:
+    def fail_on_the_outbox(_conn, _cursor, statement: str, *_args) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CONSENT_OUTBOX"):
             raise RuntimeError("outbox write failed")
-        return real_insert(table)
 
     engine = migrated_engine(database_url)
     event = parse_decision(examples.consent_declined())
-    monkeypatch.setattr(store, "insert", insert_failing_on_the_outbox)
+    event_listen(engine, "before_cursor_execute", fail_on_the_outbox)
     with pytest.raises(RuntimeError):
         store.accept(engine, event, "politi-test", protection())
-    monkeypatch.undo()
+    event_remove(engine, "before_cursor_execute", fail_on_the_outbox)
     assert store.accept(engine, event, "politi-test", protection()).verdict.value == "new"
     assert store.backlog(engine).unsent == 1
     engine.dispose()
