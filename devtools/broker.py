@@ -21,22 +21,32 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from henvis_dev.processes import (
+    alive,
+    clear_state,
+    command_line,
+    file_lock,
+    find_maven,
+    read_int,
+    read_text,
+    spawn_detached,
+    terminate,
+    write_state,
+)
 
 #: One line for `henvis --help`.
 HELP = "start, stop or inspect the project's local Kafka broker"
@@ -116,25 +126,13 @@ def _require_java() -> str:
 
 def _require_maven() -> str:
     """Path of ``mvn``, needed once to fetch the jars; says what to install otherwise."""
-    mvn = shutil.which("mvn")
+    mvn = find_maven()
     if mvn is None:
         raise BrokerError(
             "`mvn` is not on PATH: Maven is needed once to download the Kafka jars "
             "(Debian/Ubuntu: `sudo apt-get install maven`)"
         )
     return mvn
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise concurrent callers (parallel test sessions, two shells) on one file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- jars
@@ -148,10 +146,10 @@ def ensure_jars(cache_dir: Path | None = None, progress: Progress = print) -> Pa
     """
     lib = Path(cache_dir) if cache_dir else _default_lib_dir()
     stamp = hashlib.sha256(_pom_text().encode()).hexdigest()
-    if _read_text(lib / MARKER) == stamp:
+    if read_text(lib / MARKER) == stamp:
         return lib
-    with _file_lock(lib.parent / f".{lib.name}.lock"):
-        if _read_text(lib / MARKER) == stamp:  # another process filled it meanwhile
+    with file_lock(lib.parent / f".{lib.name}.lock"):
+        if read_text(lib / MARKER) == stamp:  # another process filled it meanwhile
             return lib
         _require_java()
         began = time.monotonic()
@@ -195,79 +193,31 @@ def _run_maven(out_dir: Path, progress: Progress) -> None:
 # --------------------------------------------------------------------------- state files
 
 
-def _read_text(path: Path) -> str | None:
-    """File contents stripped, or None when missing (state files are optional)."""
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _read_int(path: Path) -> int | None:
-    """An integer state file (pid, port); None when missing or garbled."""
-    text = _read_text(path)
-    return int(text) if text and text.isdigit() else None
-
-
 def _write_state(handle: BrokerHandle) -> None:
-    """Record pid and port so later commands (other processes) find the broker."""
-    (handle.run_dir / "broker.pid").write_text(f"{handle.pid}\n")
-    (handle.run_dir / "broker.port").write_text(f"{handle.port}\n")
+    write_state(handle.run_dir, "broker", handle.pid, handle.port)
 
 
 def _clear_state(run_dir: Path) -> None:
-    """Forget a broker that is gone, so status stops reporting it."""
-    for name in ("broker.pid", "broker.port"):
-        (run_dir / name).unlink(missing_ok=True)
+    clear_state(run_dir, "broker")
 
 
 # --------------------------------------------------------------------------- processes
 
 
-def _alive(pid: int) -> bool:
-    """Whether pid runs; reaps it first if it is our exited child (else it stays a zombie)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = _read_text(Path(f"/proc/{pid}/stat")) or ""
-    if ") Z" not in stat:
-        return True
-    # A zombie someone else has not reaped yet is gone, unless its other threads are still
-    # exiting: a killed JVM's main thread turns zombie first, and the process keeps its
-    # sockets (the broker's port) until the last thread has exited.
-    status = _read_text(Path(f"/proc/{pid}/status")) or ""
-    threads = next((line.split()[1] for line in status.splitlines() if line.startswith("Threads:")), "1")
-    return int(threads) > 1
-
-
 def _is_our_broker(pid: int, run_dir: Path) -> bool:
     """Guard against a recycled pid: the process must be kafka.Kafka on this run folder."""
-    if not _alive(pid):
+    if not alive(pid):
         return False
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    args = command_line(pid)
+    if args is None:
         return True  # no /proc (not Linux): trust the pid file
     return b"kafka.Kafka" in args and str(run_dir / "server.properties").encode() in args
 
 
 def _terminate(pid: int, timeout: float) -> None:
     """SIGTERM (Kafka then shuts down cleanly), SIGKILL if it has not exited by timeout."""
-    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)) if timeout else ((signal.SIGKILL, 10.0),):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.1)
-    raise BrokerError(f"broker pid {pid} did not exit even after SIGKILL")
+    if not terminate(pid, timeout):
+        raise BrokerError(f"broker pid {pid} did not exit even after SIGKILL")
 
 
 # --------------------------------------------------------------------------- ports
@@ -430,7 +380,7 @@ def _log_tail(run_dir: Path, lines: int = 30) -> str:
     """End of the JVM output and the broker log, to show why a start failed."""
     parts = []
     for path in (run_dir / "broker.out", run_dir / "logs" / "server.log"):
-        text = _read_text(path)
+        text = read_text(path)
         if text:
             parts.append(f"--- {path} (last {lines} lines) ---\n" + "\n".join(text.splitlines()[-lines:]))
     return "\n".join(parts) or "(no broker output)"
@@ -440,7 +390,7 @@ def _wait_ready(handle: BrokerHandle, proc: subprocess.Popen | None, timeout: fl
     """Poll until the broker answers metadata; fail fast with its log if it dies."""
     deadline = time.monotonic() + timeout
     while not answers_metadata(handle.bootstrap):
-        exited = proc.poll() is not None if proc is not None else not _alive(handle.pid)
+        exited = proc.poll() is not None if proc is not None else not alive(handle.pid)
         if exited:
             raise BrokerError(f"the Kafka broker exited during start-up\n{_log_tail(handle.run_dir)}")
         if time.monotonic() > deadline:
@@ -457,7 +407,7 @@ def _wait_ready(handle: BrokerHandle, proc: subprocess.Popen | None, timeout: fl
 def status(run_dir: Path) -> BrokerHandle | None:
     """The handle of the broker running from run_dir, or None (stale pid files are ignored)."""
     run_dir = Path(run_dir).resolve()
-    pid, port = _read_int(run_dir / "broker.pid"), _read_int(run_dir / "broker.port")
+    pid, port = read_int(run_dir / "broker.pid"), read_int(run_dir / "broker.port")
     if pid is None or port is None or not _is_our_broker(pid, run_dir):
         return None
     return BrokerHandle(f"{HOST}:{port}", pid, port, run_dir)
@@ -473,7 +423,7 @@ def start(
     """Start (or find) the broker of run_dir and return once it answers metadata requests."""
     began = time.monotonic()
     run_dir = Path(run_dir).resolve()
-    with _file_lock(run_dir / "broker.lock"):
+    with file_lock(run_dir / "broker.lock"):
         running = status(run_dir)
         if running is not None:
             progress(f"Kafka broker already running on {running.bootstrap} (pid {running.pid}, run dir {run_dir})")
@@ -521,15 +471,7 @@ def _spawn(java: str, lib: Path, run_dir: Path, heap: str) -> subprocess.Popen:
         "kafka.Kafka",
         str(run_dir / "server.properties"),
     ]
-    with open(run_dir / "broker.out", "wb") as out:
-        return subprocess.Popen(
-            cmd,
-            cwd=run_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn_detached(cmd, run_dir, "broker.out")
 
 
 def stop(run_dir: Path, timeout: float = 30, crash: bool = False) -> bool:
@@ -540,7 +482,7 @@ def stop(run_dir: Path, timeout: float = 30, crash: bool = False) -> bool:
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         return False
-    with _file_lock(run_dir / "broker.lock"):
+    with file_lock(run_dir / "broker.lock"):
         handle = status(run_dir)
         if handle is not None:
             _terminate(handle.pid, 0 if crash else timeout)

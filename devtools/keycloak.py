@@ -27,12 +27,10 @@ Command line: ``henvis keycloak start|stop|status|dist|java`` or ``python -m hen
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -43,8 +41,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from henvis_dev.broker import _alive, _file_lock, _read_int, _read_text, _require_maven
 from henvis_dev.keycloak_realm import REALM, REALM_FILE
+from henvis_dev.processes import (
+    alive,
+    clear_state,
+    command_line,
+    file_lock,
+    find_maven,
+    read_int,
+    read_text,
+    spawn_detached,
+    terminate,
+    write_state,
+)
 
 #: One line for `henvis --help`.
 HELP = "start, stop or inspect the project's local Keycloak (identity provider)"
@@ -143,14 +152,24 @@ def find_java() -> str:
 # --------------------------------------------------------------------------- distribution
 
 
+def _require_maven() -> str:
+    mvn = find_maven()
+    if mvn is None:
+        raise KeycloakError(
+            "`mvn` is not on PATH: Maven is needed once to download Keycloak "
+            "(Debian/Ubuntu: `sudo apt-get install maven`)"
+        )
+    return mvn
+
+
 def ensure_dist(java: str, progress: Progress = print) -> Path:
     """The built distribution's folder, fetching and building it only when the cache is cold."""
     home = cache_dir() / f"keycloak-{VERSION}"
     stamp = " ".join(BUILD_OPTIONS)
-    if _read_text(home / MARKER) == stamp:
+    if read_text(home / MARKER) == stamp:
         return home
-    with _file_lock(cache_dir() / ".dist.lock"):
-        if _read_text(home / MARKER) == stamp:  # another process built it meanwhile
+    with file_lock(cache_dir() / ".dist.lock"):
+        if read_text(home / MARKER) == stamp:  # another process built it meanwhile
             return home
         began = time.monotonic()
         if not (home / "bin" / "kc.sh").exists():
@@ -205,7 +224,7 @@ def _prepare_run_dir(run_dir: Path, home: Path) -> bool:
             link.symlink_to(home / name)
     digest = realm_digest()
     data = run_dir / "data"
-    if _read_text(data / "realm.digest") != digest:
+    if read_text(data / "realm.digest") != digest:
         shutil.rmtree(data, ignore_errors=True)  # a new realm file: import it afresh
     (data / "import").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REALM_FILE, data / "import" / REALM_FILE.name)
@@ -226,7 +245,7 @@ def _seed_dir() -> Path:
 def _keep_seed(run_dir: Path) -> None:
     """Keep a stopped instance's fresh database as the seed of later run folders."""
     seed = _seed_dir()
-    with _file_lock(cache_dir() / ".seed.lock"):  # two cold starts at once: the first one's seed stays
+    with file_lock(cache_dir() / ".seed.lock"):  # two cold starts at once: the first one's seed stays
         if seed.is_dir():
             return
         partial = seed.with_name(seed.name + ".partial")
@@ -283,24 +302,15 @@ def _jvm_command(java: str, home: Path, run_dir: Path, port: int) -> list[str]:
 
 def _spawn(java: str, home: Path, run_dir: Path, port: int) -> subprocess.Popen:
     """Run Keycloak in its own session so it outlives the shell or test that started it."""
-    with open(run_dir / "keycloak.out", "wb") as out:
-        return subprocess.Popen(
-            _jvm_command(java, home, run_dir, port),
-            cwd=run_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn_detached(_jvm_command(java, home, run_dir, port), run_dir, "keycloak.out")
 
 
 def _is_ours(pid: int, run_dir: Path) -> bool:
     """Guard against a recycled pid: the JVM must have this run folder as its home."""
-    if not _alive(pid):
+    if not alive(pid):
         return False
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    args = command_line(pid)
+    if args is None:
         return True
     return f"-Dkc.home.dir={run_dir}".encode() in args
 
@@ -318,25 +328,12 @@ def _wait_ready(handle: KeycloakHandle, proc: subprocess.Popen, timeout: float) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (_read_text(handle.run_dir / "keycloak.out") or "")[-3000:]
+            tail = (read_text(handle.run_dir / "keycloak.out") or "")[-3000:]
             raise KeycloakError(f"Keycloak exited with code {proc.returncode}:\n{tail}")
         if _answers(handle.base_url):
             return
         time.sleep(0.25)
     raise KeycloakError(f"Keycloak did not answer within {timeout:.0f}s (see {handle.run_dir / 'keycloak.out'})")
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM (Keycloak closes its database cleanly), SIGKILL after timeout."""
-    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.1)
-    raise KeycloakError(f"Keycloak pid {pid} did not exit even after SIGKILL")
 
 
 # --------------------------------------------------------------------------- start / stop
@@ -345,7 +342,7 @@ def _terminate(pid: int, timeout: float) -> None:
 def status(run_dir: Path) -> KeycloakHandle | None:
     """The Keycloak running on run_dir, or None."""
     run_dir = Path(run_dir).resolve()
-    pid, port = _read_int(run_dir / "keycloak.pid"), _read_int(run_dir / "keycloak.port")
+    pid, port = read_int(run_dir / "keycloak.pid"), read_int(run_dir / "keycloak.port")
     if pid is None or port is None or not _is_ours(pid, run_dir):
         return None
     return KeycloakHandle(f"http://{HOST}:{port}", port, pid, run_dir)
@@ -355,7 +352,7 @@ def start(run_dir: Path, port: int = DEFAULT_PORT, progress: Progress = print) -
     """Start Keycloak on run_dir (or return the running one) and wait until the realm answers."""
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _file_lock(run_dir / "keycloak.lock"):
+    with file_lock(run_dir / "keycloak.lock"):
         running = status(run_dir)
         if running is not None:
             return running
@@ -377,8 +374,7 @@ def start(run_dir: Path, port: int = DEFAULT_PORT, progress: Progress = print) -
 def _launch(java: str, home: Path, run_dir: Path, port: int) -> KeycloakHandle:
     proc = _spawn(java, home, run_dir, port)
     handle = KeycloakHandle(f"http://{HOST}:{port}", port, proc.pid, run_dir)
-    (run_dir / "keycloak.pid").write_text(f"{proc.pid}\n")
-    (run_dir / "keycloak.port").write_text(f"{port}\n")
+    write_state(run_dir, "keycloak", proc.pid, port)
     try:
         _wait_ready(handle, proc, STARTUP_TIMEOUT_S)
     except BaseException:
@@ -388,9 +384,10 @@ def _launch(java: str, home: Path, run_dir: Path, port: int) -> KeycloakHandle:
 
 
 def _stop_handle(handle: KeycloakHandle, timeout: float = 30) -> None:
-    _terminate(handle.pid, timeout)
-    for name in ("keycloak.pid", "keycloak.port"):
-        (handle.run_dir / name).unlink(missing_ok=True)
+    # SIGTERM first: Keycloak closes its database cleanly.
+    if not terminate(handle.pid, timeout):
+        raise KeycloakError(f"Keycloak pid {handle.pid} did not exit even after SIGKILL")
+    clear_state(handle.run_dir, "keycloak")
 
 
 def stop(run_dir: Path, timeout: float = 30) -> bool:
@@ -398,7 +395,7 @@ def stop(run_dir: Path, timeout: float = 30) -> bool:
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         return False
-    with _file_lock(run_dir / "keycloak.lock"):
+    with file_lock(run_dir / "keycloak.lock"):
         handle = status(run_dir)
         if handle is not None:
             _stop_handle(handle, timeout)
