@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -291,6 +292,21 @@ def _expected_version(if_match: str | None) -> int:
     return int(found.group(1))
 
 
+#: (the Task as served, the parsed body) -> the Task the client asks for
+AskedTask = Callable[[dict, object], dict]
+
+
+class Updater(NamedTuple):
+    """Who updates which Task: the centre and referral named in the URL, the centre the
+    caller serves, the caller's name."""
+
+    state: CentreState
+    centre_key: str
+    referral_id: str
+    served: str | None
+    actor: str
+
+
 @router.patch("/Task/{referral_id}", summary="Record an outcome: JSON Patch of status/businessStatus, If-Match")
 def patch_task(
     centre_key: str,
@@ -302,21 +318,9 @@ def patch_task(
     state: StateDep,
     if_match: IfMatch = None,
 ):
-    try:
-        centre = _centre(state, centre_key)
-        view = _one(state, centre, served, referral_id)
-        if _content_type(request) != "application/json-patch+json":
-            raise Refused(415, "PATCH takes a JSON Patch (Content-Type: application/json-patch+json).", "Content-Type")
-        expected = _expected_version(if_match)
-        operations = _json(body)
-        current = _task(state, centre, view).model_dump(mode="json")
-        return _update(
-            state, centre, view, current, domain_fhir.apply_patch(current, operations), expected, client.name
-        )
-    except BadTaskUpdate as exc:
-        return _refusal(Refused(exc.http_status, str(exc), exc.field))
-    except Refused as exc:
-        return _refusal(exc)
+    refusal = Refused(415, "PATCH takes a JSON Patch (Content-Type: application/json-patch+json).", "Content-Type")
+    updater = Updater(state, centre_key, referral_id, served, client.name)
+    return _record(updater, request, body, if_match, ("application/json-patch+json",), refusal, domain_fhir.apply_patch)
 
 
 @router.put("/Task/{referral_id}", summary="Record an outcome: the Task with a new status/businessStatus, If-Match")
@@ -330,19 +334,38 @@ def put_task(
     state: StateDep,
     if_match: IfMatch = None,
 ):
-    try:
-        centre = _centre(state, centre_key)
-        view = _one(state, centre, served, referral_id)
-        if _content_type(request) not in (MEDIA_TYPE, "application/json"):
-            raise Refused(415, "PUT takes a FHIR Task (Content-Type: application/fhir+json).", "Content-Type")
-        expected = _expected_version(if_match)
-        sent = _json(body)
+    def replaced(current: dict, sent: object) -> dict:
         if not isinstance(sent, dict) or sent.get("resourceType") != "Task":
             raise Refused(400, "The body must be a Task resource.", "resourceType")
         if sent.get("id") != referral_id:
             raise Refused(400, "The Task's id must be the id in the URL.", "Task.id")
+        return sent
+
+    refusal = Refused(415, "PUT takes a FHIR Task (Content-Type: application/fhir+json).", "Content-Type")
+    updater = Updater(state, centre_key, referral_id, served, client.name)
+    return _record(updater, request, body, if_match, (MEDIA_TYPE, "application/json"), refusal, replaced)
+
+
+def _record(
+    updater: Updater,
+    request: Request,
+    body: bytes,
+    if_match: str | None,
+    media_types: tuple[str, ...],
+    wrong_media_type: Refused,
+    asked_task: AskedTask,
+) -> Response:
+    """An update of a Task by PATCH or PUT: the same checks in the same order, then :func:`_update`."""
+    state, centre_key, referral_id, served, actor = updater
+    try:
+        centre = _centre(state, centre_key)
+        view = _one(state, centre, served, referral_id)
+        if _content_type(request) not in media_types:
+            raise wrong_media_type
+        expected = _expected_version(if_match)
+        sent = _json(body)
         current = _task(state, centre, view).model_dump(mode="json")
-        return _update(state, centre, view, current, sent, expected, client.name)
+        return _update(state, centre, view, current, asked_task(current, sent), expected, actor)
     except BadTaskUpdate as exc:
         return _refusal(Refused(exc.http_status, str(exc), exc.field))
     except Refused as exc:
