@@ -62,6 +62,8 @@ class ClientCredentials:
             self._token = None
 
     def _fetch(self) -> None:
+        # The grant is one form POST, done with httpx here: authlib's httpx client integration
+        # (1.9) is deprecated in favour of an "httpx2" package henvis does not use, and warns.
         # client_secret_post: Keycloak and Entra ID both take it, and it needs no form-encoding
         # of the id and secret inside a Basic header (RFC 6749 §2.3.1).
         form = {"grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self._secret}
