@@ -27,8 +27,9 @@ log = structlog.get_logger("henvis.centre.web")
 
 #: What a refused login's page says, by reason (status, message).
 _REFUSALS: dict[str, tuple[int, str]] = {
+    # 401 like every other refused sign-in answer: the login was not proven (the list).
     "state_unknown_or_replayed": (
-        400,
+        401,
         "Login-forsøget kunne ikke genkendes (det var udløbt eller allerede brugt). Start forfra med Log ind.",
     ),
     "provider_error": (401, "Login-tjenesten afviste login. Prøv igen, eller kontakt jeres administrator."),

@@ -25,8 +25,9 @@ log = structlog.get_logger("henvis.stats.page")
 SESSION_KEY = "researcher"
 #: What a refused sign-in's page says, by reason (status, message).
 REFUSALS: dict[str, tuple[int, str]] = {
+    # 401 like every other refused sign-in answer: the login was not proven (the list).
     "state_unknown_or_replayed": (
-        400,
+        401,
         "Login-forsøget var udløbt eller allerede brugt. / The sign-in expired or was used; start again.",
     ),
     "acr_insufficient": (

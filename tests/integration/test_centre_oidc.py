@@ -95,7 +95,7 @@ def test_a_replayed_callback_is_refused_even_with_the_old_flow_cookie(app):
         client.cookies.set("henvis_centre_login_flow", flow_cookie)
         with capture_logs() as logs:
             replayed = client.get(callback, follow_redirects=False)
-        assert replayed.status_code == 400
+        assert replayed.status_code == 401
         assert "allerede brugt" in replayed.text
         assert client.get("/indbakke", follow_redirects=False).headers["location"] == "/login"
     code = parse_qs(urlsplit(callback).query)["code"][0]

@@ -71,7 +71,7 @@ def test_a_replayed_callback_is_refused(app):
         assert client.get(callback, follow_redirects=False).status_code == 303
         client.post("/logout", follow_redirects=False)
         with capture_logs() as logs:
-            assert client.get(callback, follow_redirects=False).status_code == 400
+            assert client.get(callback, follow_redirects=False).status_code == 401
     refused = [entry for entry in logs if entry["event"] == "login_refused"]
     assert refused[0]["reason"] == "state_unknown_or_replayed"
     assert parse_qs(urlsplit(callback).query)["code"][0] not in repr(logs)
