@@ -21,7 +21,7 @@ from henvis.kafka import (
     transactional_producer_options,
 )
 from henvis.stream.state import Effects, Logic, StateStore, StateView, V
-from henvis.stream.worker import PUBLISH_RETRIES, StreamOptions, StreamWorker
+from henvis.stream.worker import PUBLISH_RETRIES, StreamOptions, StreamWorker, stop_consumer
 
 log = structlog.get_logger("henvis.stream")
 
@@ -209,7 +209,7 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.discard(tp)
         finally:
-            await reader.stop()
+            await stop_consumer(reader)
         return stores
 
     # ------------------------------------------------------------ deciding

@@ -124,7 +124,7 @@ class StreamWorker:
         finally:
             watchdog.cancel()
             await self.give_up_partitions()
-            await self.consumer.stop()
+            await stop_consumer(self.consumer)
             if options.instance_id:
                 # A static member does not leave on close; without this its partitions would
                 # wait a whole session timeout for another worker.
@@ -272,6 +272,25 @@ class StreamWorker:
             }
             if stuck:
                 _exit_stuck(stuck)
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, surviving a CancelledError that aiokafka lets out of it.
+
+    aiokafka 0.14's fetcher, on close, cancels its pending fetch tasks and awaits them; a task
+    cancelled while it sleeps its retry backoff after a failed fetch (the broker has just gone)
+    ends in CancelledError, and ``stop()`` passes it on although nobody cancelled the caller
+    (aio-libs/aiokafka#647, open). Taken for a cancellation, it ended the router during a broker
+    outage. A real cancellation of the calling task is still passed on; for the leaked one the
+    consumer stays half-closed (its connections close when it is collected).
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        log.warning("consumer_stop_interrupted", reason="aiokafka fetch task cancelled in its retry backoff")
 
 
 def _partition_numbers(tps: Iterable[TopicPartition], topics: Sequence[str]) -> list[int] | dict[str, list[int]]:
