@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -78,3 +80,20 @@ async def await_until(
         if expired:
             raise AssertionError(f"{message} (after {timeout}s)") from last_exc
         await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
+
+
+@contextmanager
+def served(app, port: int) -> Iterator[str]:
+    """``app`` on 127.0.0.1:``port`` (uvicorn in a thread), until the block ends; its URL."""
+    import uvicorn  # lazily: only the tests that serve an app over real HTTP need it
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), timeout=30, message="the app did not start")
+        assert server.started
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()

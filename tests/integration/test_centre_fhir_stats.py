@@ -11,14 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 from fhirclient.models.codeableconcept import CodeableConcept
@@ -35,26 +33,11 @@ from henvis.services.centre.worker import relay_once
 from henvis.services.stats.api import create_stats_app
 from henvis.services.stats.settings import StatsSettings
 from tests.centre_fakes import KEYS, auth, centre_settings, referral_issued
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, served, wait_until
 
 RESEARCHER = "researcher-token-for-fhir-tests"
 CLIENTS = json.dumps([{"name": "researcher", "role": "researcher", "token_sha256": hash_token(RESEARCHER)}])
 STATE = "urn:henvis:fhir:referral-state"
-
-
-@contextmanager
-def served(app, port: int) -> Iterator[str]:
-    """``app`` on 127.0.0.1:``port`` (uvicorn in a thread), until the block ends; its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), timeout=30, message="centre did not start")
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
 
 
 @contextmanager

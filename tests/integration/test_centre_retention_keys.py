@@ -6,15 +6,11 @@ does not answer leaves the copy for a later round, never erased while its key ma
 from __future__ import annotations
 
 import base64
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from structlog.testing import capture_logs
 
 from henvis.db import migrate
@@ -26,22 +22,7 @@ from henvis.shredding import seal_personal_data
 from tests import examples
 from tests.centre_fakes import InMemoryKeys, personal_strings, referral_issued
 from tests.consent_support import AUDITOR, HERNING, HERNING_TOKEN, POLICE, consent_app
-from tests.helpers import free_port, wait_until
-
-
-@contextmanager
-def served(app, port: int) -> Iterator[str]:
-    """``app`` on 127.0.0.1:``port`` (uvicorn in a thread), until the block ends; its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), timeout=30, message="consent API did not start")
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
+from tests.helpers import free_port, served
 
 
 @pytest.fixture

@@ -13,16 +13,12 @@ import hmac
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 import structlog
-import uvicorn
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
@@ -36,7 +32,7 @@ from henvis_dev.keycloak_realm import ROLELESS_CLIENT, secret_of
 from tests import examples
 from tests.centre_fakes import KEYS, centre_settings, referral_issued
 from tests.consent_support import HENVIS, KEY_SETTINGS, REPO, migrated_engine
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, served
 
 #: The realm's machine clients with their fixed demo secrets.
 POLICE_CLIENT = ("police-case-system", secret_of("police-case-system"))
@@ -210,21 +206,6 @@ def test_keycloak_tokens_of_another_issuer_without_a_role_or_expired_are_401(
     with TestClient(strict) as api:
         assert refusal_reasons(api, [roleless]) == ["expired"]
     strict.state.engine.dispose()
-
-
-@contextmanager
-def served(app, port: int) -> Iterator[str]:
-    """``app`` on 127.0.0.1:``port`` (uvicorn in a thread) until the block ends; its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), timeout=30, message="consent API did not start")
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
 
 
 def test_the_inbox_gets_its_data_keys_with_its_own_client_credentials(provider_env: str, tmp_path):
