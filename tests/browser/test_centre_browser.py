@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -118,7 +120,14 @@ def server(seeded, tmp_path, key_store_fixture):
         "HENVIS_CENTRE_CENTRES": "herning,holstebro",
         "HENVIS_RUN_DIR": str(tmp_path),
     }
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the server writes to it until the fixture ends
+    with centre_served(env, port, tmp_path / "serve.log") as base:
+        yield base, referral_id
+
+
+@contextmanager
+def centre_served(env: dict[str, str], port: int, log_path: Path) -> Iterator[str]:
+    """``henvis centre serve`` as its own process with ``env``, ready, until the block ends; its URL."""
+    log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until the block ends
     process = subprocess.Popen(
         [sys.executable, "-m", "henvis.cli", "centre", "serve", "--port", str(port)],
         env=env,
@@ -133,7 +142,7 @@ def server(seeded, tmp_path, key_store_fixture):
             ignore=(httpx.HTTPError,),
             message="centre serve did not become ready",
         )
-        yield base, referral_id
+        yield base
     finally:
         process.terminate()
         process.wait(timeout=30)

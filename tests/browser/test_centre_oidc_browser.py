@@ -12,19 +12,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from henvis.db import migrate
 from henvis.services.centre import database, store_intake
 from henvis_dev.keycloak_realm import DEMO_PASSWORD, WEB_CLIENT, secret_of
-from tests.browser.test_centre_browser import SCREENSHOTS, browser, key_store_fixture
+from tests.browser.test_centre_browser import SCREENSHOTS, browser, centre_served, key_store_fixture
 from tests.centre_fakes import KEY_STORE_TOKENS, SESSION_SECRET, api_clients_json, referral_issued
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,26 +54,8 @@ def server(tmp_path: Path, key_store_fixture: str, keycloak):
         "HENVIS_CENTRE_OIDC_CLIENT_SECRET": secret_of(WEB_CLIENT),
         "HENVIS_CENTRE_OIDC_REQUIRED_ACR": "low",
     }
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the server writes to it until the fixture ends
-    process = subprocess.Popen(
-        [sys.executable, "-m", "henvis.cli", "centre", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz").status_code == 200,
-            timeout=60,
-            ignore=(httpx.HTTPError,),
-            message="centre serve did not become ready",
-        )
+    with centre_served(env, port, tmp_path / "serve.log") as base:
         yield base, str(herning.referral_id), str(viborg.referral_id)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def _sign_in_at_keycloak(page, username: str, screenshot: Path | None = None) -> None:
