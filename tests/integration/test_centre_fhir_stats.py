@@ -7,13 +7,7 @@ process) -> `GET /v1/funnel`.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,37 +28,11 @@ from henvis.services.stats.api import create_stats_app
 from henvis.services.stats.settings import StatsSettings
 from tests.centre_fakes import KEYS, auth, centre_settings, referral_issued
 from tests.helpers import free_port, served, wait_until
+from tests.integration.test_stats_worker import stats_worker_running
 
 RESEARCHER = "researcher-token-for-fhir-tests"
 CLIENTS = json.dumps([{"name": "researcher", "role": "researcher", "token_sha256": hash_token(RESEARCHER)}])
 STATE = "urn:henvis:fhir:referral-state"
-
-
-@contextmanager
-def stats_worker(database_url: str, tmp_path) -> Iterator[None]:
-    """`henvis stats worker` on this test's topics (the env of the kafka_settings fixture)."""
-    env = {**os.environ, "HENVIS_STATS_DATABASE_URL": database_url, "HENVIS_STATS_METRICS_PORT": str(free_port())}
-    env["HENVIS_RUN_DIR"] = str(tmp_path)
-    log_path = tmp_path / "stats-worker.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "henvis.cli", "stats", "worker"], env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_until(
-            lambda: process.poll() is None and "worker_ready" in log_path.read_text(errors="replace"),
-            timeout=120,
-            interval=0.5,
-            message="stats worker not ready",
-        )
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _accepted_fact(referral_id: uuid.UUID) -> ReferralFact:
@@ -129,7 +97,11 @@ def test_outcomes_recorded_over_fhir_reach_the_funnel_like_the_inbox_ones(kafka_
             funnel()
         )
 
-    with served(centre_app, free_port()) as url, stats_worker(stats_url, tmp_path), TestClient(stats_app) as stats:
+    with (
+        served(centre_app, free_port()) as url,
+        stats_worker_running(stats_url, tmp_path),
+        TestClient(stats_app) as stats,
+    ):
         server = FHIRServer(None, base_uri=f"{url}/fhir/999900000000657/")  # Herning, by its SOR id
         server.session.headers["Authorization"] = "Bearer tok-herning"
         answers: list[str] = []

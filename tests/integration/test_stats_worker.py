@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -31,19 +33,18 @@ CLIENTS = json.dumps([{"name": "researcher", "role": "researcher", "token_sha256
 MONDAY = date(2021, 5, 3)
 
 
-@pytest.fixture
-def stats_worker(database_url, kafka_settings, tmp_path):
-    """A running `henvis stats worker` for this test's topics and database."""
+@contextmanager
+def stats_worker_running(database_url: str, tmp_path: Path, **extra_env: str) -> Iterator[dict]:
+    """`henvis stats worker` as its own process on ``database_url``, ready, until the block ends.
+
+    Kafka comes from the environment (the ``kafka_settings`` fixture sets it) or ``extra_env``."""
     metrics_port = free_port()
     env = {
         **os.environ,
         "HENVIS_STATS_DATABASE_URL": database_url,
         "HENVIS_STATS_METRICS_PORT": str(metrics_port),
-        "HENVIS_STATS_RATE_GAUGE_INTERVAL_SECONDS": "1",
         "HENVIS_RUN_DIR": str(tmp_path),
-        "HENVIS_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "HENVIS_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "HENVIS_KAFKA_PARTITIONS": str(kafka_settings.partitions),
+        **extra_env,
     }
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log_file:
@@ -66,6 +67,20 @@ def stats_worker(database_url, kafka_settings, tmp_path):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def stats_worker(database_url, kafka_settings, tmp_path):
+    """A running `henvis stats worker` for this test's topics and database."""
+    with stats_worker_running(
+        database_url,
+        tmp_path,
+        HENVIS_STATS_RATE_GAUGE_INTERVAL_SECONDS="1",
+        HENVIS_KAFKA_BOOTSTRAP_SERVERS=kafka_settings.bootstrap_servers,
+        HENVIS_KAFKA_TOPIC_PREFIX=kafka_settings.topic_prefix,
+        HENVIS_KAFKA_PARTITIONS=str(kafka_settings.partitions),
+    ) as worker:
+        yield worker
 
 
 def _tail(path: Path) -> str:
