@@ -167,8 +167,11 @@ def _too_large(max_bytes: int) -> JSONResponse:
     )
 
 
-def require_json(request: Request) -> None:
-    """Dependency for JSON endpoints: anything but ``application/json`` is a 415."""
+async def require_json(request: Request) -> None:
+    """Dependency for JSON endpoints: anything but ``application/json`` is a 415.
+
+    Async only so that FastAPI calls it on the event loop: as a plain ``def`` it cost every
+    decision a worker-thread hop (py-spy, bench/README.md, issue 18)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise HTTPException(status_code=415, detail="The body must be JSON (Content-Type: application/json).")
