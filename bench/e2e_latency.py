@@ -11,7 +11,11 @@ keep up shows as a lower achieved rate, never as hidden queueing in the client) 
 separate watcher process timestamps each referral's arrival on the eleven centre topics.
 
 Baseline, same run and broker, same rate and record size: a bare aiokafka producer
-(acks=all, idempotent) -> the same watcher; latency from ``send()`` to arrival.
+(acks=all, idempotent) -> the same watcher; latency from ``send()`` to arrival.  Second
+baseline, the pipeline's Kafka shape with no henvis code: the same produce, then a bare loop
+moving each batch to a second topic in one Kafka transaction with its input offset (as the
+router does), read by the watcher: what the two hops cost before any database, HTTP or
+henvis code.
 
 Encryption (issue 13), same run and rate: what crypto-shredding puts on a decision's path,
 timed per decision: sealing at the consent API (a fresh data key, the personal data sealed,
@@ -40,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 import httpx
 from _common import ArrivalWatcher, Pipeline, decision, figure, percentile, title
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from henvis.kafka import ensure_topics, topic_name
 from henvis.registry import load_registry
@@ -229,6 +233,70 @@ async def offer_bare(bootstrap: str, topic: str, rate: float, seconds: float, in
     return {"sent": sent, "started": started, "refused": 0, "elapsed": elapsed}
 
 
+async def offer_two_hops(bootstrap: str, first: str, second: str, rate: float, seconds: float, in_flight: int) -> dict:
+    """The pipeline's Kafka shape with no henvis code: each record produced to ``first`` as the
+    relay does (idempotent, acks=all), moved to ``second`` as the router does (a read_committed
+    consumer; a transactional producer per input partition, one transaction per batch holding
+    the records and the input offset), and timed from ``send()`` to its arrival on ``second``:
+    what Kafka itself costs a decision's two hops on this broker."""
+    sent: dict[bytes, float] = {}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    group = f"bench-two-hops-{uuid.uuid4()}"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await producer.start()
+    await consumer.start()
+    partitions = [TopicPartition(first, p) for p in sorted(await producer.partitions_for(first))]
+    movers = {
+        tp: AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            transactional_id=f"{group}-{tp.partition}",
+            acks="all",
+            linger_ms=0,
+            retry_backoff_ms=10,  # as the router's transactional producers (henvis.kafka)
+        )
+        for tp in partitions
+    }
+    for mover in movers.values():
+        await mover.start()
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    moving = asyncio.create_task(_move(consumer, movers, second, group))
+    payload = b"x" * REFERRAL_BYTES
+    try:
+
+        async def send_one(index: int) -> None:
+            key = str(uuid.uuid4()).encode()
+            sent[key] = time.time()
+            await (await producer.send(first, key=key, value=payload))
+
+        started, elapsed = await paced(rate, seconds, in_flight, send_one)
+        await asyncio.sleep(1.0)  # the last records' transactions
+    finally:
+        moving.cancel()
+        await asyncio.gather(moving, return_exceptions=True)
+        for client in (consumer, *movers.values(), producer):
+            await client.stop()
+    return {"sent": sent, "started": started, "refused": 0, "elapsed": elapsed}
+
+
+async def _move(
+    consumer: AIOKafkaConsumer, movers: dict[TopicPartition, AIOKafkaProducer], topic: str, group: str
+) -> None:
+    async def one_transaction(tp: TopicPartition, records: list) -> None:
+        producer = movers[tp]
+        await producer.begin_transaction()
+        for record in records:
+            await producer.send(topic, key=record.key, value=record.value)
+        await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
+        await producer.commit_transaction()
+
+    while True:
+        batch = await consumer.getmany(timeout_ms=200)
+        await asyncio.gather(*(one_transaction(tp, records) for tp, records in batch.items()))
+
+
 def limit(rate: float, result: dict, busy: dict[str, float]) -> str:
     """Each part's CPU while decisions were offered, and where the limit is when the API did
     not keep up with the offered rate (the busiest part, or the machine when none is)."""
@@ -303,7 +371,8 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
     with Pipeline(bootstrap, parts, extra_env, database=database) as pipeline:
         settings = pipeline.kafka_settings()
         bare_topic = topic_name("bench.bare.v1", settings)
-        ensure_topics(settings, {bare_topic: False})
+        hop_topics = [topic_name(f"bench.hop{n}.v1", settings) for n in (1, 2)]
+        ensure_topics(settings, dict.fromkeys((bare_topic, *hop_topics), False))
         token = pipeline.credentials.tokens["police"]
         decisions_topic = topic_name(CONSENT_DECISIONS.name, settings)
         with (
@@ -320,6 +389,10 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
                     bare = asyncio.run(offer_bare(bootstrap, bare_topic, rate, args.seconds, args.in_flight))
                     values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
                 base = report("bare produce->consume", bare, values, missing, None)
+                with ArrivalWatcher(bootstrap, [hop_topics[1]]) as hops_watcher:
+                    hops = asyncio.run(offer_two_hops(bootstrap, *hop_topics, rate, args.seconds, args.in_flight))
+                    values, missing = latencies_ms(hops_watcher, hops["sent"], args.drain_seconds)
+                floor = report("bare two hops, the second transactional", hops, values, missing, base)
                 cpu_before = {part: _common.cpu_seconds(pipeline.pid(part)) for part in parts}
                 product = asyncio.run(
                     offer_decisions(
@@ -332,6 +405,9 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
                 }
                 values, missing = latencies_ms(watcher, product["sent"], args.drain_seconds)
                 figures = report("POST 202 -> centre topic", product, values, missing, base)
+                figures["floor"] = floor
+                for name in ("p50", "p95", "p99"):
+                    figure(f"  {name} against the two bare hops", figures[name], "ms", floor[name])
                 stages(product, relayed, watcher)
                 figures["limit"] = limit(rate, product, busy)
                 sealing = sealing_ms(product["bodies"], protected, rate)
@@ -395,6 +471,14 @@ def main(argv: list[str] | None = None) -> int:
                 for name in ("p50", "p95", "p99")
             )
             + f"   encryption adds {figures.get('added', float('nan')):.2f} ms to p50"
+        )
+        floor = figures["floor"]
+        print(
+            f"  {'':<10} two bare hops (the second transactional): "
+            + "   ".join(
+                f"{name} {floor[name]:5.1f} (pipeline x{figures[name] / floor[name]:.1f})"
+                for name in ("p50", "p95", "p99")
+            )
         )
         if figures.get("limit"):
             print(f"  {'':<10} {figures['limit']}")
