@@ -150,6 +150,15 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hertz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hertz, sum(ticks) / hertz
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time one process has used so far, from /proc (seconds).
 
