@@ -7,10 +7,11 @@ Each service owns its database and its Alembic scripts in ``services/<name>/migr
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from alembic import command
 from alembic.config import Config
@@ -35,6 +36,14 @@ def aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def row_values(record: Any) -> dict[str, Any]:
+    """A flat dataclass record's fields as a statement's parameters.
+
+    ``dataclasses.asdict`` deep-copies every value (a datetime is rebuilt through ``copy``):
+    on the consent API's accept path that was a measurable share of its CPU (issue 18)."""
+    return {field.name: getattr(record, field.name) for field in fields(record)}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

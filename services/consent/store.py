@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime, timedelta
 from weakref import WeakKeyDictionary
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from henvis.db import aware, utcnow
+from henvis.db import aware, row_values, utcnow
 from henvis.schemas.events import ConsentGiven
 from henvis.services.consent import delivery, domain, store_keys
 from henvis.services.consent.domain_keys import DataProtection, NewDataKey, WithdrawnKeys
@@ -103,9 +103,9 @@ def _insert(conn: Connection, new: domain.NewEvent, now: datetime) -> bool:
     """In the caller's transaction: never an idempotency record without its outbox row, never a
     consent without its data key, never a withdrawal whose keys survive it.  False, and nothing
     written, when the event_id is already stored."""
-    if not conn.execute(_INSERT_IF_NEW[conn.dialect.name], asdict(new.record)).rowcount:
+    if not conn.execute(_INSERT_IF_NEW[conn.dialect.name], row_values(new.record)).rowcount:
         return False
-    conn.execute(_INSERT_OUTBOX, asdict(new.entry))
+    conn.execute(_INSERT_OUTBOX, row_values(new.entry))
     if new.data_key is not None:
         store_keys.add(conn, new.data_key, new.record.client_name, now)
     if new.withdrawn_keys is not None:
@@ -134,9 +134,9 @@ def _insert_consent_at_once(engine: Engine, new: domain.NewEvent) -> bool:
     if engine.dialect.name != "postgresql" or new.data_key is None or new.withdrawn_keys is not None:
         return False
     parameters = {
-        **_prefixed("event_", asdict(new.record)),
-        **_prefixed("outbox_", asdict(new.entry)),
-        **_prefixed("key_", asdict(new.data_key)),
+        **_prefixed("event_", row_values(new.record)),
+        **_prefixed("outbox_", row_values(new.entry)),
+        **_prefixed("key_", row_values(new.data_key)),
     }
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         return conn.execute(_INSERT_CONSENT_AT_ONCE, parameters).first() is not None

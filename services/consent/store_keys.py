@@ -11,13 +11,13 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from henvis.auth import ApiClient
-from henvis.db import aware, utcnow
+from henvis.db import aware, row_values, utcnow
 from henvis.services.consent import domain_keys
 from henvis.services.consent.domain_keys import DESTROY_ACTIONS, DestroyedBecause, KeyAction, StoredKey, WithdrawnKeys
 from henvis.services.consent.models import (
@@ -45,7 +45,7 @@ _DELETE_PENDING = delete(pending_key_withdrawals).where(
 def add(conn: Connection, key: domain_keys.NewDataKey, actor: str, now: datetime) -> None:
     """Store a new consent's data key; if its case was withdrawn before any consent of it
     arrived, the key is destroyed at once (the router holds that withdrawal for this consent)."""
-    conn.execute(_INSERT_KEY, asdict(key))
+    conn.execute(_INSERT_KEY, row_values(key))
     if conn.execute(_DELETE_PENDING, {"case_pseudonym": key.case_pseudonym}).rowcount:
         _destroy(conn, [key.referral_id], DestroyedBecause.WITHDRAWAL, actor, "police", now)
 
