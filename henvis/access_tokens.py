@@ -270,12 +270,17 @@ class AccessTokenVerifier:
         self._passed: dict[bytes, tuple[TokenHolder, float]] = {}
         self._cache_lock = threading.Lock()
 
+    def remembers(self, token: str) -> bool:
+        """True when ``token`` passed before and still holds: :meth:`verify` answers it from
+        memory, without the provider's keys (so without a possible fetch)."""
+        return self._remembered(hashlib.sha256(token.encode()).digest()) is not None
+
     def verify(self, token: str) -> TokenHolder:
         """The holder of ``token``; TokenRefused (401), TokenNotForThisApi (403) or KeysUnavailable (503)."""
         digest = hashlib.sha256(token.encode()).digest()
-        remembered = self._passed.get(digest)
-        if remembered is not None and self.now() < remembered[1]:
-            return remembered[0]
+        remembered = self._remembered(digest)
+        if remembered is not None:
+            return remembered
         holder, expires = self._check(token)
         with self._cache_lock:
             self._passed.pop(digest, None)
@@ -283,6 +288,10 @@ class AccessTokenVerifier:
             while len(self._passed) > self.cache_size:
                 del self._passed[next(iter(self._passed))]  # the oldest
         return holder
+
+    def _remembered(self, digest: bytes) -> TokenHolder | None:
+        remembered = self._passed.get(digest)
+        return remembered[0] if remembered is not None and self.now() < remembered[1] else None
 
     def _check(self, token: str) -> tuple[TokenHolder, float]:
         """The holder and until when (``exp`` plus the leeway) the token holds."""

@@ -83,6 +83,14 @@ class ClientRegistry:
         except (TokenRefused, TokenNotForThisApi, KeysUnavailable):
             return None
 
+    def identifies_from_memory(self, token: str | None) -> bool:
+        """True when :meth:`identify` needs no network for ``token``: none, a static token, or
+        an access token that passed before and still holds (a new one may need the provider's
+        keys fetched, up to the fetch timeout)."""
+        if not token or self.access_tokens is None or not _looks_like_jwt(token):
+            return True
+        return self.access_tokens.remembers(token)
+
     def identify(self, token: str | None) -> list[ApiClient]:
         """The client of ``token``, once per henvis role it holds.
 
@@ -92,7 +100,7 @@ class ClientRegistry:
         """
         if not token:
             raise TokenRefused("no bearer token")
-        if self.access_tokens is not None and token.count(".") == 2:
+        if self.access_tokens is not None and _looks_like_jwt(token):
             holder = self.access_tokens.verify(token)
             try:
                 return [ApiClient(name=holder.name, role=role, token_sha256=hash_token(token)) for role in holder.roles]
@@ -170,3 +178,8 @@ def main(argv: list[str]) -> int:
     print("client-list entry (HENVIS_API_CLIENTS_FILE):")
     print(yaml.safe_dump([client.model_dump()], sort_keys=False).rstrip())
     return 0
+
+
+def _looks_like_jwt(token: str) -> bool:
+    """Three dot-separated parts: goes to the access-token verifier, not the static list."""
+    return token.count(".") == 2

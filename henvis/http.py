@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter, Histogram
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from henvis.access_tokens import KeysUnavailable, TokenNotForThisApi, TokenRefused
@@ -228,6 +229,22 @@ BEARER_SCHEME = HTTPBearer(
 )
 #: The request's bearer credentials, None without an ``Authorization: Bearer`` header.
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
+
+
+async def admit_client_on_loop(
+    request: Request,
+    clients: ClientRegistry,
+    credentials: HTTPAuthorizationCredentials | None,
+    allowed: Iterable[str] | Callable[[str], bool],
+) -> ApiClient:
+    """:func:`admit_client` for an ``async`` dependency (the consent API's, kept on the event
+    loop for speed): on the loop when the token is checked from memory, in a worker thread
+    when checking it may fetch the identity provider's keys, which would otherwise hold
+    every other request of the process for up to the fetch timeout."""
+    token = credentials.credentials if credentials else None
+    if clients.identifies_from_memory(token):
+        return admit_client(request, clients, credentials, allowed)
+    return await run_in_threadpool(admit_client, request, clients, credentials, allowed)
 
 
 def admit_client(

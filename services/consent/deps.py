@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from henvis.auth import ApiClient, ClientRegistry
-from henvis.http import BearerCredentials, admit_client, require_json
+from henvis.http import BearerCredentials, admit_client_on_loop, require_json
 from henvis.registry import Registry
 from henvis.services.consent.domain_keys import CENTRE_ROLE_PREFIX, MANUAL_HANDLING_ROLE, DataProtection
 
@@ -50,7 +50,7 @@ ClientsDep = Annotated[ClientRegistry, Depends(get_clients)]
 
 async def police_client(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
     """The calling client, admitted only with the police role: 401 when unknown, 403 otherwise."""
-    return admit_client(request, clients, credentials, _POLICE_ROLES)
+    return await admit_client_on_loop(request, clients, credentials, _POLICE_ROLES)
 
 
 PoliceClientDep = Annotated[ApiClient, Depends(police_client)]
@@ -64,17 +64,17 @@ def _holds_keys(role: str) -> bool:
 
 async def key_holder(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
     """A client that may ask for data keys: a centre or the manual-handling role."""
-    return admit_client(request, clients, credentials, _holds_keys)
+    return await admit_client_on_loop(request, clients, credentials, _holds_keys)
 
 
 async def centre_client(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
     """A centre's client (``centre:<slug>``)."""
-    return admit_client(request, clients, credentials, lambda role: role.startswith(CENTRE_ROLE_PREFIX))
+    return await admit_client_on_loop(request, clients, credentials, lambda role: role.startswith(CENTRE_ROLE_PREFIX))
 
 
 async def auditor(request: Request, clients: ClientsDep, credentials: BearerCredentials) -> ApiClient:
     """A client with the auditor role."""
-    return admit_client(request, clients, credentials, {"auditor"})
+    return await admit_client_on_loop(request, clients, credentials, {"auditor"})
 
 
 KeyHolderDep = Annotated[ApiClient, Depends(key_holder)]

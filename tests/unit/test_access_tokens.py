@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 import structlog
 from fastapi import Depends, Request
@@ -51,6 +52,9 @@ class ProviderKeys:
         ]
         self.jwks_fetches = 0
         self.token_requests: list[dict] = []
+        #: when set, a JWKS request is answered only once the test opens this gate
+        self.jwks_gate: threading.Event | None = None
+        self.jwks_asked = threading.Event()
         keys = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +67,9 @@ class ProviderKeys:
                     }
                 elif self.path.endswith("/jwks"):
                     keys.jwks_fetches += 1
+                    keys.jwks_asked.set()
+                    if keys.jwks_gate is not None:
+                        keys.jwks_gate.wait(30)
                     body = {"keys": [key.as_dict(private=False) for key in keys.published] + keys.other_entries}
                 else:
                     self.send_error(404)
@@ -400,3 +407,53 @@ def test_a_remembered_token_still_expires(provider: ProviderKeys):
         verifier.verify(token)
     for index in range(3):  # more tokens than the cache holds: the oldest make room
         assert verifier.verify(provider.token(exp=int(clock[0]) + 60, jti=str(index))).name == "police-case-system"
+
+
+def test_a_slow_key_fetch_holds_only_the_request_that_needs_it(tmp_path) -> None:
+    """The consent API checks credentials on its event loop (for speed).  A token seen for the
+    first time may need the provider's keys fetched, up to the fetch timeout: that check runs in
+    a worker thread, so the police's other decisions are accepted meanwhile."""
+    from henvis.services.consent.api import create_consent_app
+    from henvis.services.consent.settings import ConsentSettings
+    from tests import examples
+    from tests.consent_support import CLIENTS, KEY_SETTINGS, POLICE, migrated_engine
+    from tests.helpers import free_port, served
+
+    slow = ProviderKeys()
+    slow.jwks_gate = threading.Event()
+    url = f"sqlite:///{tmp_path / 'consent.db'}"
+    verifier = AccessTokenVerifier(
+        AccessTokenPolicy(issuer=slow.issuer, audience=AUDIENCE), JwksSource(slow.issuer, timeout_seconds=30)
+    )
+    app = create_consent_app(
+        ConsentSettings(database_url=url, **KEY_SETTINGS),
+        engine=migrated_engine(url),
+        clients=ClientRegistry([ApiClient(**entry) for entry in CLIENTS], verifier),
+    )
+    try:
+        with served(app, free_port()) as base, httpx.Client(base_url=base, timeout=20) as http:
+            first_sight = threading.Thread(
+                target=lambda: results.append(
+                    http.post(
+                        "/v1/decisions",
+                        json=examples.consent_given(),
+                        headers={"Authorization": f"Bearer {slow.token()}"},
+                    ).status_code
+                )
+            )
+            results: list[int] = []
+            first_sight.start()
+            assert slow.jwks_asked.wait(20), "the new token's check never asked for the keys"
+            # The keys are on their way and will not come until the gate opens: were the check
+            # on the event loop, this decision could not be answered (timeout -> test fails).
+            meanwhile = http.post("/v1/decisions", json=examples.consent_given(), headers=POLICE)
+            assert meanwhile.status_code == 202
+            assert results == []  # the first token's request still waits for the keys
+            slow.jwks_gate.set()
+            first_sight.join(20)
+            assert results == [202]
+    finally:
+        slow.jwks_gate.set()
+        slow.server.shutdown()
+        slow.server.server_close()
+        app.state.engine.dispose()
