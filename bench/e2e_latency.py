@@ -233,21 +233,20 @@ async def offer_bare(bootstrap: str, topic: str, rate: float, seconds: float, in
     return {"sent": sent, "started": started, "refused": 0, "elapsed": elapsed}
 
 
-async def offer_two_hops(bootstrap: str, first: str, second: str, rate: float, seconds: float, in_flight: int) -> dict:
+async def offer_two_hops(
+    bootstrap: str, first: str, second: str, partition_count: int, rate: float, seconds: float, in_flight: int
+) -> dict:
     """The pipeline's Kafka shape with no henvis code: each record produced to ``first`` as the
-    relay does (idempotent, acks=all), moved to ``second`` as the router does (a read_committed
+    relay does (``offer_bare``), moved to ``second`` as the router does (a read_committed
     consumer; a transactional producer per input partition, one transaction per batch holding
-    the records and the input offset), and timed from ``send()`` to its arrival on ``second``:
-    what Kafka itself costs a decision's two hops on this broker."""
-    sent: dict[bytes, float] = {}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    the records and the input offset); the watcher times its arrival on ``second``: what Kafka
+    itself costs a decision's two hops on this broker."""
     group = f"bench-two-hops-{uuid.uuid4()}"
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, isolation_level="read_committed", enable_auto_commit=False
     )
-    await producer.start()
     await consumer.start()
-    partitions = [TopicPartition(first, p) for p in sorted(await producer.partitions_for(first))]
+    partitions = [TopicPartition(first, p) for p in range(partition_count)]
     movers = {
         tp: AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -263,22 +262,15 @@ async def offer_two_hops(bootstrap: str, first: str, second: str, rate: float, s
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     moving = asyncio.create_task(_move(consumer, movers, second, group))
-    payload = b"x" * REFERRAL_BYTES
     try:
-
-        async def send_one(index: int) -> None:
-            key = str(uuid.uuid4()).encode()
-            sent[key] = time.time()
-            await (await producer.send(first, key=key, value=payload))
-
-        started, elapsed = await paced(rate, seconds, in_flight, send_one)
+        result = await offer_bare(bootstrap, first, rate, seconds, in_flight)
         await asyncio.sleep(1.0)  # the last records' transactions
     finally:
         moving.cancel()
         await asyncio.gather(moving, return_exceptions=True)
-        for client in (consumer, *movers.values(), producer):
+        for client in (consumer, *movers.values()):
             await client.stop()
-    return {"sent": sent, "started": started, "refused": 0, "elapsed": elapsed}
+    return result
 
 
 async def _move(
@@ -400,7 +392,9 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
                     values, missing = latencies_ms(bare_watcher, bare["sent"], args.drain_seconds)
                 base = report("bare produce->consume", bare, values, missing, None)
                 with ArrivalWatcher(bootstrap, [hop_topics[1]]) as hops_watcher:
-                    hops = asyncio.run(offer_two_hops(bootstrap, *hop_topics, rate, args.seconds, args.in_flight))
+                    hops = asyncio.run(
+                        offer_two_hops(bootstrap, *hop_topics, settings.partitions, rate, args.seconds, args.in_flight)
+                    )
                     values, missing = latencies_ms(hops_watcher, hops["sent"], args.drain_seconds)
                 floor = report("bare two hops, the second transactional", hops, values, missing, base)
                 cpu_before = {part: _common.cpu_seconds(pipeline.pid(part)) for part in parts}
