@@ -1,4 +1,14 @@
-"""Consume, decide, produce exactly once: :class:`TransactionalProcessor` (the router)."""
+"""Consume, decide, produce exactly once: :class:`TransactionalProcessor` (the router).
+
+One transaction per batch and input partition writes the outputs, the state changes to the
+changelog partition of the same number, and the input's next offset as one reserved record
+of that changelog partition (key ``RESERVED_KEY_PREFIX``...).  The offset is not sent to the
+consumer group in the transaction (``send_offsets_to_transaction`` costs two more sequential
+round trips, one to the group coordinator); a partition taken restores it with the state and
+starts at the greater of it and the group's committed offset.  The group's offset is copied
+from the changelog after the transactions, off their path, so lag monitoring keeps working.
+docs/delivery-guarantees.md says why this is exactly once.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +65,17 @@ COMMIT_TIMEOUT_SECONDS = 15.0
 # its work waits on it, so it must not sleep long after the broker is back.
 RECOVERY_MAX_BACKOFF_SECONDS = 2.0
 
+# The group's committed offset is a lagging copy of the one in the changelog, kept for lag
+# monitoring (kafka-consumer-groups, alerts): committed at most this often, off the path of
+# the transactions, and given up after GROUP_COMMIT_TIMEOUT_SECONDS (aiokafka retries a
+# commit for as long as the broker is away; nothing is lost by a commit that fails).
+GROUP_COMMIT_SECONDS = 1.0
+GROUP_COMMIT_TIMEOUT_SECONDS = 10.0
+
+# Changelog keys starting with this byte are the processor's own, never state: no UTF-8 text
+# (every state key is one, encoded) has it.  The one in use says where the input continues.
+RESERVED_KEY_PREFIX = b"\xff"
+
 
 @dataclass
 class _Decided(Generic[V]):
@@ -92,11 +113,16 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
     is decided on the state as that transaction leaves it, and is committed next (batches
     that queued up meanwhile go together, in order, in one transaction).  If a transaction
     fails, the partition's later decisions are dropped with it and the partition starts again
-    from its committed offset and state.
+    from its changelog (state and input offset).
     """
 
     def __init__(
-        self, options: StreamOptions, logic: Logic[V], changelog_topic: str, tick_seconds: float | None = None
+        self,
+        options: StreamOptions,
+        logic: Logic[V],
+        changelog_topic: str,
+        tick_seconds: float | None = None,
+        group_commit_seconds: float = GROUP_COMMIT_SECONDS,
     ):
         super().__init__(options)
         [self.topic] = options.topics  # the changelog is partitioned like its one input topic
@@ -109,6 +135,13 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
         self._next_tick = time.monotonic() + (tick_seconds or 0)
         #: output topic -> its partitions, asked again after every rebalance
         self._topic_partitions: dict[str, list[int]] = {}
+        self.group_commit_seconds = group_commit_seconds
+        #: input offsets committed in the changelog and not yet in the group (the lagging copy)
+        self._group_offsets: dict[TopicPartition, int] = {}
+        self._group_commit: asyncio.Task | None = None
+        self._next_group_commit = time.monotonic() + group_commit_seconds
+        #: the changelog key of the input offset
+        self._offset_key = RESERVED_KEY_PREFIX + b"next-offset:" + self.topic.encode()
 
     def transactional_id(self, partition: int) -> str:
         return f"{self.options.group_id}-{self.topic}-{partition}"
@@ -129,8 +162,12 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             async with asyncio.timeout(self.options.session_timeout_seconds):
                 for partition in partitions:
                     producers.append(await self._start_producer(partition))
-                stores = await self._restore(partitions)
-                await self._seek_to_committed(tps)
+                stores, offsets = await self._restore(partitions)
+                # A changelog written before the offset moved into it has none: the group's
+                # offset, which that code committed in its transactions, is then the truth.
+                # The group's offset this code commits (after the changelog's) is never ahead.
+                known = {TopicPartition(self.topic, p): offset for p, offset in offsets.items()}
+                group = await self._seek_to_committed(tps, known)
         except Exception as exc:  # noqa: BLE001 - never out of a rebalance callback: take them later
             log.warning("partitions_not_taken", topic=self.topic, partitions=partitions, error_type=type(exc).__name__)
             for producer in producers:
@@ -144,11 +181,15 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
         for partition, producer in zip(partitions, producers, strict=False):
             self._partitions[partition] = _Partition(partition, producer, stores[partition])
             self._to_recover.pop(partition, None)
+        for tp, offset in known.items():
+            if offset > (group[tp] or 0):  # the lagging copy catches up even if no input comes
+                self._group_offsets[tp] = offset
         log.info(
             "partitions_restored",
             topic=self.topic,
             partitions=partitions,
             state_entries=sum(len(store) for store in stores.values()),
+            positions={tp.partition: self._positions[tp] for tp in tps},
         )
 
     async def _release(self, tps: set[TopicPartition]) -> None:
@@ -161,6 +202,12 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             owned = self._partitions.pop(partition, None)
             if owned is not None:
                 await _close(owned.producer)
+        # Leave the group's offsets where the changelog's are: lag monitoring reads them.
+        if self._group_commit is not None:
+            await asyncio.gather(self._group_commit, return_exceptions=True)
+        released = {tp: self._group_offsets.pop(tp) for tp in tps if tp in self._group_offsets}
+        if released:
+            await self._commit_group_offsets(released)
         await super()._release(tps)
 
     def _owned(self) -> Iterable[TopicPartition]:
@@ -181,9 +228,11 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             raise
         return producer
 
-    async def _restore(self, partitions: list[int]) -> dict[int, StateStore[V]]:
-        """Read the partitions' changelog from the start to its last stable offset."""
+    async def _restore(self, partitions: list[int]) -> tuple[dict[int, StateStore[V]], dict[int, int]]:
+        """Read the partitions' changelog from the start to its last stable offset: the
+        state, and the input offset the last transaction wrote (where there is one)."""
         stores: dict[int, StateStore[V]] = {p: StateStore() for p in partitions}
+        offsets: dict[int, int] = {}
         reader = AIOKafkaConsumer(
             **stream_consumer_options(self.options.kafka, None, f"{self.options.group_id}-restore")
         )
@@ -201,16 +250,21 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
                 batch = await reader.getmany(*remaining, timeout_ms=1000, max_records=10_000)
                 for tp, records in batch.items():
                     RESTORED_RECORDS.labels(topic=self.topic).inc(len(records))
-                    stores[tp.partition].apply(
-                        {_state_key(r.key): None if r.value is None else decode(r.value) for r in records}
-                    )
+                    changes: dict[str, V | None] = {}
+                    for r in records:
+                        if r.key is not None and r.key.startswith(RESERVED_KEY_PREFIX):
+                            if r.key == self._offset_key and r.value is not None:
+                                offsets[tp.partition] = int(r.value)
+                            continue
+                        changes[_state_key(r.key)] = None if r.value is None else decode(r.value)
+                    stores[tp.partition].apply(changes)
                 for tp in list(remaining):
                     # The position passes commit markers too, so it reaches the end offset.
                     if await reader.position(tp) >= ends[tp]:
                         remaining.discard(tp)
         finally:
             await stop_consumer(reader)
-        return stores
+        return stores, offsets
 
     # ------------------------------------------------------------ deciding
 
@@ -218,7 +272,7 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
         for tp, records in batch.items():
             owned = await self._ready_for_more(tp.partition)
             # Records of a partition given up (or being recovered) are fetched again from its
-            # committed offset by whoever processes it next.
+            # changelog's offset by whoever processes it next.
             records = self._unprocessed(tp, records) if owned is not None else []
             if owned is None or not records:
                 continue
@@ -256,7 +310,8 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             owned.committed.set()
 
     async def _commit(self, owned: _Partition[V], batches: list[_Decided[V]]) -> bool:
-        """One transaction: every batch's outputs and state changes, and the input offset."""
+        """One transaction: every batch's outputs and state changes, and the input offset
+        (in the changelog: a group offset in the transaction costs two more round trips)."""
         producer = owned.producer
         encode = self.logic.encode_state
         state: dict[str, V | None] = {}
@@ -269,14 +324,13 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
             for key, value in state.items()
         )
         next_offsets = [decided.next_offset for decided in batches if decided.next_offset is not None]
+        if next_offsets:
+            records.append((self.changelog_topic, owned.number, self._offset_key, str(next_offsets[-1]).encode()))
         deliveries: list[asyncio.Future] = []
         try:
             async with asyncio.timeout(COMMIT_TIMEOUT_SECONDS):
                 await producer.begin_transaction()
                 await self._send_batches(producer, records, deliveries)
-                if next_offsets:
-                    tp = TopicPartition(self.topic, owned.number)
-                    await producer.send_offsets_to_transaction({tp: next_offsets[-1]}, self.options.group_id)
                 await producer.commit_transaction()
             for delivery in deliveries:
                 delivery.result()  # done after the commit's flush; raises if one was not written
@@ -289,7 +343,9 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
         owned.store.apply(state)
         if next_offsets:
             BATCH_RECORDS.labels(topic=self.topic).observe(sum(decided.records for decided in batches))
-            self._committed(TopicPartition(self.topic, owned.number), next_offsets[-1])
+            tp = TopicPartition(self.topic, owned.number)
+            self._committed(tp, next_offsets[-1])
+            self._group_offsets[tp] = next_offsets[-1]
         with bound_contextvars(topic=self.topic, partition=owned.number):
             for decided in batches:
                 if decided.effects.on_commit is not None:
@@ -356,6 +412,15 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
     async def _between_batches(self) -> None:
         if self._to_recover:
             await self._recover()
+        if (
+            self._group_offsets
+            and time.monotonic() >= self._next_group_commit
+            and (self._group_commit is None or self._group_commit.done())
+        ):
+            self._next_group_commit = time.monotonic() + self.group_commit_seconds
+            offsets, self._group_offsets = self._group_offsets, {}
+            # Not awaited: the next transaction must not wait for it.
+            self._group_commit = asyncio.create_task(self._commit_group_offsets(offsets), name="group-commit")
         if self.tick_seconds and time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + self.tick_seconds
             for partition in list(self._partitions):
@@ -363,6 +428,22 @@ class TransactionalProcessor(StreamWorker, Generic[V]):
                 effects = self.logic.tick(partition, owned.view()) if owned is not None else None
                 if owned is not None and effects:
                     self._enqueue(owned, _Decided(effects, None, 0))
+
+    async def _commit_group_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        """Copy offsets the changelog holds into the group; a failure only logs (the copy
+        lags until the next commit, the changelog keeps the truth)."""
+        assigned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            async with asyncio.timeout(GROUP_COMMIT_TIMEOUT_SECONDS):
+                await self.consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - monitoring's copy only: tried again next time
+            log.warning("group_offset_commit_failed", topic=self.topic, error_type=type(exc).__name__)
+            for tp, offset in offsets.items():
+                if tp.partition in self._partitions:
+                    self._group_offsets.setdefault(tp, offset)  # unless a later one is waiting
 
     async def _recover(self) -> None:
         now = time.monotonic()

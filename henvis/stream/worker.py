@@ -197,18 +197,24 @@ class StreamWorker:
 
     # ------------------------------------------------------------ shared steps
 
-    async def _seek_to_committed(self, tps: list[TopicPartition]) -> None:
-        """Start each partition at the group's committed offset (the log start if none)."""
+    async def _seek_to_committed(
+        self, tps: list[TopicPartition], known: Mapping[TopicPartition, int] | None = None
+    ) -> dict[TopicPartition, int | None]:
+        """Start each partition at the group's committed offset, or at the offset in ``known``
+        where that is greater (the log start if neither); returns the group's offsets."""
         consumer = self.consumer
         starts = await consumer.beginning_offsets(tps)
         now = time.monotonic()
+        group: dict[TopicPartition, int | None] = {}
         for tp in tps:
-            committed = await consumer.committed(tp)
-            position = committed if committed is not None else starts[tp]
+            committed = group[tp] = await consumer.committed(tp)
+            offsets = [offset for offset in (committed, (known or {}).get(tp)) if offset is not None]
+            position = max(offsets) if offsets else starts[tp]
             consumer.seek(tp, position)
             self._positions[tp] = self._committed_positions[tp] = position
             self._progress_at[tp] = now
         self._count_owned()
+        return group
 
     def _count_owned(self) -> None:
         for topic in self.topics:

@@ -2,8 +2,8 @@
 
 :class:`henvis.stream.TransactionalProcessor` does the delivery (docs/delivery-guarantees.md):
 per batch and input partition, every output (centre topics, ``referral.facts.v1``,
-``henvis.manual.v2``), the changed case states and the input offsets are written in one
-transaction, which commits or leaves nothing behind.  This module only translates:
+``henvis.manual.v2``), the changed case states and the next input offset (both on the
+changelog) are written in one transaction, which commits or leaves nothing behind.  This module only translates:
 
 * records → :func:`domain.handle_message`, each message seeing the state the earlier ones in
   the batch left behind;
@@ -148,5 +148,9 @@ def build_router(settings: RouterSettings, logic: RouterLogic) -> TransactionalP
     """The router process's processor running ``logic``, wired to its topics."""
     options = StreamOptions.of(settings, topic_name(CONSENT_DECISIONS.name, settings.kafka))
     return TransactionalProcessor(
-        options, logic, settings.changelog_topic, tick_seconds=settings.check_interval_seconds
+        options,
+        logic,
+        settings.changelog_topic,
+        tick_seconds=settings.check_interval_seconds,
+        group_commit_seconds=settings.group_commit_seconds,
     )

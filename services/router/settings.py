@@ -24,6 +24,15 @@ class RouterSettings(StreamWorkerSettings):
     withdrawal_check_seconds: float | None = Field(
         default=None, gt=0, description="How often pending withdrawals are checked; default min(wait/4, 60 s)."
     )
+    group_commit_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "How often the consumer group's committed offset is brought up to the one kept in the "
+            "changelog; it is a lagging copy for lag monitoring, read only by a changelog written "
+            "before the offset moved into it."
+        ),
+    )
 
     @property
     def check_interval_seconds(self) -> float:

@@ -6,7 +6,8 @@ One harness for the CI-sized test (``test_broker_outages.py``) and the long soak
 steady rate throughout, and a sampler that records when each worker last made progress:
 
 * the router: its group's committed offsets on ``consent.decisions.v2`` (readable only while
-  the broker is up);
+  the broker is up; the router copies them from its changelog every 0.2 s here, as often as
+  the sampler looks, instead of its default second);
 * the stats worker: the events applied in its SQLite database (readable at any time).
 
 For every outage (broker stopped, down for a while, started again on the same data) it
@@ -123,6 +124,8 @@ class OutageLoop:
             "HENVIS_STATS_DATABASE_URL": self.stats_db,
             "HENVIS_RUN_DIR": str(self.run_dir),
             "HENVIS_LOG_LEVEL": "INFO",
+            # The sampler reads the router's progress from this copy of its changelog's offsets.
+            "HENVIS_ROUTER_GROUP_COMMIT_SECONDS": "0.2",
         }
         log = open(self.log_path(worker), "ab")  # noqa: SIM115 - the child holds it open
         self.processes[worker] = subprocess.Popen(
