@@ -239,7 +239,7 @@ async def offer_two_hops(
     """The pipeline's Kafka shape with no henvis code: each record produced to ``first`` as the
     relay does (``offer_bare``), moved to ``second`` as the router does (a read_committed
     consumer; a transactional producer per input partition, one transaction per batch holding
-    the records and the input offset); the watcher times its arrival on ``second``: what Kafka
+    the records and the next input offset, see ``_move``); the watcher times its arrival on ``second``: what Kafka
     itself costs a decision's two hops on this broker."""
     group = f"bench-two-hops-{uuid.uuid4()}"
     consumer = AIOKafkaConsumer(
@@ -261,7 +261,7 @@ async def offer_two_hops(
         await mover.start()
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
-    moving = asyncio.create_task(_move(consumer, movers, second, group))
+    moving = asyncio.create_task(_move(consumer, movers, second))
     try:
         result = await offer_bare(bootstrap, first, rate, seconds, in_flight)
         await asyncio.sleep(1.0)  # the last records' transactions
@@ -273,15 +273,18 @@ async def offer_two_hops(
     return result
 
 
-async def _move(
-    consumer: AIOKafkaConsumer, movers: dict[TopicPartition, AIOKafkaProducer], topic: str, group: str
-) -> None:
+async def _move(consumer: AIOKafkaConsumer, movers: dict[TopicPartition, AIOKafkaProducer], topic: str) -> None:
+    """As the router: a batch's records and its next input offset, written to the offsets
+    topic's partition of the same number (the router's changelog), in one transaction."""
+    offsets_topic = f"{topic}.offsets"
+
     async def one_transaction(tp: TopicPartition, records: list) -> None:
         producer = movers[tp]
         await producer.begin_transaction()
         for record in records:
             await producer.send(topic, key=record.key, value=record.value)
-        await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
+        next_offset = str(records[-1].offset + 1).encode()
+        await producer.send(offsets_topic, key=b"next-offset", value=next_offset, partition=tp.partition)
         await producer.commit_transaction()
 
     while True:
@@ -374,7 +377,7 @@ def run_engine(engine: str, bootstrap: str, database: str | None, extra_env: dic
         settings = pipeline.kafka_settings()
         bare_topic = topic_name("bench.bare.v1", settings)
         hop_topics = [topic_name(f"bench.hop{n}.v1", settings) for n in (1, 2)]
-        ensure_topics(settings, dict.fromkeys((bare_topic, *hop_topics), False))
+        ensure_topics(settings, dict.fromkeys((bare_topic, *hop_topics, f"{hop_topics[1]}.offsets"), False))
         token = pipeline.credentials.tokens["police"]
         decisions_topic = topic_name(CONSENT_DECISIONS.name, settings)
         with (
