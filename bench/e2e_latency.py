@@ -201,7 +201,7 @@ def sealed_on_topics(bootstrap: str, topics: list[str]) -> dict[str, str]:
 
 
 def stages(result: dict, decisions: ArrivalWatcher, centres: ArrivalWatcher) -> None:
-    """Where the time goes: API answer -> relay published -> router published (p50, p95)."""
+    """Where the time goes: API answer -> relay published -> router published (p50, p95, p99)."""
     relay, router = [], []
     for key, answered in result["sent"].items():
         published, routed = decisions.arrived(result["cases"][key]), centres.arrived(key)
@@ -212,7 +212,8 @@ def stages(result: dict, decisions: ArrivalWatcher, centres: ArrivalWatcher) -> 
         ("  of which POST 202 -> consent.decisions", relay),
         ("  of which consent.decisions -> centre", router),
     ):
-        figure(label, percentile(values, 0.5), "ms p50", note=f"p95 {percentile(values, 0.95):.1f} ms")
+        note = f"p95 {percentile(values, 0.95):.1f} ms, p99 {percentile(values, 0.99):.1f} ms"
+        figure(label, percentile(values, 0.5), "ms p50", note=note)
 
 
 async def offer_bare(bootstrap: str, topic: str, rate: float, seconds: float, in_flight: int) -> dict:

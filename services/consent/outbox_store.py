@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, or_, select, update
 
 from henvis.db import utcnow
 from henvis.services.consent import delivery
@@ -41,46 +41,21 @@ def lease(engine: Engine, owner: str, limit: int, lease_seconds: float, now: dat
     """
     now = now or utcnow()
     with engine.connect() as conn, conn.begin() as transaction:
-        conn.execute(update(outbox_lease_lock).where(outbox_lease_lock.c.id == 1).values(holder=owner, taken_at=now))
-        free = _free_rows(conn, now, limit)
+        conn.execute(_TAKE_LEASE_LOCK, {"owner": owner, "now": now})
+        free = [
+            LeasedRow(row.id, row.event_id, row.kafka_key, row.payload)
+            for row in conn.execute(_FREE_ROWS, {"now": now, "limit": limit})
+        ]
         candidates = [delivery.OutboxRow(row.id, row.key, None, None) for row in free]
         planned = delivery.plan_lease(candidates, (), owner, now, limit, lease_seconds)
         if not planned.ids:
             # Nothing written: an idle relay must not wake the relays watching a SQLite file.
             transaction.rollback()
             return []
-        _save_lease(conn, planned)
+        for chunk in _chunks(planned.ids):
+            conn.execute(_SAVE_LEASE, {"ids": chunk, "owner": planned.owner, "until": planned.until})
         chosen = set(planned.ids)
         return [row for row in free if row.id in chosen]
-
-
-def _free_rows(conn: Connection, now: datetime, limit: int) -> list[LeasedRow]:
-    """The oldest unsent rows that are not under lease and not of a key under lease (a case
-    another lease holds: its later rows wait, so the case stays in order), in id order."""
-    under_lease = and_(
-        consent_outbox.c.sent_at.is_(None),
-        consent_outbox.c.lease_until.is_not(None),
-        consent_outbox.c.lease_until > now,
-    )
-    keys_under_lease = select(consent_outbox.c.kafka_key).where(under_lease)
-    free = select(
-        consent_outbox.c.id, consent_outbox.c.event_id, consent_outbox.c.kafka_key, consent_outbox.c.payload
-    ).where(
-        consent_outbox.c.sent_at.is_(None),
-        or_(consent_outbox.c.lease_until.is_(None), consent_outbox.c.lease_until <= now),
-        consent_outbox.c.kafka_key.not_in(keys_under_lease),
-    )
-    rows = conn.execute(free.order_by(consent_outbox.c.id).limit(limit)).all()
-    return [LeasedRow(row.id, row.event_id, row.kafka_key, row.payload) for row in rows]
-
-
-def _save_lease(conn: Connection, planned: delivery.Lease) -> None:
-    for chunk in _chunks(planned.ids):
-        conn.execute(
-            update(consent_outbox)
-            .where(consent_outbox.c.id.in_(chunk))
-            .values(lease_owner=planned.owner, lease_until=planned.until, attempts=consent_outbox.c.attempts + 1)
-        )
 
 
 def mark_sent(engine: Engine, ids: list[int], now: datetime | None = None) -> None:
@@ -88,22 +63,55 @@ def mark_sent(engine: Engine, ids: list[int], now: datetime | None = None) -> No
     now = now or utcnow()
     with engine.begin() as conn:
         for chunk in _chunks(ids):
-            conn.execute(
-                update(consent_outbox)
-                .where(consent_outbox.c.id.in_(chunk))
-                .values(sent_at=now, lease_owner=None, lease_until=None)
-            )
+            conn.execute(_MARK_SENT, {"ids": chunk, "now": now})
 
 
 def release(engine: Engine, ids: list[int], owner: str) -> None:
     """Give leased rows back (publishing failed) so any relay may retry them at once."""
     with engine.begin() as conn:
         for chunk in _chunks(ids):
-            conn.execute(
-                update(consent_outbox)
-                .where(and_(consent_outbox.c.id.in_(chunk), consent_outbox.c.lease_owner == owner))
-                .values(lease_owner=None, lease_until=None)
+            conn.execute(_RELEASE, {"ids": chunk, "owner": owner})
+
+
+# The relay's statements, built once and given their values as parameters: building them on
+# every round was about a third of a lease's CPU (py-spy, bench/README.md, issue 18).
+_NOW = bindparam("now")
+_IDS = consent_outbox.c.id.in_(bindparam("ids", expanding=True))
+
+_TAKE_LEASE_LOCK = (
+    update(outbox_lease_lock).where(outbox_lease_lock.c.id == 1).values(holder=bindparam("owner"), taken_at=_NOW)
+)
+
+#: The oldest unsent rows that are not under lease and not of a key under lease (a case
+#: another lease holds: its later rows wait, so the case stays in order), in id order.
+_FREE_ROWS = (
+    select(consent_outbox.c.id, consent_outbox.c.event_id, consent_outbox.c.kafka_key, consent_outbox.c.payload)
+    .where(
+        consent_outbox.c.sent_at.is_(None),
+        or_(consent_outbox.c.lease_until.is_(None), consent_outbox.c.lease_until <= _NOW),
+        consent_outbox.c.kafka_key.not_in(
+            select(consent_outbox.c.kafka_key).where(
+                consent_outbox.c.sent_at.is_(None),
+                consent_outbox.c.lease_until.is_not(None),
+                consent_outbox.c.lease_until > _NOW,
             )
+        ),
+    )
+    .order_by(consent_outbox.c.id)
+    .limit(bindparam("limit"))
+)
+
+_SAVE_LEASE = (
+    update(consent_outbox)
+    .where(_IDS)
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"), attempts=consent_outbox.c.attempts + 1)
+)
+_MARK_SENT = update(consent_outbox).where(_IDS).values(sent_at=_NOW, lease_owner=None, lease_until=None)
+_RELEASE = (
+    update(consent_outbox)
+    .where(_IDS, consent_outbox.c.lease_owner == bindparam("owner"))
+    .values(lease_owner=None, lease_until=None)
+)
 
 
 def prune_sent(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
