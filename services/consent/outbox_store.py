@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, delete, or_, select, update
+from sqlalchemy import BindParameter, Engine, bindparam, delete, or_, select, update
 
 from henvis.db import utcnow
 from henvis.services.consent import delivery
@@ -75,7 +75,7 @@ def release(engine: Engine, ids: list[int], owner: str) -> None:
 
 # The relay's statements, built once and given their values as parameters: building them on
 # every round was about a third of a lease's CPU (py-spy, bench/README.md, issue 18).
-_NOW = bindparam("now")
+_NOW: BindParameter[datetime] = bindparam("now")
 _IDS = consent_outbox.c.id.in_(bindparam("ids", expanding=True))
 
 _TAKE_LEASE_LOCK = (
