@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import TransactionState
 
-from henvis.kafka import centre_topic_name, ensure_topics, henvis_topics, topic_name
+from henvis.kafka import centre_topic_name, topic_name
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, parse_event
 from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING
@@ -26,35 +26,6 @@ from tests.helpers import free_port, wait_until
 
 REGISTRY = load_registry()
 PROCESSING_TIMEOUT = 600  # generous: a shared 2-core machine; tests wait on real conditions
-
-
-@pytest.fixture
-def router_env(kafka_settings, tmp_path) -> dict[str, str]:
-    ensure_topics(kafka_settings, henvis_topics(kafka_settings, REGISTRY))
-    return {
-        "HENVIS_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "HENVIS_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "HENVIS_KAFKA_PARTITIONS": str(kafka_settings.partitions),
-        "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6",
-        "HENVIS_LOG_LEVEL": "INFO",
-    }
-
-
-@pytest.fixture
-def workers(router_env, tmp_path):
-    """Start router workers; every one still running is stopped at the end of the test."""
-    started: list[loadgen.RouterProcess] = []
-
-    def start(name: str = "router", **extra_env: str) -> loadgen.RouterProcess:
-        # Each worker its own static member id (by default all would take the host name).
-        env = {**router_env, "HENVIS_ROUTER_INSTANCE_ID": name, **extra_env}
-        worker = loadgen.RouterProcess(env, tmp_path / f"{name}.log", name=name).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
 
 
 def group_id(kafka_settings) -> str:

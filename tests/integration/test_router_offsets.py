@@ -10,15 +10,12 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from henvis.kafka import (
     consumer_config,
     ensure_changelog_topic,
-    ensure_topics,
-    henvis_topics,
     make_producer,
     topic_name,
 )
@@ -30,31 +27,6 @@ from tests.helpers import free_port, wait_until
 
 REGISTRY = load_registry()
 TIMEOUT = 300  # a shared 2-core machine; tests wait on real conditions
-
-
-@pytest.fixture
-def start_router(kafka_settings, tmp_path):
-    """Start ``henvis router worker`` processes; every one still running is killed at the end."""
-    ensure_topics(kafka_settings, henvis_topics(kafka_settings, REGISTRY))
-    started: list[loadgen.RouterProcess] = []
-
-    def start(name: str, **extra_env: str) -> loadgen.RouterProcess:
-        env = {
-            "HENVIS_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "HENVIS_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
-            "HENVIS_KAFKA_PARTITIONS": str(kafka_settings.partitions),
-            "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6",
-            "HENVIS_ROUTER_INSTANCE_ID": name,
-            "HENVIS_LOG_LEVEL": "INFO",
-            **extra_env,
-        }
-        worker = loadgen.RouterProcess(env, tmp_path / f"{name}.log", name=name).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
 
 
 def input_ends(kafka_settings) -> dict[int, int]:
@@ -87,14 +59,14 @@ def duplicates_dropped(metrics_port: int) -> float:
 
 
 def test_a_worker_killed_before_its_group_offset_was_committed_restarts_where_its_changelog_says(
-    kafka_settings, start_router
+    kafka_settings, workers
 ):
     expected = loadgen.mixed_decisions(600, REGISTRY, seed=21)
     loadgen.produce(kafka_settings, expected.messages)
     group = f"{kafka_settings.topic_prefix}henvis-router"
     # A copy committed only once an hour: the kill comes after every transaction committed
     # and before any group offset did.
-    first = start_router("router-first", HENVIS_ROUTER_GROUP_COMMIT_SECONDS="3600")
+    first = workers("router-first", HENVIS_ROUTER_GROUP_COMMIT_SECONDS="3600")
     ends = input_ends(kafka_settings)
     wait_until(lambda: changelog(kafka_settings, group)[0] == ends, timeout=TIMEOUT, message="input not processed")
     first.kill()
@@ -103,7 +75,7 @@ def test_a_worker_killed_before_its_group_offset_was_committed_restarts_where_it
     _, entries, records = changelog(kafka_settings, group)
 
     metrics_port = free_port()
-    second = start_router("router-second", HENVIS_ROUTER_METRICS_PORT=str(metrics_port))
+    second = workers("router-second", HENVIS_ROUTER_METRICS_PORT=str(metrics_port))
     # The lagging copy catches up with the changelog although no new input arrives.
     wait_until(
         lambda: loadgen.committed_lag(kafka_settings, group) == 0, timeout=TIMEOUT, message="group offset not copied"
@@ -123,14 +95,14 @@ def test_a_worker_killed_before_its_group_offset_was_committed_restarts_where_it
 
 
 def test_a_changelog_written_before_the_offset_moved_into_it_is_taken_over_without_reprocessing(
-    kafka_settings, start_router
+    kafka_settings, workers
 ):
     old_group = f"{kafka_settings.topic_prefix}henvis-router"
     new_app = "henvis-router-taken-over"
     new_group = f"{kafka_settings.topic_prefix}{new_app}"
     first_batch = loadgen.mixed_decisions(400, REGISTRY, seed=22)
     loadgen.produce(kafka_settings, first_batch.messages)
-    old = start_router("router-old")
+    old = workers("router-old")
     wait_until(lambda: loadgen.committed_lag(kafka_settings, old_group) == 0, timeout=TIMEOUT, message="not processed")
     assert old.stop() == 0
 
@@ -153,7 +125,7 @@ def test_a_changelog_written_before_the_offset_moved_into_it_is_taken_over_witho
     before = loadgen.observe(kafka_settings, REGISTRY)
 
     metrics_port = free_port()
-    new = start_router("router-new", HENVIS_ROUTER_APP_ID=new_app, HENVIS_ROUTER_METRICS_PORT=str(metrics_port))
+    new = workers("router-new", HENVIS_ROUTER_APP_ID=new_app, HENVIS_ROUTER_METRICS_PORT=str(metrics_port))
     wait_until(lambda: restored(new), timeout=TIMEOUT, message="partitions not restored")
     line = restored(new)
     assert {int(p): offset for p, offset in line["positions"].items()} == ends
