@@ -19,6 +19,10 @@ def router_env(kafka_settings, tmp_path) -> dict[str, str]:
         "HENVIS_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
         "HENVIS_KAFKA_PARTITIONS": str(kafka_settings.partitions),
         "HENVIS_ROUTER_SESSION_TIMEOUT_SECONDS": "6",
+        # The tests follow the router's progress through the group's committed offsets, a copy
+        # of the changelog's made at most once a second by default: copy it as often as the
+        # outage harness does, so "processed" is seen when it happens.
+        "HENVIS_ROUTER_GROUP_COMMIT_SECONDS": "0.2",
         "HENVIS_LOG_LEVEL": "INFO",
     }
 
