@@ -205,14 +205,24 @@ class Feeder(threading.Thread):
     """Publishes ``messages`` to ``consent.decisions.v2`` at a steady rate in the background,
     as the consent relay would under load, so that kills and outages fall mid-stream."""
 
-    def __init__(self, settings: KafkaSettings, messages: list[tuple[bytes, bytes]], per_second: float):
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        messages: list[tuple[bytes, bytes]],
+        per_second: float,
+        hold_after: int | None = None,
+    ):
+        """``hold_after``: feed that many messages, then wait for :meth:`release` before the
+        rest, so a test's next step falls mid-stream however slowly the machine starts it."""
         super().__init__(name="henvis-loadgen-feeder", daemon=True)
         self.settings = settings
         self.messages = messages
         self.per_second = per_second
+        self.hold_after = hold_after
         self.sent = 0
         self.error: BaseException | None = None
         self._stopping = threading.Event()
+        self._released = threading.Event()
 
     def run(self) -> None:
         producer = make_producer(self.settings, "henvis-loadgen-feeder")
@@ -220,6 +230,12 @@ class Feeder(threading.Thread):
         started = time.monotonic()
         try:
             for index, (key, value) in enumerate(self.messages):
+                if index == self.hold_after:
+                    producer.flush()
+                    while not self._released.wait(0.1):
+                        if self._stopping.is_set():
+                            return
+                    started = time.monotonic() - index / self.per_second  # the pace goes on from here
                 delay = started + index / self.per_second - time.monotonic()
                 if self._stopping.wait(delay) if delay > 0 else self._stopping.is_set():
                     break
@@ -233,6 +249,10 @@ class Feeder(threading.Thread):
 
     def running(self) -> bool:
         return self.is_alive()
+
+    def release(self) -> None:
+        """Feed the messages held back by ``hold_after``."""
+        self._released.set()
 
     def stop(self, timeout: float = 600) -> None:
         """Stop feeding now; return once what was sent is on the broker."""

@@ -141,7 +141,9 @@ def test_a_worker_joining_and_another_leaving_mid_stream_loses_nothing(kafka_set
     group = group_id(kafka_settings)
     first = workers("router-a")
     wait_until(first.is_ready, timeout=120, message="first router not ready")
-    feeder = loadgen.Feeder(kafka_settings, expected.messages, per_second=800)
+    # Half is held back until the second worker has its partitions: both rebalances fall
+    # mid-stream however long that worker takes to start on a busy machine.
+    feeder = loadgen.Feeder(kafka_settings, expected.messages, per_second=800, hold_after=5_000)
     feeder.start()
     wait_until(
         lambda: loadgen.committed_total(kafka_settings, group) >= 1_500,
@@ -152,6 +154,8 @@ def test_a_worker_joining_and_another_leaving_mid_stream_loses_nothing(kafka_set
     second = workers("router-b")  # scale out mid-stream: a rebalance while the first is busy
     wait_until(lambda: second.is_ready() and second.last_assignment(), timeout=120, message="second never got work")
     assert feeder.running(), "the rebalance should fall mid-stream"
+    feeder.release()
+    wait_until(lambda: feeder.sent > 5_500, timeout=120, message="the rest is not being fed")
     assert first.stop() == 0  # scale in mid-stream: SIGTERM, its partitions move to the second
     feeder.finish()
     wait_until_processed(kafka_settings)
