@@ -382,6 +382,23 @@ def _unexpected(topic: str, event: Event, expected: str) -> TypeError:
     return TypeError(f"{topic} holds a {type(event).__name__} (event {event.event_id}); expected {expected}")
 
 
+def unsettled_records(settings: KafkaSettings, topics: list[str]) -> int:
+    """Records on ``topics`` a ``read_committed`` reader cannot see yet: written in a transaction
+    whose commit (or abort) markers have not landed.  0 once every transaction on them is
+    complete.  The router's group offset is copied after its transactions commit, so "all
+    input committed" can be read a moment before the last outputs are visible."""
+    config = consumer_config(settings, group_id=None, client_id="henvis-loadgen-settled")
+    committed = KafkaConsumer(**config)
+    uncommitted = KafkaConsumer(**{**config, "isolation_level": "read_uncommitted"})
+    try:
+        tps = [TopicPartition(topic, p) for topic in topics for p in committed.partitions_for_topic(topic) or set()]
+        visible, written = committed.end_offsets(tps), uncommitted.end_offsets(tps)
+        return sum(written[tp] - visible[tp] for tp in tps)
+    finally:
+        committed.close()
+        uncommitted.close()
+
+
 def committed_total(settings: KafkaSettings, group_id: str) -> int:
     """How many messages of ``consent.decisions.v2`` the group has committed so far."""
     topic = topic_name(CONSENT_DECISIONS.name, settings)

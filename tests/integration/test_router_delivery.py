@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import TransactionState
 
-from henvis.kafka import centre_topic_name, topic_name
+from henvis.kafka import centre_topic_name, henvis_topics, topic_name
 from henvis.registry import load_registry
 from henvis.schemas.events import ConsentGiven, ConsentWithdrawn, parse_event
 from henvis.schemas.topics import CONSENT_DECISIONS, MANUAL_HANDLING
@@ -33,11 +33,25 @@ def group_id(kafka_settings) -> str:
 
 
 def wait_until_processed(kafka_settings, timeout: float = PROCESSING_TIMEOUT) -> None:
+    """The whole input committed and every output visible (the group's offset is a copy made
+    after the transactions, so it can run ahead of their commit markers by a moment)."""
     wait_until(
         lambda: loadgen.committed_lag(kafka_settings, group_id(kafka_settings)) == 0,
         timeout=timeout,
         interval=0.5,
         message="router did not commit the whole input",
+    )
+    wait_until_outputs_visible(kafka_settings, timeout)
+
+
+def wait_until_outputs_visible(kafka_settings, timeout: float = PROCESSING_TIMEOUT) -> None:
+    """Every transaction on henvis's topics complete: what the router committed is readable."""
+    outputs = list(henvis_topics(kafka_settings, REGISTRY))
+    wait_until(
+        lambda: loadgen.unsettled_records(kafka_settings, outputs) == 0,
+        timeout=timeout,
+        interval=0.2,
+        message="the router's last transactions never became visible",
     )
 
 

@@ -24,6 +24,7 @@ from henvis.schemas.topics import CONSENT_DECISIONS
 from henvis.stream.transactional import RESERVED_KEY_PREFIX
 from henvis_dev import loadgen
 from tests.helpers import free_port, wait_until
+from tests.integration.test_router_delivery import wait_until_outputs_visible
 
 REGISTRY = load_registry()
 TIMEOUT = 300  # a shared 2-core machine; tests wait on real conditions
@@ -69,6 +70,7 @@ def test_a_worker_killed_before_its_group_offset_was_committed_restarts_where_it
     first = workers("router-first", HENVIS_ROUTER_GROUP_COMMIT_SECONDS="3600")
     ends = input_ends(kafka_settings)
     wait_until(lambda: changelog(kafka_settings, group)[0] == ends, timeout=TIMEOUT, message="input not processed")
+    wait_until_outputs_visible(kafka_settings)
     first.kill()
     assert loadgen.committed_lag(kafka_settings, group) is None  # the group never committed
     before = loadgen.observe(kafka_settings, REGISTRY)
@@ -134,6 +136,7 @@ def test_a_changelog_written_before_the_offset_moved_into_it_is_taken_over_witho
     second_batch = loadgen.mixed_decisions(200, REGISTRY, seed=23)
     loadgen.produce(kafka_settings, second_batch.messages)
     wait_until(lambda: loadgen.committed_lag(kafka_settings, new_group) == 0, timeout=TIMEOUT, message="not processed")
+    wait_until_outputs_visible(kafka_settings)
     after = loadgen.observe(kafka_settings, REGISTRY)
     assert duplicates_dropped(metrics_port) == 0  # the first batch was not read again
     assert after.facts == before.facts + second_batch.facts
