@@ -33,7 +33,8 @@ from henvis.services.consent.models import (
 )
 from henvis.shredding import CasePseudonyms, new_data_key
 
-#: Sent in every accept transaction on PostgreSQL; delivered to the listening relays on commit.
+#: Sent in every accept transaction on PostgreSQL (a plain new consent, stored by one statement,
+#: calls pg_notify in it instead); delivered to the listening relays on commit.
 _NOTIFY_RELAYS = text(f"NOTIFY {OUTBOX_CHANNEL}")
 
 #: Failures that mean "the database cannot be reached right now", as opposed to a bug.

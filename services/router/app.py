@@ -3,7 +3,8 @@
 :class:`henvis.stream.TransactionalProcessor` does the delivery (docs/delivery-guarantees.md):
 per batch and input partition, every output (centre topics, ``referral.facts.v1``,
 ``henvis.manual.v2``), the changed case states and the next input offset (both on the
-changelog) are written in one transaction, which commits or leaves nothing behind.  This module only translates:
+changelog) are written in one transaction, which commits or leaves nothing behind.  This
+module only translates:
 
 * records → :func:`domain.handle_message`, each message seeing the state the earlier ones in
   the batch left behind;

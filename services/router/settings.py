@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from henvis.settings import StreamWorkerSettings
+from henvis.stream.transactional import GROUP_COMMIT_SECONDS
 
 SEVEN_DAYS = 7 * 24 * 60 * 60
 
@@ -25,7 +26,7 @@ class RouterSettings(StreamWorkerSettings):
         default=None, gt=0, description="How often pending withdrawals are checked; default min(wait/4, 60 s)."
     )
     group_commit_seconds: float = Field(
-        default=1.0,
+        default=GROUP_COMMIT_SECONDS,
         gt=0,
         description=(
             "How often the consumer group's committed offset is brought up to the one kept in the "

@@ -24,7 +24,7 @@ from henvis.schemas.topics import CONSENT_DECISIONS
 from henvis.stream.transactional import RESERVED_KEY_PREFIX
 from henvis_dev import loadgen
 from tests.helpers import free_port, wait_until
-from tests.integration.test_router_delivery import wait_until_outputs_visible
+from tests.integration.test_router_delivery import group_id, wait_until_outputs_visible
 
 REGISTRY = load_registry()
 TIMEOUT = 300  # a shared 2-core machine; tests wait on real conditions
@@ -64,7 +64,7 @@ def test_a_worker_killed_before_its_group_offset_was_committed_restarts_where_it
 ):
     expected = loadgen.mixed_decisions(600, REGISTRY, seed=21)
     loadgen.produce(kafka_settings, expected.messages)
-    group = f"{kafka_settings.topic_prefix}henvis-router"
+    group = group_id(kafka_settings)
     # A copy committed only once an hour: the kill comes after every transaction committed
     # and before any group offset did.
     first = workers("router-first", HENVIS_ROUTER_GROUP_COMMIT_SECONDS="3600")
@@ -99,7 +99,7 @@ def test_a_worker_killed_before_its_group_offset_was_committed_restarts_where_it
 def test_a_changelog_written_before_the_offset_moved_into_it_is_taken_over_without_reprocessing(
     kafka_settings, workers
 ):
-    old_group = f"{kafka_settings.topic_prefix}henvis-router"
+    old_group = group_id(kafka_settings)
     new_app = "henvis-router-taken-over"
     new_group = f"{kafka_settings.topic_prefix}{new_app}"
     first_batch = loadgen.mixed_decisions(400, REGISTRY, seed=22)
