@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from henvis.access_tokens import KeysUnavailable, TokenNotForThisApi, TokenRefused
 from henvis.auth import ApiClient, ClientRegistry
+from henvis.heap import settle_heap
 from henvis.metrics import mount_metrics
 from henvis.schemas.errors import describe, safe_errors
 
@@ -296,9 +297,11 @@ def serve(app: FastAPI, host: str, port: int) -> int:
     ``log_config=None`` keeps the JSON logging of :mod:`henvis.logging` (uvicorn must not
     install its own handlers); no access log, because :func:`create_app` logs every request
     by route template, never by raw path or query; no proxy headers, so a client cannot
-    claim another address with ``X-Forwarded-For``.
+    claim another address with ``X-Forwarded-For``.  The app is built by now, so the heap is
+    settled (:mod:`henvis.heap`) before the first request.
     """
     import uvicorn
 
+    settle_heap()
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
     return 0

@@ -5,7 +5,6 @@ process around it (:func:`run_worker`)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge
 
+from henvis.heap import settle_heap
 from henvis.kafka import (
     EndOffsetReader,
     leave_group,
@@ -336,14 +336,6 @@ class _Rebalance(ConsumerRebalanceListener):
         await self.worker.take_partitions(assigned)
 
 
-# A worker keeps decided batches (and its partitions' state) alive across several polls, so
-# much of what it allocates reaches the oldest generation, and with the default thresholds
-# the collector scanned the whole heap so often that it took a quarter of the router's CPU
-# (bench/router_throughput.py: 0.135 against 0.10 ms per event).  Few of these objects form
-# cycles; reference counting frees them.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
 class Runnable(Protocol):
     async def run(self) -> int: ...
 
@@ -353,7 +345,7 @@ class Runnable(Protocol):
 def run_worker(worker: Runnable, name: str) -> int:
     """Run ``worker`` in the foreground until SIGTERM or SIGINT; returns the exit code."""
     log_ = structlog.get_logger(f"henvis.{name}")
-    gc.set_threshold(*GC_THRESHOLDS)
+    settle_heap()
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from henvis.db import migrate
+from henvis.heap import settle_heap
 from henvis.kafka import centre_topic_name, consumer_config, ensure_topics, henvis_topics, make_producer, topic_name
 from henvis.metrics import WORKER_READY, serve_metrics
 from henvis.registry import load_registry
@@ -225,4 +226,5 @@ def run_worker(settings: CentreSettings) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    settle_heap()
     return worker.run()

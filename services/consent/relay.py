@@ -28,6 +28,7 @@ from kafka import KafkaProducer
 from sqlalchemy import Engine
 
 from henvis.db import make_engine
+from henvis.heap import settle_heap
 from henvis.kafka import ensure_topics, henvis_topics, topic_name
 from henvis.metrics import WORKER_READY, serve_metrics
 from henvis.registry import Registry, load_registry
@@ -228,4 +229,6 @@ class Relay:
 def run_relay(settings: ConsentSettings, stop: threading.Event) -> None:
     """Serve the relay's metrics (when configured) and publish until ``stop`` is set."""
     serve_metrics(settings.metrics_port)
-    Relay(settings).run(stop)
+    relay = Relay(settings)
+    settle_heap()
+    relay.run(stop)
