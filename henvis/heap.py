@@ -4,8 +4,9 @@
 Why (bench/README.md, issue 18): with Python's defaults a full collection in the consent API,
 the relay and the router scanned the whole heap (modules, classes, the app and its routes,
 pydantic and SQLAlchemy schema objects) and paused the process for 55–220 ms each time on a
-slow machine: every request or record in flight waited that long.  Nearly all of that heap lives as long as the process; few of the objects a
-request or a batch creates form cycles, so reference counting frees them.
+slow machine: every request or record in flight waited that long.  Nearly all of that heap
+lives as long as the process; few of the objects a request or a batch creates form cycles,
+so reference counting frees them.
 """
 
 from __future__ import annotations
